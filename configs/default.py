@@ -1,0 +1,61 @@
+"""pix2pix-256 colorization (U-Net 256 + 70x70 PatchGAN) sized for an accelerator.
+
+Train with:  python -m jaxcolor.train --config configs/default.py --workdir DIR
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """The full default configuration; every other config starts from this one."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.batch_size = 64  # global, across all devices and hosts
+    c.num_steps = 100_000
+    c.image_size = 256
+    c.compute_dtype = "bfloat16"  # activations; parameters and optimizer state stay float32
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "synthetic"  # or "folder:/path/to/images" (recursive jpg/png/webp)
+    c.data.num_synthetic = 50_000  # size of the built-in synthetic cartoon set
+    c.data.val_fraction = 0.02  # image folders: share held out for validation
+    c.data.sketch = "xdog"
+    c.data.hints = "blur"  # colour cues: Gaussian-blurred colour image; "none" for no hints
+    c.data.random_flip = True
+    c.data.num_workers = 8  # Grain worker processes per host; 0 reads in the main process
+    c.data.prefetch = 4  # batches buffered per worker
+
+    c.model = ml_collections.ConfigDict()
+    c.model.generator = ml_collections.ConfigDict()
+    c.model.generator.name = "unet"
+    c.model.generator.num_downs = 8  # unet_256: 256 px -> 1x1 bottleneck
+    c.model.generator.ngf = 64
+    c.model.generator.norm = "batch"  # batch | instance | none
+    c.model.generator.dropout = 0.5
+    c.model.generator.out_channels = 3
+    c.model.discriminator = ml_collections.ConfigDict()
+    c.model.discriminator.name = "patchgan"
+    c.model.discriminator.ndf = 64
+    c.model.discriminator.n_layers = 3  # 70x70 receptive field
+    c.model.discriminator.norm = "batch"
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.gan_mode = "vanilla"  # vanilla | lsgan | hinge | none (generator alone, no D)
+    c.loss.recon = "l1"  # l1 | l2: reconstruction term against the colour image
+    c.loss.l1_weight = 100.0
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.learning_rate = 2e-4
+    c.optimizer.b1 = 0.5
+    c.optimizer.b2 = 0.999
+    c.optimizer.decay_steps = 0  # linearly decay the lr to 0 over the last N steps; 0 = constant
+
+    c.log_every = 100
+    c.eval_every = 2_000
+    c.eval_batch_size = 16  # the fixed validation batch (rounded to a multiple of the devices)
+    c.checkpoint_every = 2_000
+    c.keep_checkpoints = 3
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # devices on the `data` axis; -1 = all devices of all hosts
+    return c

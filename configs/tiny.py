@@ -1,0 +1,33 @@
+"""A small CPU configuration: 64 px, narrow networks, a few hundred steps in a few minutes."""
+
+import importlib.util
+import pathlib
+
+
+def _default():
+    # Loaded by path so the config works whatever the current directory is.
+    path = pathlib.Path(__file__).with_name("default.py")
+    spec = importlib.util.spec_from_file_location("jaxcolor_configs_default", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def get_config():
+    """default.py shrunk so that training visibly learns on 2 CPU cores in minutes."""
+    c = _default()
+    c.batch_size = 16
+    c.num_steps = 300
+    c.image_size = 64
+    c.compute_dtype = "float32"
+    c.data.num_synthetic = 2_000
+    c.data.num_workers = 0
+    c.model.generator.num_downs = 6  # 64 px -> 1x1 bottleneck
+    c.model.generator.ngf = 16
+    c.model.discriminator.ndf = 16
+    c.optimizer.learning_rate = 1e-3
+    c.log_every = 25
+    c.eval_every = 100
+    c.eval_batch_size = 16
+    c.checkpoint_every = 100
+    return c

@@ -1,0 +1,141 @@
+"""Grain pipelines: colour image -> {color, sketch, hints} uint8 batches, one shard per process."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from jaxcolor.data import hints as hints_lib
+from jaxcolor.data import sketch as sketch_lib
+from jaxcolor.data import sources
+
+SYNTHETIC = "synthetic"
+FOLDER = "folder:"
+# pix2pix resizes to 286 and random-crops 256: the same 1.117 ratio at any size.
+CROP_MARGIN = 286 / 256
+SKETCHES = {"xdog": sketch_lib.xdog}
+
+
+def condition_channels(config: ml_collections.ConfigDict) -> int:
+    """Generator input channels: the 1-channel sketch plus the hint channels."""
+    return 1 + hints_lib.HINT_CHANNELS[config.data.hints]
+
+
+def make_sources(config: ml_collections.ConfigDict):
+    """`data.source` -> (train source, validation source)."""
+    spec = config.data.source
+    if spec == SYNTHETIC:
+        train = sources.SyntheticCartoonSource(
+            config.data.num_synthetic, config.image_size, seed=config.seed
+        )
+        # Disjoint images: the validation set is drawn with another seed.
+        val = sources.SyntheticCartoonSource(
+            max(config.eval_batch_size, 1), config.image_size, seed=config.seed + 1_000_003
+        )
+        return train, val
+    if spec.startswith(FOLDER):
+        folder = sources.ImageFolderSource(spec[len(FOLDER) :])
+        return folder.split(config.data.val_fraction, seed=config.seed)
+    raise ValueError(
+        f"data.source={spec!r} is not a known source; use 'synthetic' or 'folder:/path/to/images'."
+    )
+
+
+def _square_crop_resize(image: np.ndarray, size: int, rng: np.random.Generator | None):
+    """Resize the short side (with pix2pix's crop margin when training), crop a size x size."""
+    h, w = image.shape[:2]
+    short = round(size * CROP_MARGIN) if rng is not None else size
+    scale = short / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    image = cv2.resize(image, (nw, nh), interpolation=interp)
+    if rng is None:  # evaluation: centre crop
+        y, x = (nh - size) // 2, (nw - size) // 2
+    else:
+        y, x = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
+    return image[y : y + size, x : x + size]
+
+
+@dataclasses.dataclass(frozen=True)
+class MakeExample(grain.transforms.RandomMap):
+    """Raw element -> {color, sketch, hints} uint8; None for an undecodable file (filtered)."""
+
+    image_size: int
+    sketch: str
+    hints: str
+    train: bool
+    random_flip: bool
+
+    def random_map(self, element, rng: np.random.Generator):
+        if isinstance(element, dict):  # an image file: decode here so corrupt files are skipped
+            color = sources.decode_image(element["bytes"], element["path"])
+            if color is None:
+                return None
+        else:
+            color = element
+        if color.shape[:2] != (self.image_size, self.image_size):
+            color = _square_crop_resize(color, self.image_size, rng if self.train else None)
+        if self.train and self.random_flip and rng.random() < 0.5:
+            color = color[:, ::-1]
+        color = np.ascontiguousarray(color)
+        return {
+            "color": color,
+            "sketch": SKETCHES[self.sketch](color),
+            "hints": hints_lib.make_hints(self.hints, color),
+        }
+
+
+def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeExample:
+    return MakeExample(
+        image_size=config.image_size,
+        sketch=config.data.sketch,
+        hints=config.data.hints,
+        train=train,
+        random_flip=config.data.random_flip,
+    )
+
+
+def train_dataset(config: ml_collections.ConfigDict, source) -> grain.IterDataset:
+    """Infinite, shuffled (reshuffled every epoch), per-process batches of this host's shard."""
+    ds = grain.MapDataset.source(source)
+    ds = ds[jax.process_index() :: jax.process_count()]  # each process reads only its shard
+    ds = ds.seed(config.seed).shuffle().repeat()
+    ds = ds.random_map(_example_transform(config, train=True))
+    ds = ds.filter(lambda x: x is not None)
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=64))
+    ds = ds.batch(config.batch_size // jax.process_count(), drop_remainder=True)
+    if config.data.num_workers > 0:
+        ds = ds.mp_prefetch(
+            grain.MultiprocessingOptions(
+                num_workers=config.data.num_workers,
+                per_worker_buffer_size=config.data.prefetch,
+            )
+        )
+    return ds
+
+
+def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.ndarray]:
+    """The fixed evaluation batch: this process's rows of the first `eval_batch_size` examples."""
+    ds = grain.MapDataset.source(source).seed(config.seed)
+    ds = ds.random_map(_example_transform(config, train=False))
+    examples = []
+    for i in range(len(ds)):
+        if len(examples) == config.eval_batch_size:
+            break
+        example = ds[i]
+        if example is not None:
+            examples.append(example)
+    if not examples:
+        raise ValueError(
+            f"data.source={config.data.source!r}: no readable validation images; "
+            "add images or raise data.val_fraction."
+        )
+    # Small folders: repeat the readable images to fill the fixed batch.
+    examples = [examples[i % len(examples)] for i in range(config.eval_batch_size)]
+    rows = examples[jax.process_index() :: jax.process_count()]
+    return {k: np.stack([e[k] for e in rows]) for k in rows[0]}

@@ -1,0 +1,112 @@
+"""TensorBoard writing (tensorboardX, process 0 only), image grids and the console progress line."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import jax
+import numpy as np
+from absl import logging
+from etils import epath
+
+
+class Writer:
+    """Scalars and images to TensorBoard; a no-op on every process but 0."""
+
+    def __init__(self, logdir: epath.PathLike):
+        self.logdir = str(logdir)
+        self._writer = None
+        if jax.process_index() == 0:
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(logdir=self.logdir, flush_secs=30)
+
+    def scalars(self, step: int, values: Mapping[str, float], prefix: str) -> None:
+        """Writes `prefix/name` scalars."""
+        if self._writer is not None:
+            for name, value in values.items():
+                self._writer.add_scalar(f"{prefix}/{name}", float(value), step)
+
+    def image(self, step: int, tag: str, image: np.ndarray) -> None:
+        """Writes one uint8 HWC image."""
+        if self._writer is not None:
+            self._writer.add_image(tag, image, step, dataformats="HWC")
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _to_rgb_uint8(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) uint8 or [-1, 1] float -> (N, H, W, 3) uint8 (gray repeated, first 3 kept)."""
+    if x.dtype != np.uint8:
+        x = np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    c = x.shape[-1]
+    if c == 0:  # no hints: a mid-gray placeholder column
+        return np.full((*x.shape[:-1], 3), 128, np.uint8)
+    if c == 1:
+        return np.repeat(x, 3, axis=-1)
+    if c == 2:
+        return np.concatenate([x, x[..., :1]], axis=-1)
+    return x[..., :3]
+
+
+def image_grid(columns: list[np.ndarray], max_rows: int = 8, pad: int = 2) -> np.ndarray:
+    """One row per example, one column per array (e.g. sketch | hints | prediction | target)."""
+    cols = [_to_rgb_uint8(c[:max_rows]) for c in columns]
+    n, h, w, _ = cols[0].shape
+    grid = np.full((n * (h + pad) + pad, len(cols) * (w + pad) + pad, 3), 255, np.uint8)
+    for j, col in enumerate(cols):
+        for i in range(n):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            grid[y : y + h, x : x + w] = col[i]
+    return grid
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class Progress:
+    """Throughput and ETA between log points, and the one-line console report."""
+
+    def __init__(self, start_step: int, num_steps: int, batch_size: int):
+        self.num_steps, self.batch_size = num_steps, batch_size
+        self._last_step, self._last_time = start_step, time.perf_counter()
+
+    def update(self, step: int) -> dict[str, float]:
+        """Images/sec and steps/sec since the previous call."""
+        now = time.perf_counter()
+        steps = step - self._last_step
+        elapsed = max(now - self._last_time, 1e-9)
+        self._last_step, self._last_time = step, now
+        return {
+            "steps_per_sec": steps / elapsed,
+            "images_per_sec": steps * self.batch_size / elapsed,
+        }
+
+    def line(self, step: int, metrics: Mapping[str, float], rate: Mapping[str, float]) -> str:
+        """`step 120/300 (40%) | g_l1 0.2345 ... | 45.1 img/s | ETA 1m23s`."""
+        shown = " ".join(
+            f"{k} {metrics[k]:.4f}" for k in ("g_l1", "g_l2", "g_gan", "d_loss") if k in metrics
+        )
+        eta = (self.num_steps - step) / max(rate["steps_per_sec"], 1e-9)
+        pct = 100.0 * step / self.num_steps
+        return (
+            f"step {step}/{self.num_steps} ({pct:.0f}%) | {shown} | "
+            f"{rate['images_per_sec']:.1f} img/s | ETA {_duration(eta)}"
+        )
+
+
+def log_line(text: str) -> None:
+    """Console output from process 0 only."""
+    if jax.process_index() == 0:
+        logging.info("%s", text)

@@ -1,0 +1,67 @@
+"""Up-front config validation: each message names the key and the fix."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxcolor.data.hints import HINT_CHANNELS
+from jaxcolor.data.pipeline import SKETCHES
+from jaxcolor.models import DTYPES
+from jaxcolor.models.layers import NORMS
+from jaxcolor.training.losses import GAN_MODES, RECON
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError for a config that would fail (or silently misbehave) later."""
+    for key in ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
+        _require(config[key] >= 1, f"{key} must be >= 1, got {config[key]}")
+    _require(
+        config.compute_dtype in DTYPES,
+        f"compute_dtype must be one of {sorted(DTYPES)}, got {config.compute_dtype!r}",
+    )
+    _require(
+        config.loss.gan_mode in GAN_MODES,
+        f"loss.gan_mode must be one of {GAN_MODES}, got {config.loss.gan_mode!r}",
+    )
+    _require(
+        config.loss.recon in RECON, f"loss.recon must be one of {RECON}, got {config.loss.recon!r}"
+    )
+    for net in ("generator", "discriminator"):
+        norm = config.model[net].norm
+        _require(norm in NORMS, f"model.{net}.norm must be one of {NORMS}, got {norm!r}")
+    g = config.model.generator
+    if g.name == "unet":
+        multiple = 2**g.num_downs
+        _require(
+            config.image_size % multiple == 0,
+            f"image_size={config.image_size} must be a multiple of 2**model.generator.num_downs"
+            f" = {multiple}; change image_size or model.generator.num_downs.",
+        )
+        _require(
+            0.0 <= g.dropout < 1.0, f"model.generator.dropout must be in [0, 1), got {g.dropout}"
+        )
+    if config.loss.gan_mode != "none":
+        d = config.model.discriminator
+        min_size = 2**d.n_layers * 4
+        _require(
+            config.image_size >= min_size,
+            f"image_size={config.image_size} is too small for a PatchGAN with "
+            f"model.discriminator.n_layers={d.n_layers} (needs >= {min_size}).",
+        )
+    _require(
+        config.data.sketch in SKETCHES,
+        f"data.sketch must be one of {sorted(SKETCHES)}, got {config.data.sketch!r}",
+    )
+    _require(
+        config.data.hints in HINT_CHANNELS,
+        f"data.hints must be one of {sorted(HINT_CHANNELS)}, got {config.data.hints!r}",
+    )
+    _require(
+        0.0 <= config.data.val_fraction < 1.0,
+        f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}",
+    )

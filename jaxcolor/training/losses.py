@@ -1,0 +1,53 @@
+"""GAN and reconstruction losses; all take raw discriminator logits and return scalars."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+GAN_MODES = ("vanilla", "lsgan", "hinge", "none")
+RECON = ("l1", "l2")
+
+
+def discriminator_loss(mode: str, real: jax.Array, fake: jax.Array) -> jax.Array:
+    """pix2pix's D objective: mean over patches of the real and fake terms, times 0.5."""
+    if mode == "vanilla":  # BCE with logits against 1 (real) and 0 (fake)
+        loss = jax.nn.softplus(-real).mean() + jax.nn.softplus(fake).mean()
+    elif mode == "lsgan":
+        loss = jnp.square(real - 1.0).mean() + jnp.square(fake).mean()
+    elif mode == "hinge":
+        loss = jax.nn.relu(1.0 - real).mean() + jax.nn.relu(1.0 + fake).mean()
+    else:
+        raise ValueError(f"loss.gan_mode must be one of {GAN_MODES}, got {mode!r}")
+    return 0.5 * loss
+
+
+def generator_gan_loss(mode: str, fake: jax.Array) -> jax.Array:
+    """The generator's adversarial term: make D call its output real."""
+    if mode == "vanilla":
+        return jax.nn.softplus(-fake).mean()
+    if mode == "lsgan":
+        return jnp.square(fake - 1.0).mean()
+    if mode == "hinge":
+        return -fake.mean()
+    raise ValueError(f"loss.gan_mode must be one of {GAN_MODES}, got {mode!r}")
+
+
+def real_probability(mode: str, logits: jax.Array) -> jax.Array:
+    """D's mean score, comparable across modes: sigmoid for vanilla, the raw output otherwise."""
+    return jax.nn.sigmoid(logits).mean() if mode == "vanilla" else logits.mean()
+
+
+def reconstruction_loss(kind: str, pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Mean absolute (l1) or squared (l2) error in the [-1, 1] image space."""
+    if kind == "l1":
+        return jnp.abs(pred - target).mean()
+    if kind == "l2":
+        return jnp.square(pred - target).mean()
+    raise ValueError(f"loss.recon must be one of {RECON}, got {kind!r}")
+
+
+def psnr(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Mean per-image PSNR in dB for images in [-1, 1] (peak-to-peak 2)."""
+    mse = jnp.square(pred - target).mean(axis=tuple(range(1, pred.ndim)))
+    return (10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))).mean()

@@ -1,0 +1,224 @@
+"""Train state and the jitted GAN step (D update, then G update, as in pix2pix)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from jaxcolor import parallel
+from jaxcolor.models import build_discriminator, build_generator
+from jaxcolor.training import losses
+
+PyTree = Any
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class NetState:
+    """One network's trainable parameters, BatchNorm statistics and optimizer state."""
+
+    params: PyTree
+    stats: PyTree
+    opt: PyTree
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step reads and writes; pure pytrees, so it shards, donates and checkpoints."""
+
+    step: jax.Array
+    rng: jax.Array  # raw uint32 key data; each step folds its index in
+    g: NetState
+    d: NetState | None  # None when loss.gan_mode == "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Networks:
+    """The static halves of the networks (graph definitions) and their optimizers."""
+
+    g_graph: nnx.GraphDef
+    d_graph: nnx.GraphDef | None
+    g_tx: optax.GradientTransformation
+    d_tx: optax.GradientTransformation | None
+    schedule: optax.Schedule
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """Constant lr, then (optionally) linear decay to 0 over the last `decay_steps` steps."""
+    lr, decay = config.optimizer.learning_rate, config.optimizer.decay_steps
+    if decay <= 0:
+        return optax.constant_schedule(lr)
+    hold = max(config.num_steps - decay, 0)
+    return optax.join_schedules(
+        [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, decay)], [hold]
+    )
+
+
+def _split(model: nnx.Module) -> tuple[nnx.GraphDef, PyTree, PyTree]:
+    graph, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    return graph, params.to_pure_dict(), stats.to_pure_dict()
+
+
+def create_train_state(
+    config: ml_collections.ConfigDict, *, in_channels: int, mesh: Mesh
+) -> tuple[TrainState, Networks]:
+    """Builds both networks and their optimizers; the state is replicated over `mesh`."""
+    key = jax.random.key(config.seed)
+    g_key, d_key, step_key = jax.random.split(key, 3)
+    schedule = learning_rate_schedule(config)
+    opt = config.optimizer
+
+    def adam() -> optax.GradientTransformation:
+        return optax.adam(schedule, b1=opt.b1, b2=opt.b2)
+
+    generator = build_generator(
+        config.model.generator,
+        in_channels=in_channels,
+        dtype=config.compute_dtype,
+        rngs=nnx.Rngs(g_key),
+    )
+    g_graph, g_params, g_stats = _split(generator)
+    g_tx = adam()
+    g = NetState(g_params, g_stats, g_tx.init(g_params))
+
+    d_graph = d_tx = d = None
+    if config.loss.gan_mode != "none":
+        out_channels = config.model.generator.out_channels
+        discriminator = build_discriminator(
+            config.model.discriminator,
+            in_channels=in_channels + out_channels,
+            dtype=config.compute_dtype,
+            rngs=nnx.Rngs(d_key),
+        )
+        d_graph, d_params, d_stats = _split(discriminator)
+        d_tx = adam()
+        d = NetState(d_params, d_stats, d_tx.init(d_params))
+
+    state = TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(step_key), g=g, d=d)
+    state = jax.device_put(state, parallel.replicated(mesh))
+    return state, Networks(g_graph, d_graph, g_tx, d_tx, schedule)
+
+
+def model_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """uint8 batch -> (condition = sketch ++ hints, colour target), both float32 in [-1, 1]."""
+    to_unit = lambda x: x.astype(jnp.float32) / 127.5 - 1.0  # noqa: E731
+    condition = jnp.concatenate([to_unit(batch["sketch"]), to_unit(batch["hints"])], axis=-1)
+    return condition, to_unit(batch["color"])
+
+
+def _apply_generator(nets: Networks, params, stats, x, *, train: bool, key=None):
+    model = nnx.merge(nets.g_graph, params, stats)
+    rngs = nnx.Rngs(dropout=key) if key is not None else None
+    out = model(x, train=train, rngs=rngs)
+    return out, nnx.state(model, nnx.BatchStat).to_pure_dict()
+
+
+def _apply_discriminator(nets: Networks, params, stats, x, *, train: bool):
+    model = nnx.merge(nets.d_graph, params, stats)
+    out = model(x, train=train)
+    return out, nnx.state(model, nnx.BatchStat).to_pure_dict()
+
+
+def _update(tx: optax.GradientTransformation, net: NetState, grads, stats) -> NetState:
+    updates, opt = tx.update(grads, net.opt, net.params)
+    return NetState(optax.apply_updates(net.params, updates), stats, opt)
+
+
+def train_step(
+    state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config
+) -> tuple[TrainState, Metrics]:
+    """One pix2pix iteration: G forward once, update D on (real, detached fake), update G."""
+    loss_cfg = config.loss
+    mode = loss_cfg.gan_mode
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    condition, target = model_inputs(batch)
+
+    def generate(params):
+        return _apply_generator(nets, params, state.g.stats, condition, train=True, key=key)
+
+    # One generator forward, as pix2pix: D trains on it (detached), then G's gradient flows
+    # back through the same activations via the saved VJP.
+    fake, g_vjp, g_stats = jax.vjp(generate, state.g.params, has_aux=True)
+    metrics: Metrics = {"lr": nets.schedule(state.step)}
+
+    d = state.d
+    if mode != "none":
+        real_pair = jnp.concatenate([condition, target], axis=-1)
+        fake_pair = jnp.concatenate([condition, jax.lax.stop_gradient(fake)], axis=-1)
+
+        def d_loss_fn(params):
+            real_logits, stats = _apply_discriminator(
+                nets, params, state.d.stats, real_pair, train=True
+            )
+            fake_logits, stats = _apply_discriminator(nets, params, stats, fake_pair, train=True)
+            loss = losses.discriminator_loss(mode, real_logits, fake_logits)
+            return loss, (stats, real_logits, fake_logits)
+
+        (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
+            d_loss_fn, has_aux=True
+        )(state.d.params)
+        d = _update(nets.d_tx, state.d, d_grads, d_stats)
+        metrics |= {
+            "d_loss": d_loss,
+            "d_real": losses.real_probability(mode, real_logits),
+            "d_fake": losses.real_probability(mode, fake_logits),
+            "d_grad_norm": optax.global_norm(d_grads),
+        }
+
+    def g_loss_fn(fake):
+        recon = losses.reconstruction_loss(loss_cfg.recon, fake, target)
+        parts = {f"g_{loss_cfg.recon}": recon}
+        loss = loss_cfg.l1_weight * recon
+        stats = d.stats if d is not None else None
+        if mode != "none":
+            # The freshly updated D judges the fake, as pix2pix's backward_G does.
+            logits, stats = _apply_discriminator(
+                nets, d.params, d.stats, jnp.concatenate([condition, fake], -1), train=True
+            )
+            parts["g_gan"] = losses.generator_gan_loss(mode, logits)
+            loss = loss + parts["g_gan"]
+        return loss, (parts, stats)
+
+    (g_loss, (g_parts, d_stats_after_g)), dfake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+    (g_grads,) = g_vjp(dfake)
+    g = _update(nets.g_tx, state.g, g_grads, g_stats)
+    if d is not None:
+        d = d.replace(stats=d_stats_after_g)
+    metrics |= {"g_loss": g_loss, "g_grad_norm": optax.global_norm(g_grads), **g_parts}
+    return TrainState(step=state.step + 1, rng=state.rng, g=g, d=d), metrics
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks):
+    """Generator in inference mode (running BatchNorm statistics, no dropout)."""
+    condition, target = model_inputs(batch)
+    pred, _ = _apply_generator(nets, state.g.params, state.g.stats, condition, train=False)
+    metrics = {
+        "l1": jnp.abs(pred - target).mean(),
+        "psnr": losses.psnr(pred, target),
+    }
+    return pred, metrics
+
+
+def jit_train_step(
+    nets: Networks, config: ml_collections.ConfigDict, mesh: Mesh
+) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, Metrics]]:
+    """`train_step` compiled with replicated state, `data`-sharded batch, donated state."""
+    rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    fn = lambda state, batch: train_step(state, batch, nets=nets, config=config)  # noqa: E731
+    return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
+
+
+def jit_eval_step(nets: Networks, mesh: Mesh):
+    """`eval_step` compiled with the prediction left batch-sharded and metrics replicated."""
+    rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    fn = lambda state, batch: eval_step(state, batch, nets=nets)  # noqa: E731
+    return jax.jit(fn, in_shardings=(rep, data), out_shardings=(data, rep))
