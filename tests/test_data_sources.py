@@ -119,7 +119,7 @@ def test_image_folder_finds_nested_images(image_folder):
 
 def test_image_folder_errors_are_actionable(tmp_path):
     missing = tmp_path / "nope"
-    with pytest.raises(FileNotFoundError, match="config.data.path") as info:
+    with pytest.raises(FileNotFoundError, match="config.data.source=folder:") as info:
         ImageFolderSource(missing)
     assert str(missing) in str(info.value)
     (tmp_path / "empty").mkdir()

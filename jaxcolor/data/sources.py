@@ -271,11 +271,13 @@ class ImageFolderSource:
         )
         if not self.root.exists():
             raise FileNotFoundError(
-                f"Image folder {os.fspath(root)!r} does not exist; set --config.data.source=folder:/path/to/images to an existing folder."
+                f"Image folder {os.fspath(root)!r} does not exist; set "
+                "--config.data.source=folder:/path/to/images to an existing folder."
             )
         if not self.root.is_dir():
             raise NotADirectoryError(
-                f"Image folder {os.fspath(root)!r} is not a directory; set --config.data.source=folder:/path/to/images to an existing folder."
+                f"Image folder {os.fspath(root)!r} is not a directory; set "
+                "--config.data.source=folder:/path/to/images to an existing folder."
             )
         self.paths = self._list()
         if not self.paths:
