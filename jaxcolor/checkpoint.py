@@ -20,8 +20,15 @@ class Checkpointer:
     def __init__(self, directory: epath.PathLike, config: ml_collections.ConfigDict):
         self.directory = epath.Path(directory)
         self._config = config
+        # Explicit policy: Orbax's default also saves the first step a manager sees.
+        policy = ocp.checkpoint_managers.AnySavePolicy(
+            [
+                ocp.checkpoint_managers.FixedIntervalPolicy(config.checkpoint_every),
+                ocp.checkpoint_managers.PreemptionCheckpointingPolicy(),
+            ]
+        )
         options = ocp.CheckpointManagerOptions(
-            save_interval_steps=config.checkpoint_every,
+            save_decision_policy=policy,
             max_to_keep=config.keep_checkpoints,
             create=True,
             enable_async_checkpointing=True,

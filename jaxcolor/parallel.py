@@ -9,6 +9,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxcolor.errors import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -17,7 +19,7 @@ def create_mesh(num_data_devices: int = -1) -> Mesh:
     devices = jax.devices()
     n = len(devices) if num_data_devices == -1 else num_data_devices
     if n < 1 or n > len(devices):
-        raise ValueError(
+        raise ConfigError(
             f"mesh.data={num_data_devices} but {len(devices)} devices are visible; "
             "use -1 for all devices or a number between 1 and that count."
         )
@@ -41,12 +43,12 @@ def check_batch_size(batch_size: int, mesh: Mesh, *, name: str = "batch_size") -
     """The global batch must split evenly over the devices and the processes."""
     n = mesh.devices.size
     if batch_size < 1 or batch_size % n:
-        raise ValueError(
+        raise ConfigError(
             f"{name}={batch_size} is not divisible by the number of devices on the mesh ({n}); "
             f"set --config.{name} to a multiple of {n} (e.g. {max(1, batch_size // n) * n or n})."
         )
     if batch_size % jax.process_count():
-        raise ValueError(
+        raise ConfigError(
             f"{name}={batch_size} is not divisible by the number of processes "
             f"({jax.process_count()})."
         )

@@ -82,6 +82,10 @@ class Progress:
         self.num_steps, self.batch_size = num_steps, batch_size
         self._last_step, self._last_time = start_step, time.perf_counter()
 
+    def reset(self, step: int) -> None:
+        """Restarts the clock at `step` (after compilation, which is not throughput)."""
+        self._last_step, self._last_time = step, time.perf_counter()
+
     def update(self, step: int) -> dict[str, float]:
         """Images/sec and steps/sec since the previous call."""
         now = time.perf_counter()

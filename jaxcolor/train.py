@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import logging as std_logging
+import os
 import pathlib
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -17,7 +20,25 @@ _WORKDIR = flags.DEFINE_string(
     "Run directory for TensorBoard logs and checkpoints (local path or gs://). Resumes if it "
     "holds a checkpoint. Default: runs/<config name>-<timestamp>.",
 )
+_LIBRARY_LOGS = flags.DEFINE_bool(
+    "library_logs", False, "Also show INFO logs of the libraries (Orbax, Grain, JAX)."
+)
 flags.mark_flags_as_required(["config"])
+
+
+class _OwnInfoOnly(std_logging.Filter):
+    """Keeps jaxcolor's INFO lines and everyone's warnings; Orbax logs every save at INFO."""
+
+    def __init__(self):
+        super().__init__()
+        import jaxcolor
+
+        self._package_dir = os.path.dirname(jaxcolor.__file__)
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.WARNING or record.pathname.startswith(
+            self._package_dir
+        )
 
 
 def default_workdir(config_path: str) -> str:
@@ -29,14 +50,23 @@ def default_workdir(config_path: str) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from jaxcolor.training.loop import train_and_evaluate  # after absl has parsed the flags
+    # Imported after absl has parsed the flags.
+    from jaxcolor.errors import ConfigError
+    from jaxcolor.training.loop import train_and_evaluate
+
+    if not _LIBRARY_LOGS.value:
+        logging.get_absl_handler().addFilter(_OwnInfoOnly())
 
     workdir = _WORKDIR.value or default_workdir(
         config_flags.get_config_filename(flags.FLAGS["config"])
     )
     if not _WORKDIR.value:
         logging.info("No --workdir given; writing to %s", workdir)
-    train_and_evaluate(_CONFIG.value, workdir)
+    try:
+        train_and_evaluate(_CONFIG.value, workdir)
+    except ConfigError as e:
+        # The message says what to change; a traceback would only bury it.
+        sys.exit(f"jaxcolor.train: error: {e}")
 
 
 if __name__ == "__main__":

@@ -6,3 +6,37 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import importlib.util  # noqa: E402
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str):
+    """configs/<name>.py -> ConfigDict, loaded by path as config_flags does."""
+    spec = importlib.util.spec_from_file_location(f"{name}_config", REPO / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+@pytest.fixture
+def tiny_config():
+    """configs/tiny.py made smaller still (32 px, narrow nets) so one test takes seconds."""
+    c = load_config("tiny")
+    c.image_size = 32
+    c.batch_size = 8
+    c.eval_batch_size = 8
+    c.num_steps = 4
+    c.log_every = 2
+    c.eval_every = 2
+    c.checkpoint_every = 2
+    c.data.num_synthetic = 64
+    c.model.generator.num_downs = 5
+    c.model.generator.ngf = 8
+    c.model.discriminator.ndf = 8
+    c.model.discriminator.n_layers = 2
+    return c

@@ -13,6 +13,7 @@ import numpy as np
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data import sources
+from jaxcolor.errors import ConfigError
 
 SYNTHETIC = "synthetic"
 FOLDER = "folder:"
@@ -39,9 +40,12 @@ def make_sources(config: ml_collections.ConfigDict):
         )
         return train, val
     if spec.startswith(FOLDER):
-        folder = sources.ImageFolderSource(spec[len(FOLDER) :])
+        try:
+            folder = sources.ImageFolderSource(spec[len(FOLDER) :])
+        except (OSError, ValueError) as e:  # missing, not a folder, or no images in it
+            raise ConfigError(f"data.source={spec!r}: {e}") from e
         return folder.split(config.data.val_fraction, seed=config.seed)
-    raise ValueError(
+    raise ConfigError(
         f"data.source={spec!r} is not a known source; use 'synthetic' or 'folder:/path/to/images'."
     )
 
@@ -131,7 +135,7 @@ def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.
         if example is not None:
             examples.append(example)
     if not examples:
-        raise ValueError(
+        raise ConfigError(
             f"data.source={config.data.source!r}: no readable validation images; "
             "add images or raise data.val_fraction."
         )

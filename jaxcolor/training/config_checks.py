@@ -6,6 +6,7 @@ import ml_collections
 
 from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.data.pipeline import SKETCHES
+from jaxcolor.errors import ConfigError
 from jaxcolor.models import DTYPES
 from jaxcolor.models.layers import NORMS
 from jaxcolor.training.losses import GAN_MODES, RECON
@@ -13,11 +14,11 @@ from jaxcolor.training.losses import GAN_MODES, RECON
 
 def _require(ok: bool, message: str) -> None:
     if not ok:
-        raise ValueError(message)
+        raise ConfigError(message)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ValueError for a config that would fail (or silently misbehave) later."""
+    """Raises ConfigError for a config that would fail (or silently misbehave) later."""
     for key in ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
         _require(config[key] >= 1, f"{key} must be >= 1, got {config[key]}")
     _require(

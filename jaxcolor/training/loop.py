@@ -7,7 +7,6 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
@@ -48,10 +47,15 @@ class _Evaluator:
         return metrics
 
 
+def _absolute(path: str) -> epath.Path:
+    """Local paths made absolute (Orbax requires it); gs:// and other URLs kept as they are."""
+    return epath.Path(path) if "://" in str(path) else epath.Path(path).resolve()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains for `config.num_steps`, resuming from the newest checkpoint in `workdir`."""
     config_checks.validate(config)
-    workdir = epath.Path(workdir)
+    workdir = _absolute(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     mesh = parallel.create_mesh(config.mesh.data)
     parallel.check_batch_size(config.batch_size, mesh)
@@ -91,9 +95,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         state, metrics = train_step(state, batch)
         if step == start + 1:
             jax.block_until_ready(metrics)
-            logging.info(
-                "First step (incl. compilation) took %.1fs", time.perf_counter() - compile_start
-            )
+            compile_seconds = time.perf_counter() - compile_start
+            summary.log_line(f"First step (incl. compilation) took {compile_seconds:.1f}s")
+            progress.reset(step)
         if pending is not None:
             _log_train(writer, progress, *pending)
             pending = None

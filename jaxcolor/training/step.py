@@ -65,7 +65,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
 def _split(model: nnx.Module) -> tuple[nnx.GraphDef, PyTree, PyTree]:
     graph, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    return graph, params.to_pure_dict(), stats.to_pure_dict()
+    return graph, nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
 
 
 def create_train_state(
@@ -119,13 +119,13 @@ def _apply_generator(nets: Networks, params, stats, x, *, train: bool, key=None)
     model = nnx.merge(nets.g_graph, params, stats)
     rngs = nnx.Rngs(dropout=key) if key is not None else None
     out = model(x, train=train, rngs=rngs)
-    return out, nnx.state(model, nnx.BatchStat).to_pure_dict()
+    return out, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
 
 def _apply_discriminator(nets: Networks, params, stats, x, *, train: bool):
     model = nnx.merge(nets.d_graph, params, stats)
     out = model(x, train=train)
-    return out, nnx.state(model, nnx.BatchStat).to_pure_dict()
+    return out, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
 
 def _update(tx: optax.GradientTransformation, net: NetState, grads, stats) -> NetState:
@@ -171,7 +171,7 @@ def train_step(
             "d_loss": d_loss,
             "d_real": losses.real_probability(mode, real_logits),
             "d_fake": losses.real_probability(mode, fake_logits),
-            "d_grad_norm": optax.global_norm(d_grads),
+            "d_grad_norm": optax.tree.norm(d_grads),
         }
 
     def g_loss_fn(fake):
@@ -193,7 +193,7 @@ def train_step(
     g = _update(nets.g_tx, state.g, g_grads, g_stats)
     if d is not None:
         d = d.replace(stats=d_stats_after_g)
-    metrics |= {"g_loss": g_loss, "g_grad_norm": optax.global_norm(g_grads), **g_parts}
+    metrics |= {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads), **g_parts}
     return TrainState(step=state.step + 1, rng=state.rng, g=g, d=d), metrics
 
 
