@@ -70,8 +70,10 @@ def test_training_lowers_validation_l1_and_writes_tensorboard(tiny_config, tmp_p
     assert grid.shape[0] > 8 * c.image_size and grid.shape[1] > 4 * c.image_size
 
 
-def test_rerun_with_more_steps_resumes_from_checkpoint(tiny_config, tmp_path, caplog):
+@pytest.mark.parametrize("num_workers", [0, 2])  # in-process and Grain worker processes
+def test_rerun_with_more_steps_resumes_from_checkpoint(tiny_config, tmp_path, caplog, num_workers):
     caplog.set_level(logging.INFO)
+    tiny_config.data.num_workers = num_workers
     tiny_config.num_steps = 4
     train_and_evaluate(tiny_config, str(tmp_path))
     assert "Starting fresh" in caplog.text

@@ -9,6 +9,7 @@ import grain
 import jax
 import ml_collections
 import numpy as np
+from absl import flags
 
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
@@ -114,6 +115,10 @@ def train_dataset(config: ml_collections.ConfigDict, source) -> grain.IterDatase
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=64))
     ds = ds.batch(config.batch_size // jax.process_count(), drop_remainder=True)
     if config.data.num_workers > 0:
+        if not flags.FLAGS.is_parsed():
+            # Grain's workers read its absl flags; called as a library (tests, notebooks)
+            # nothing has parsed them, so take their defaults.
+            flags.FLAGS.mark_as_parsed()
         ds = ds.mp_prefetch(
             grain.MultiprocessingOptions(
                 num_workers=config.data.num_workers,
