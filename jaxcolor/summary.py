@@ -87,11 +87,13 @@ class Progress:
         self._last_step, self._last_time = step, time.perf_counter()
 
     def update(self, step: int) -> dict[str, float]:
-        """Images/sec and steps/sec since the previous call."""
+        """Images/sec and steps/sec since the previous call; empty if no step was timed."""
         now = time.perf_counter()
         steps = step - self._last_step
-        elapsed = max(now - self._last_time, 1e-9)
+        elapsed = now - self._last_time
         self._last_step, self._last_time = step, now
+        if steps <= 0 or elapsed <= 0:  # e.g. the first step, whose time is compilation
+            return {}
         return {
             "steps_per_sec": steps / elapsed,
             "images_per_sec": steps * self.batch_size / elapsed,
@@ -102,12 +104,11 @@ class Progress:
         shown = " ".join(
             f"{k} {metrics[k]:.4f}" for k in ("g_l1", "g_l2", "g_gan", "d_loss") if k in metrics
         )
-        eta = (self.num_steps - step) / max(rate["steps_per_sec"], 1e-9)
-        pct = 100.0 * step / self.num_steps
-        return (
-            f"step {step}/{self.num_steps} ({pct:.0f}%) | {shown} | "
-            f"{rate['images_per_sec']:.1f} img/s | ETA {_duration(eta)}"
-        )
+        text = f"step {step}/{self.num_steps} ({100.0 * step / self.num_steps:.0f}%) | {shown}"
+        if rate:
+            eta = (self.num_steps - step) / rate["steps_per_sec"]
+            text += f" | {rate['images_per_sec']:.1f} img/s | ETA {_duration(eta)}"
+        return text
 
 
 def log_line(text: str) -> None:

@@ -112,7 +112,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     ckpt.close()
     writer.close()
     summary.log_line(
-        f"Done at step {config.num_steps}. TensorBoard: tensorboard --logdir "
+        f"Done at step {max(start, config.num_steps)}. TensorBoard: tensorboard --logdir "
         f"{writer.logdir}   checkpoints: {ckpt.directory}"
     )
     return state

@@ -1,0 +1,34 @@
+"""Image grids and the console progress line."""
+
+import numpy as np
+
+from jaxcolor import summary
+
+
+def test_image_grid_places_each_column_and_row():
+    n, h, w = 3, 8, 10
+    sketch = np.full((n, h, w, 1), 7, np.uint8)
+    no_hints = np.zeros((n, h, w, 0), np.uint8)
+    pred = np.full((n, h, w, 3), -1.0, np.float32)  # [-1, 1] floats -> 0
+    target = np.full((n, h, w, 3), 200, np.uint8)
+    grid = summary.image_grid([sketch, no_hints, pred, target], max_rows=2, pad=2)
+    assert grid.shape == (2 * (h + 2) + 2, 4 * (w + 2) + 2, 3) and grid.dtype == np.uint8
+    row = slice(2 + h + 2, 2 + h + 2 + h)  # the second example
+    col = lambda j: slice(2 + j * (w + 2), 2 + j * (w + 2) + w)  # noqa: E731
+    assert (grid[row, col(0)] == 7).all()
+    assert (grid[row, col(1)] == 128).all()  # gray placeholder when there are no hints
+    assert (grid[row, col(2)] == 0).all()
+    assert (grid[row, col(3)] == 200).all()
+
+
+def test_progress_line_reports_rate_and_eta_only_when_timed():
+    progress = summary.Progress(start_step=0, num_steps=100, batch_size=16)
+    progress.reset(1)
+    first = progress.update(1)
+    assert first == {}
+    assert progress.line(1, {"g_l1": 0.5}, first) == "step 1/100 (1%) | g_l1 0.5000"
+    rate = progress.update(51)
+    assert rate["images_per_sec"] == rate["steps_per_sec"] * 16 > 0
+    line = progress.line(51, {"g_l1": 0.25, "d_loss": 0.7, "lr": 1.0}, rate)
+    assert line.startswith("step 51/100 (51%) | g_l1 0.2500 d_loss 0.7000 | ")
+    assert "img/s | ETA " in line
