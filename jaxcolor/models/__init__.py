@@ -33,22 +33,27 @@ def compute_dtype(name: str) -> Any:
     return DTYPES[name]
 
 
-def _kwargs(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
-    kwargs = cfg.to_dict()
-    kwargs.pop("name")
-    return kwargs
+def _build(
+    registry: dict[str, type], cfg: ml_collections.ConfigDict, key: str, **kwargs: Any
+) -> nnx.Module:
+    if cfg.name not in registry:
+        raise ValueError(f"{key}.name must be one of {sorted(registry)}, got {cfg.name!r}")
+    options = cfg.to_dict()
+    options.pop("name")
+    return registry[cfg.name](**kwargs, **options)
 
 
 def build_generator(
     cfg: ml_collections.ConfigDict, *, in_channels: int, dtype: str, rngs: nnx.Rngs
 ) -> nnx.Module:
     """`model.generator` config -> generator taking `in_channels` (sketch + hints) inputs."""
-    if cfg.name not in GENERATORS:
-        raise ValueError(
-            f"model.generator.name must be one of {sorted(GENERATORS)}, got {cfg.name!r}"
-        )
-    return GENERATORS[cfg.name](
-        in_channels=in_channels, dtype=compute_dtype(dtype), rngs=rngs, **_kwargs(cfg)
+    return _build(
+        GENERATORS,
+        cfg,
+        "model.generator",
+        in_channels=in_channels,
+        dtype=compute_dtype(dtype),
+        rngs=rngs,
     )
 
 
@@ -56,10 +61,11 @@ def build_discriminator(
     cfg: ml_collections.ConfigDict, *, in_channels: int, dtype: str, rngs: nnx.Rngs
 ) -> nnx.Module:
     """`model.discriminator` config -> discriminator over concat(condition, colour image)."""
-    if cfg.name not in DISCRIMINATORS:
-        raise ValueError(
-            f"model.discriminator.name must be one of {sorted(DISCRIMINATORS)}, got {cfg.name!r}"
-        )
-    return DISCRIMINATORS[cfg.name](
-        in_channels=in_channels, dtype=compute_dtype(dtype), rngs=rngs, **_kwargs(cfg)
+    return _build(
+        DISCRIMINATORS,
+        cfg,
+        "model.discriminator",
+        in_channels=in_channels,
+        dtype=compute_dtype(dtype),
+        rngs=rngs,
     )
