@@ -52,7 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.log_every = 100
     c.eval_every = 2_000
-    c.eval_batch_size = 16  # the fixed validation batch (rounded to a multiple of the devices)
+    c.eval_batch_size = 16  # the fixed validation batch; a multiple of the device count
     c.checkpoint_every = 2_000
     c.keep_checkpoints = 3
 

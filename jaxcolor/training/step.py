@@ -174,15 +174,15 @@ def train_step(
             "d_grad_norm": optax.tree.norm(d_grads),
         }
 
-    def g_loss_fn(fake):
-        recon = losses.reconstruction_loss(loss_cfg.recon, fake, target)
+    def g_loss_fn(generated):
+        recon = losses.reconstruction_loss(loss_cfg.recon, generated, target)
         parts = {f"g_{loss_cfg.recon}": recon}
         loss = loss_cfg.l1_weight * recon
         stats = d.stats if d is not None else None
         if mode != "none":
             # The freshly updated D judges the fake, as pix2pix's backward_G does.
             logits, stats = _apply_discriminator(
-                nets, d.params, d.stats, jnp.concatenate([condition, fake], -1), train=True
+                nets, d.params, d.stats, jnp.concatenate([condition, generated], -1), train=True
             )
             parts["g_gan"] = losses.generator_gan_loss(mode, logits)
             loss = loss + parts["g_gan"]
