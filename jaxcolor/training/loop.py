@@ -104,7 +104,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         if step % config.log_every == 0 or step == config.num_steps:
             pending = (step, metrics)
         if step % config.eval_every == 0 or step == config.num_steps:
+            if pending is not None:  # evaluation blocks anyway; keep its time out of img/s
+                _log_train(writer, progress, *pending)
+                pending = None
             evaluate(step, state)
+            progress.reset(step)
         ckpt.save(step, state, train_iter, force=step == config.num_steps)
     if pending is not None:
         _log_train(writer, progress, *pending)
