@@ -115,16 +115,10 @@ def model_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     return condition, to_unit(batch["color"])
 
 
-def _apply_generator(nets: Networks, params, stats, x, *, train: bool, key=None):
-    model = nnx.merge(nets.g_graph, params, stats)
-    rngs = nnx.Rngs(dropout=key) if key is not None else None
-    out = model(x, train=train, rngs=rngs)
-    return out, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
-
-
-def _apply_discriminator(nets: Networks, params, stats, x, *, train: bool):
-    model = nnx.merge(nets.d_graph, params, stats)
-    out = model(x, train=train)
+def _apply(graph: nnx.GraphDef, params, stats, x, **call_kwargs):
+    """Runs a network from its pure state; returns (output, updated BatchNorm statistics)."""
+    model = nnx.merge(graph, params, stats)
+    out = model(x, **call_kwargs)
     return out, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
 
@@ -143,7 +137,9 @@ def train_step(
     condition, target = model_inputs(batch)
 
     def generate(params):
-        return _apply_generator(nets, params, state.g.stats, condition, train=True, key=key)
+        return _apply(
+            nets.g_graph, params, state.g.stats, condition, train=True, rngs=nnx.Rngs(dropout=key)
+        )
 
     # One generator forward, as pix2pix: D trains on it (detached), then G's gradient flows
     # back through the same activations via the saved VJP.
@@ -156,10 +152,8 @@ def train_step(
         fake_pair = jnp.concatenate([condition, jax.lax.stop_gradient(fake)], axis=-1)
 
         def d_loss_fn(params):
-            real_logits, stats = _apply_discriminator(
-                nets, params, state.d.stats, real_pair, train=True
-            )
-            fake_logits, stats = _apply_discriminator(nets, params, stats, fake_pair, train=True)
+            real_logits, stats = _apply(nets.d_graph, params, state.d.stats, real_pair, train=True)
+            fake_logits, stats = _apply(nets.d_graph, params, stats, fake_pair, train=True)
             loss = losses.discriminator_loss(mode, real_logits, fake_logits)
             return loss, (stats, real_logits, fake_logits)
 
@@ -181,9 +175,8 @@ def train_step(
         stats = d.stats if d is not None else None
         if mode != "none":
             # The freshly updated D judges the fake, as pix2pix's backward_G does.
-            logits, stats = _apply_discriminator(
-                nets, d.params, d.stats, jnp.concatenate([condition, generated], -1), train=True
-            )
+            pair = jnp.concatenate([condition, generated], -1)
+            logits, stats = _apply(nets.d_graph, d.params, d.stats, pair, train=True)
             parts["g_gan"] = losses.generator_gan_loss(mode, logits)
             loss = loss + parts["g_gan"]
         return loss, (parts, stats)
@@ -200,7 +193,7 @@ def train_step(
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks):
     """Generator in inference mode (running BatchNorm statistics, no dropout)."""
     condition, target = model_inputs(batch)
-    pred, _ = _apply_generator(nets, state.g.params, state.g.stats, condition, train=False)
+    pred, _ = _apply(nets.g_graph, state.g.params, state.g.stats, condition, train=False)
     metrics = {
         "l1": jnp.abs(pred - target).mean(),
         "psnr": losses.psnr(pred, target),
