@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
@@ -49,7 +50,7 @@ class Checkpointer:
             args=ocp.args.Composite(
                 **{
                     STATE: ocp.args.StandardRestore(abstract),
-                    DATA: _grain_restore(data_iter),
+                    DATA: grain.checkpoint.CheckpointRestore(data_iter),
                 }
             ),
         )
@@ -71,7 +72,7 @@ class Checkpointer:
             args=ocp.args.Composite(
                 **{
                     STATE: ocp.args.StandardSave(state),
-                    DATA: _grain_save(data_iter),
+                    DATA: grain.checkpoint.CheckpointSave(data_iter),
                     METADATA: ocp.args.JsonSave(metadata),
                 }
             ),
@@ -83,15 +84,3 @@ class Checkpointer:
         self._manager.wait_until_finished()
         self._manager.close()
         logging.info("Checkpoints in %s (latest step %s)", self.directory, self.latest_step())
-
-
-def _grain_save(data_iter):
-    import grain
-
-    return grain.checkpoint.CheckpointSave(data_iter)
-
-
-def _grain_restore(data_iter):
-    import grain
-
-    return grain.checkpoint.CheckpointRestore(data_iter)

@@ -45,7 +45,7 @@ def check_batch_size(batch_size: int, mesh: Mesh, *, name: str = "batch_size") -
     if batch_size < 1 or batch_size % n:
         raise ConfigError(
             f"{name}={batch_size} is not divisible by the number of devices on the mesh ({n}); "
-            f"set --config.{name} to a multiple of {n} (e.g. {max(1, batch_size // n) * n or n})."
+            f"set --config.{name} to a multiple of {n} (e.g. {max(1, batch_size // n) * n})."
         )
     if batch_size % jax.process_count():
         raise ConfigError(

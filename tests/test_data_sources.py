@@ -220,3 +220,12 @@ def test_xdog_is_white_paper_with_dark_lines():
     assert sketch[2, 2, 0] == 255 and sketch[32, 32, 0] == 255
     assert sketch[16, 32, 0] < 64
     np.testing.assert_array_equal(sketch, xdog(image))
+
+
+def test_make_sketch_dispatches_by_name_and_rejects_unknown_methods():
+    from jaxcolor.data.sketch import make_sketch, xdog
+
+    image = SyntheticCartoonSource(1, 64, seed=3)[0]
+    np.testing.assert_array_equal(make_sketch("xdog", image), xdog(image))
+    with pytest.raises(ValueError, match="data.sketch"):
+        make_sketch("pencil", image)

@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
+from jaxcolor import parallel
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data import sources
@@ -20,7 +21,6 @@ SYNTHETIC = "synthetic"
 FOLDER = "folder:"
 # pix2pix resizes to 286 and random-crops 256: the same 1.117 ratio at any size.
 CROP_MARGIN = 286 / 256
-SKETCHES = {"xdog": sketch_lib.xdog}
 
 
 def condition_channels(config: ml_collections.ConfigDict) -> int:
@@ -90,7 +90,7 @@ class MakeExample(grain.transforms.RandomMap):
         color = np.ascontiguousarray(color)
         return {
             "color": color,
-            "sketch": SKETCHES[self.sketch](color),
+            "sketch": sketch_lib.make_sketch(self.sketch, color),
             "hints": hints_lib.make_hints(self.hints, color),
         }
 
@@ -113,7 +113,7 @@ def train_dataset(config: ml_collections.ConfigDict, source) -> grain.IterDatase
     ds = ds.random_map(_example_transform(config, train=True))
     ds = ds.filter(lambda x: x is not None)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=64))
-    ds = ds.batch(config.batch_size // jax.process_count(), drop_remainder=True)
+    ds = ds.batch(parallel.per_process_batch_size(config.batch_size), drop_remainder=True)
     if config.data.num_workers > 0:
         if not flags.FLAGS.is_parsed():
             # Grain's workers read its absl flags; called as a library (tests, notebooks)

@@ -36,3 +36,16 @@ def xdog(
         soft = 1.0 + np.tanh(np.minimum(phi * (sharpened - epsilon), 0.0))
     lines = np.where(sharpened >= epsilon, 1.0, soft)
     return np.round(np.clip(lines, 0.0, 1.0) * 255.0).astype(np.uint8)[..., None]
+
+
+# Sketch extractors by `data.sketch` name.
+SKETCHES = {"xdog": xdog}
+
+
+def make_sketch(method: str, image: np.ndarray) -> np.ndarray:
+    """Returns the sketch of `image` by `method` (see SKETCHES) as uint8 (H, W, 1)."""
+    if method not in SKETCHES:
+        raise ValueError(
+            f"Unknown data.sketch {method!r}; valid methods are {', '.join(sorted(SKETCHES))}."
+        )
+    return SKETCHES[method](image)

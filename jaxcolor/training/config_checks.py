@@ -5,7 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxcolor.data.hints import HINT_CHANNELS
-from jaxcolor.data.pipeline import SKETCHES
+from jaxcolor.data.sketch import SKETCHES
 from jaxcolor.errors import ConfigError
 from jaxcolor.models import DTYPES
 from jaxcolor.models.layers import NORMS
