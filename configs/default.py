@@ -50,6 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.optimizer.b2 = 0.999
     c.optimizer.decay_steps = 0  # linearly decay the lr to 0 over the last N steps; 0 = constant
 
+    c.train = ml_collections.ConfigDict()
+    c.train.on_nonfinite = "stop"  # NaN/Inf loss or gradient: "stop" the run, or "skip" the update
+    c.train.max_nonfinite = 10  # with "skip": stop after this many non-finite steps in a row
+
     c.log_every = 100
     c.eval_every = 2_000
     c.eval_batch_size = 16  # the fixed validation batch; a multiple of the device count

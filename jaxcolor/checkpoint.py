@@ -1,18 +1,34 @@
-"""Orbax CheckpointManager around the train state, the Grain iterator state and run metadata."""
+"""Orbax CheckpointManager around the train state, the Grain iterator state and run metadata.
+
+Saves are asynchronous and atomic: Orbax writes `<step>.orbax-checkpoint-tmp` (or, on GCS, a
+step directory without `commit_success.txt`) and commits it only when every file is written, so
+a run killed mid-save leaves the previous checkpoint as the newest complete one.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import errno
+import signal
+import threading
+import time
+from typing import Any
 
 import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
-from absl import logging
 from etils import epath
 
 import jaxcolor
+from jaxcolor import summary
+from jaxcolor.errors import CheckpointMismatchError, WorkdirError
 from jaxcolor.training.step import TrainState
 
 STATE, DATA, METADATA = "state", "data", "metadata"
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
+# Config keys that decide the shapes in the state: a mismatch here means "another run".
+SHAPE_KEYS = ("model", "data.hints", "loss.gan_mode")
 
 
 class Checkpointer:
@@ -21,6 +37,7 @@ class Checkpointer:
     def __init__(self, directory: epath.PathLike, config: ml_collections.ConfigDict):
         self.directory = epath.Path(directory)
         self._config = config
+        self.discarded = _incomplete_steps(self.directory)
         # Explicit policy: Orbax's default also saves the first step a manager sees.
         policy = ocp.checkpoint_managers.AnySavePolicy(
             [
@@ -33,54 +50,233 @@ class Checkpointer:
             max_to_keep=config.keep_checkpoints,
             create=True,
             enable_async_checkpointing=True,
+            cleanup_tmp_directories=True,  # a save killed half-way is deleted, never restored
         )
         self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=(STATE, DATA, METADATA)
+            self.directory, options=options, handler_registry=_handlers()
         )
+        self._saved_step: int | None = None
 
     def latest_step(self) -> int | None:
         """Newest complete (committed) checkpoint, or None for a fresh run."""
         return self._manager.latest_step()
 
-    def restore(self, state: TrainState, data_iter, step: int) -> TrainState:
-        """Restores `step` onto the shardings and shapes of `state`; `data_iter` in place."""
+    def metadata(self, step: int) -> dict[str, Any]:
+        """The JSON written beside `step`: config, version, mesh and data positions."""
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(**{METADATA: ocp.args.JsonRestore()})
+        )
+        return dict(restored[METADATA] or {})
+
+    def restore(self, state: TrainState, step: int, metadata: dict[str, Any]) -> TrainState:
+        """Restores `step` onto the shardings (the current mesh) and shapes of `state`."""
+        self._check_compatible(state, step, metadata)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
         restored = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    STATE: ocp.args.StandardRestore(abstract),
-                    DATA: grain.checkpoint.CheckpointRestore(data_iter),
-                }
-            ),
+            step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract)})
         )
         return restored[STATE]
 
-    def save(self, step: int, state: TrainState, data_iter, *, force: bool = False) -> bool:
-        """Starts an async save if `step` is on the interval (or `force`); True if it did."""
-        if not (force or self._manager.should_save(step)):
-            return False
+    def restore_data(self, data_iter, step: int, metadata: dict[str, Any]) -> str | None:
+        """Restores the Grain iterator in place; else returns why its state does not map."""
+        problem = _data_state_problem(metadata, self._config)
+        if problem is not None:
+            return problem
+        try:
+            self._manager.restore(
+                step,
+                args=ocp.args.Composite(**{DATA: grain.checkpoint.CheckpointRestore(data_iter)}),
+            )
+        except (FileNotFoundError, KeyError, IndexError, TypeError, ValueError) as e:
+            return f"its saved state does not fit this pipeline ({type(e).__name__}: {e})"
+        return None
+
+    def should_save(self, step: int) -> bool:
+        """True on the save interval and at a (multi-host) preemption sync point."""
+        return self._manager.should_save(step)
+
+    def save(self, step: int, state: TrainState, data_iter, *, data_start: int) -> None:
+        """Starts an async save of `step`; returns once the device arrays are copied out."""
+        if self._saved_step == step:
+            return
         metadata = {
             "step": step,
             "jaxcolor_version": jaxcolor.__version__,
-            "mesh_shape": {"data": jax.device_count()},
+            "mesh_shape": dict(state.step.sharding.mesh.shape),
             "process_count": jax.process_count(),
+            "data_start": data_start,
             "config": self._config.to_dict(),
         }
-        return self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                **{
-                    STATE: ocp.args.StandardSave(state),
-                    DATA: grain.checkpoint.CheckpointSave(data_iter),
-                    METADATA: ocp.args.JsonSave(metadata),
-                }
-            ),
-            force=force,
-        )
+        with _disk_errors(self.directory):
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    **{
+                        STATE: ocp.args.StandardSave(state),
+                        DATA: grain.checkpoint.CheckpointSave(data_iter),
+                        METADATA: ocp.args.JsonSave(metadata),
+                    }
+                ),
+                force=True,
+            )
+        self._saved_step = step
+
+    def reached_preemption(self, step: int) -> bool:
+        """The multi-host preemption sync point (JAX's preemption service); False elsewhere."""
+        return jax.process_count() > 1 and self._manager.reached_preemption(step)
+
+    def wait(self) -> None:
+        """Blocks until the pending async save has committed."""
+        with _disk_errors(self.directory):
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
         """Waits for the pending async save to commit, then releases the manager."""
-        self._manager.wait_until_finished()
+        self.wait()
         self._manager.close()
-        logging.info("Checkpoints in %s (latest step %s)", self.directory, self.latest_step())
+
+    def _check_compatible(self, state: TrainState, step: int, metadata: dict[str, Any]) -> None:
+        saved = _shapes(self._manager.item_metadata(step)[STATE])
+        wanted = _shapes(state)
+        if saved == wanted:
+            return
+        diffs = _config_diff(metadata.get("config", {}), self._config.to_dict())
+        first = sorted(set(saved.items()) ^ set(wanted.items()))[:1]
+        raise CheckpointMismatchError(
+            f"The checkpoint at step {step} in {self.directory} does not fit this config "
+            f"({'; '.join(diffs) or f'first difference: {first}'}). Use the settings it was "
+            "trained with to resume it, or pass a new --workdir to start a fresh run."
+        )
+
+
+def _handlers() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
+    """Every item's handler, known up front: a fresh process can then read an old checkpoint's
+    metadata (shapes, JSON) and restore items one at a time."""
+    registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+    for item, handler, args in (
+        (STATE, ocp.StandardCheckpointHandler, (ocp.args.StandardSave, ocp.args.StandardRestore)),
+        (
+            DATA,
+            grain.checkpoint.CheckpointHandler,
+            (grain.checkpoint.CheckpointSave, grain.checkpoint.CheckpointRestore),
+        ),
+        (METADATA, ocp.JsonCheckpointHandler, (ocp.args.JsonSave, ocp.args.JsonRestore)),
+    ):
+        instance = handler()
+        for arg in args:
+            registry.add(item, arg, instance)
+    return registry
+
+
+def _incomplete_steps(directory: epath.Path) -> list[str]:
+    """Names of half-written step directories (a save that was killed)."""
+    if not directory.exists():
+        return []
+    return sorted(p.name for p in directory.iterdir() if TMP_SUFFIX in p.name)
+
+
+def _data_state_problem(metadata: dict[str, Any], config: ml_collections.ConfigDict) -> str | None:
+    """Why the saved per-process iterator state cannot be used here, or None."""
+    saved_processes = metadata.get("process_count")
+    if saved_processes != jax.process_count():
+        return f"it was saved by {saved_processes} processes, this run has {jax.process_count()}"
+    saved_workers = metadata.get("config", {}).get("data", {}).get("num_workers")
+    if saved_workers != config.data.num_workers:
+        return f"it was saved with data.num_workers={saved_workers}, now {config.data.num_workers}"
+    return None
+
+
+def _key_name(entry) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+    """{'g/params/downs/0/kernel': shape} for a state or for Orbax's metadata of one."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {"/".join(map(_key_name, path)): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _config_diff(saved: dict, current: dict) -> list[str]:
+    """'model.generator.ngf: checkpoint 16, config 8' for the keys that shape the state."""
+    saved, current = _flatten(saved), _flatten(current)
+    keys = sorted(
+        k for k in saved.keys() | current.keys() if k.startswith(SHAPE_KEYS) and k in current
+    )
+    return [
+        f"{k}: checkpoint {saved.get(k)!r}, config {current[k]!r}"
+        for k in keys
+        if saved.get(k) != current[k]
+    ]
+
+
+@contextlib.contextmanager
+def _disk_errors(directory: epath.Path):
+    """Turns 'no space left' / 'permission denied' from a save into an actionable error."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise WorkdirError(
+                f"No space left to write checkpoints in {directory} ({e}). Free space or lower "
+                "keep_checkpoints, then rerun the same command: it resumes from the newest "
+                "complete checkpoint."
+            ) from e
+        if isinstance(e, PermissionError):
+            raise WorkdirError(
+                f"Cannot write checkpoints in {directory} ({e}); fix its permissions or choose "
+                "another --workdir."
+            ) from e
+        raise
+
+
+class PreemptionNotice:
+    """Turns the first SIGTERM into a flag the loop polls at the end of each step.
+
+    A second SIGTERM falls through to the previous handler (normally: exit at once); the
+    checkpoint being written then stays a temp directory and is never restored. With several
+    processes, JAX's preemption service owns SIGTERM and `Checkpointer.reached_preemption`
+    reports the step at which all hosts agree to stop, so this does not install itself.
+    """
+
+    def __init__(self):
+        self.received_at: float | None = None
+        self._installed = False
+        self._previous = signal.SIG_DFL
+
+    def __enter__(self) -> PreemptionNotice:
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, self._handle)
+            # None: a handler installed outside Python; the default action is the safe fallback.
+            self._previous = signal.SIG_DFL if previous is None else previous
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._installed = False
+
+    @property
+    def received(self) -> bool:
+        return self.received_at is not None
+
+    def _handle(self, signum, frame) -> None:
+        self.received_at = time.monotonic()
+        signal.signal(signal.SIGTERM, self._previous)
+        summary.log_line(
+            "SIGTERM received: finishing this step, then saving a checkpoint and exiting. "
+            "A second SIGTERM exits at once (the last complete checkpoint stays valid)."
+        )

@@ -51,7 +51,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     # Imported after absl has parsed the flags.
-    from jaxcolor.errors import ConfigError
+    from jaxcolor.errors import JaxcolorError
     from jaxcolor.training.loop import train_and_evaluate
 
     if not _LIBRARY_LOGS.value:
@@ -61,10 +61,11 @@ def main(argv: list[str]) -> None:
         config_flags.get_config_filename(flags.FLAGS["config"])
     )
     if not _WORKDIR.value:
+        pathlib.Path(workdir).parent.mkdir(exist_ok=True)
         logging.info("No --workdir given; writing to %s", workdir)
     try:
         train_and_evaluate(_CONFIG.value, workdir)
-    except ConfigError as e:
+    except JaxcolorError as e:
         # The message says what to change; a traceback would only bury it.
         sys.exit(f"jaxcolor.train: error: {e}")
 

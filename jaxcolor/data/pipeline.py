@@ -105,13 +105,22 @@ def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeEx
     )
 
 
-def train_dataset(config: ml_collections.ConfigDict, source) -> grain.IterDataset:
-    """Infinite, shuffled (reshuffled every epoch), per-process batches of this host's shard."""
+def train_dataset(
+    config: ml_collections.ConfigDict, source, *, start: int = 0
+) -> grain.IterDataset:
+    """Infinite, shuffled (reshuffled every epoch), per-process batches of this host's shard.
+
+    `start` skips that many examples of the process's stream; a resume whose saved iterator
+    state cannot be used (another process count) starts at `step * per-process batch` instead.
+    """
     ds = grain.MapDataset.source(source)
     ds = ds[jax.process_index() :: jax.process_count()]  # each process reads only its shard
     ds = ds.seed(config.seed).shuffle().repeat()
     ds = ds.random_map(_example_transform(config, train=True))
     ds = ds.filter(lambda x: x is not None)
+    if start:
+        # After the random map, so each example keeps the augmentation of an unbroken run.
+        ds = ds[start:]
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=64))
     ds = ds.batch(parallel.per_process_batch_size(config.batch_size), drop_remainder=True)
     if config.data.num_workers > 0:

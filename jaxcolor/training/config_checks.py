@@ -10,6 +10,7 @@ from jaxcolor.errors import ConfigError
 from jaxcolor.models import DTYPES
 from jaxcolor.models.layers import NORMS
 from jaxcolor.training.losses import GAN_MODES, RECON
+from jaxcolor.training.step import ON_NONFINITE
 
 
 def _require(ok: bool, message: str) -> None:
@@ -61,6 +62,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(
         config.data.hints in HINT_CHANNELS,
         f"data.hints must be one of {sorted(HINT_CHANNELS)}, got {config.data.hints!r}",
+    )
+    _require(
+        config.train.on_nonfinite in ON_NONFINITE,
+        f"train.on_nonfinite must be one of {ON_NONFINITE}, got {config.train.on_nonfinite!r}",
+    )
+    _require(
+        config.train.max_nonfinite >= 1,
+        f"train.max_nonfinite must be >= 1, got {config.train.max_nonfinite}",
     )
     _require(
         0.0 <= config.data.val_fraction < 1.0,

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
 from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.data import pipeline
+from jaxcolor.errors import NonFiniteError, WorkdirError
 from jaxcolor.training import config_checks
-from jaxcolor.training.step import TrainState, create_train_state, jit_eval_step, jit_train_step
+from jaxcolor.training.step import (
+    NONFINITE,
+    TrainState,
+    create_train_state,
+    jit_eval_step,
+    jit_train_step,
+)
 
 
 def _fetch(tree) -> dict[str, float]:
@@ -47,16 +57,157 @@ class _Evaluator:
         return metrics
 
 
-def _absolute(path: str) -> epath.Path:
-    """Local paths made absolute (Orbax requires it); gs:// and other URLs kept as they are."""
-    return epath.Path(path) if "://" in str(path) else epath.Path(path).resolve()
+def _prepare_workdir(path: str) -> epath.Path:
+    """Creates the run directory (not its parents: a typo should not grow a tree) and checks
+    that it is writable; gs:// and other URLs are left to the storage backend."""
+    if "://" in str(path):
+        workdir = epath.Path(path)
+        workdir.mkdir(parents=True, exist_ok=True)
+        return workdir
+    workdir = epath.Path(path).expanduser().resolve()  # Orbax requires absolute paths
+    if not workdir.parent.is_dir():
+        raise WorkdirError(
+            f"--workdir {path}: the parent directory {workdir.parent} does not exist (or is not "
+            f"a directory); create it first (mkdir -p {workdir.parent}) or fix the path."
+        )
+    try:
+        workdir.mkdir(exist_ok=True)
+        probe = workdir / ".jaxcolor-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise WorkdirError(
+            f"--workdir {path} cannot be written ({e.strerror or e}); choose a directory you "
+            "can write to."
+        ) from e
+    return workdir
+
+
+def _check_free_space(workdir: epath.Path, state: TrainState, keep: int) -> None:
+    """Fails before training when not even one checkpoint fits; warns when `keep` may not."""
+    if "://" in str(workdir):
+        return
+    need = sum(x.nbytes for x in jax.tree.leaves(state))
+    free = shutil.disk_usage(workdir).free
+    if free < 1.1 * need:
+        raise WorkdirError(
+            f"--workdir {workdir} has {free / 2**20:.0f} MiB free, but one checkpoint needs "
+            f"about {need / 2**20:.0f} MiB; free some space or choose another --workdir."
+        )
+    if free < (keep + 1) * need:
+        logging.warning(
+            "%s has %.0f MiB free; keep_checkpoints=%d needs about %.0f MiB.",
+            workdir,
+            free / 2**20,
+            keep,
+            (keep + 1) * need / 2**20,
+        )
+
+
+def _start_or_resume(config, ckpt: checkpoint.Checkpointer, state: TrainState, source, workdir):
+    """-> (state, data iterator, data_start, step) from the newest complete checkpoint or fresh."""
+    if ckpt.discarded:
+        summary.log_line(
+            f"Discarded incomplete checkpoint(s) {', '.join(ckpt.discarded)} in {ckpt.directory}"
+            " (a save that was interrupted)."
+        )
+    step = ckpt.latest_step()
+    if step is None:
+        summary.log_line(f"Starting fresh in {workdir}")
+        return state, iter(pipeline.train_dataset(config, source)), 0, 0
+
+    metadata = ckpt.metadata(step)
+    state = ckpt.restore(state, step, metadata)
+    data_start = metadata.get("data_start", 0)
+    data_iter = iter(pipeline.train_dataset(config, source, start=data_start))
+    problem = ckpt.restore_data(data_iter, step, metadata)
+    if problem is not None:
+        data_iter.close()
+        data_start = step * parallel.per_process_batch_size(config.batch_size)
+        logging.warning(
+            "The data iterator state saved at step %d cannot be used: %s. The data stream "
+            "restarts deterministically at example %d of this process's shard instead "
+            "(step %d x %d examples per process).",
+            step,
+            problem,
+            data_start,
+            step,
+            parallel.per_process_batch_size(config.batch_size),
+        )
+        data_iter = iter(pipeline.train_dataset(config, source, start=data_start))
+    summary.log_line(f"Resuming from step {step} in {ckpt.directory}")
+    return state, data_iter, data_start, step
+
+
+class _NonFiniteGuard:
+    """Reads each step's on-device NaN/Inf flag one step late, so the device never waits.
+
+    `stop`: raise naming the step, the bad values and the last good checkpoint. `skip`: the
+    step already dropped its update on device; count it and stop after too many in a row.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, ckpt: checkpoint.Checkpointer):
+        self._mode = config.train.on_nonfinite
+        self._limit = config.train.max_nonfinite
+        self._ckpt = ckpt
+        self._pending: list[tuple[int, dict[str, jax.Array]]] = []
+        self.in_a_row = 0
+        self.skipped = 0
+
+    def push(self, step: int, metrics: dict[str, jax.Array]) -> None:
+        self._pending.append((step, metrics))
+
+    def check(self, through: int) -> None:
+        """Blocks on the flags of all pushed steps <= `through`."""
+        while self._pending and self._pending[0][0] <= through:
+            step, metrics = self._pending.pop(0)
+            if not bool(metrics[NONFINITE]):
+                self.in_a_row = 0
+                continue
+            values = _fetch(metrics)
+            bad = ", ".join(f"{k}={v}" for k, v in values.items() if not np.isfinite(v))
+            if self._mode == "skip":
+                self.in_a_row += 1
+                self.skipped += 1
+                logging.warning(
+                    "Step %d: non-finite %s; update skipped (%d in a row, %d in all).",
+                    step,
+                    bad,
+                    self.in_a_row,
+                    self.skipped,
+                )
+                if self.in_a_row < self._limit:
+                    continue
+            self._raise(step, bad)
+
+    def _raise(self, step: int, bad: str) -> None:
+        self._ckpt.wait()  # a save in flight is of a step checked good; let it commit
+        last = self._ckpt.latest_step()
+        where = (
+            f"the last good checkpoint is step {last} in {self._ckpt.directory}"
+            if last is not None
+            else "there is no checkpoint yet"
+        )
+        what = (
+            f"{self.in_a_row} non-finite steps in a row (train.max_nonfinite={self._limit})"
+            if self._mode == "skip"
+            else "train.on_nonfinite='stop'"
+        )
+        raise NonFiniteError(
+            f"Non-finite loss or gradient at step {step} ({bad}); stopped by {what}. Nothing "
+            f"after it was saved: {where}. Lower optimizer.learning_rate, check the data, or "
+            "set train.on_nonfinite='skip' to drop such updates."
+        )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-    """Trains for `config.num_steps`, resuming from the newest checkpoint in `workdir`."""
+    """Trains for `config.num_steps`, resuming from the newest checkpoint in `workdir`.
+
+    On SIGTERM (or a multi-host preemption notice) it finishes the current step, saves it,
+    waits for the save to commit and returns; rerunning the same call resumes there.
+    """
     config_checks.validate(config)
-    workdir = _absolute(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = _prepare_workdir(workdir)
     mesh = parallel.create_mesh(config.mesh.data)
     parallel.check_batch_size(config.batch_size, mesh)
     parallel.check_batch_size(config.eval_batch_size, mesh, name="eval_batch_size")
@@ -64,66 +215,93 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state, nets = create_train_state(
         config, in_channels=pipeline.condition_channels(config), mesh=mesh
     )
+    _check_free_space(workdir, state, config.keep_checkpoints)
     train_source, val_source = pipeline.make_sources(config)
-    train_iter = iter(pipeline.train_dataset(config, train_source))
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config)
     writer = summary.Writer(workdir / "tensorboard")
+    with contextlib.ExitStack() as cleanup:  # on any exit: stop catching SIGTERM, commit, close
+        cleanup.callback(writer.close)
+        cleanup.callback(ckpt.close)
+        notice = cleanup.enter_context(checkpoint.PreemptionNotice())
+        state, train_iter, data_start, start = _start_or_resume(
+            config, ckpt, state, train_source, workdir
+        )
+        summary.log_line(f"TensorBoard logs: {writer.logdir}   checkpoints: {ckpt.directory}")
 
-    start = ckpt.latest_step()
-    if start is None:
-        start = 0
-        summary.log_line(f"Starting fresh in {workdir}")
-    else:
-        state = ckpt.restore(state, train_iter, start)
-        summary.log_line(f"Resuming from step {start} in {ckpt.directory}")
-    summary.log_line(f"TensorBoard logs: {writer.logdir}   checkpoints: {ckpt.directory}")
+        evaluate = _Evaluator(
+            config, nets, mesh, pipeline.validation_batch(config, val_source), writer
+        )
+        train_step = jit_train_step(nets, config, mesh)
+        data_sharding = parallel.batch_sharding(mesh)
+        progress = summary.Progress(start, config.num_steps, config.batch_size)
+        guard = _NonFiniteGuard(config, ckpt)
 
-    evaluate = _Evaluator(config, nets, mesh, pipeline.validation_batch(config, val_source), writer)
-    train_step = jit_train_step(nets, config, mesh)
-    data_sharding = parallel.batch_sharding(mesh)
-    progress = summary.Progress(start, config.num_steps, config.batch_size)
+        if start == 0:
+            evaluate(0, state)
+        if start >= config.num_steps:
+            summary.log_line(
+                f"Already at step {start} >= num_steps={config.num_steps}; nothing to do."
+            )
 
-    if start == 0:
-        evaluate(0, state)
-    if start >= config.num_steps:
-        summary.log_line(f"Already at step {start} >= num_steps={config.num_steps}; nothing to do.")
-
-    pending = None  # (step, device metrics): fetched one step late so logging never stalls
-    compile_start = time.perf_counter()
-    for step in range(start + 1, config.num_steps + 1):
-        batch = parallel.to_global(next(train_iter), data_sharding)
-        state, metrics = train_step(state, batch)
-        if step == start + 1:
-            jax.block_until_ready(metrics)
-            compile_seconds = time.perf_counter() - compile_start
-            summary.log_line(f"First step (incl. compilation) took {compile_seconds:.1f}s")
-            progress.reset(step)
-        if pending is not None:
-            _log_train(writer, progress, *pending)
-            pending = None
-        if step % config.log_every == 0 or step == config.num_steps:
-            pending = (step, metrics)
-        if step % config.eval_every == 0 or step == config.num_steps:
-            if pending is not None:  # evaluation blocks anyway; keep its time out of img/s
-                _log_train(writer, progress, *pending)
+        pending = None  # (step, device metrics): fetched one step late so logging never stalls
+        compile_start = time.perf_counter()
+        step, preempted = start, notice.received
+        while step < config.num_steps and not preempted:
+            step += 1
+            batch = parallel.to_global(next(train_iter), data_sharding)
+            state, metrics = train_step(state, batch)
+            if step == start + 1:
+                jax.block_until_ready(metrics)
+                compile_seconds = time.perf_counter() - compile_start
+                summary.log_line(f"First step (incl. compilation) took {compile_seconds:.1f}s")
+                progress.reset(step)
+            guard.push(step, metrics)
+            guard.check(through=step - 1)
+            if pending is not None:
+                _log_train(writer, progress, guard, *pending)
                 pending = None
-            evaluate(step, state)
-            progress.reset(step)
-        ckpt.save(step, state, train_iter, force=step == config.num_steps)
-    if pending is not None:
-        _log_train(writer, progress, *pending)
+            last = step == config.num_steps
+            if step % config.log_every == 0 or last:
+                pending = (step, metrics)
+            preempted = notice.received or ckpt.reached_preemption(step)
+            if not preempted and (step % config.eval_every == 0 or last):
+                if pending is not None:  # evaluation blocks anyway; keep its time out of img/s
+                    _log_train(writer, progress, guard, *pending)
+                    pending = None
+                guard.check(through=step)
+                evaluate(step, state)
+                progress.reset(step)
+            if preempted or last or ckpt.should_save(step):
+                guard.check(through=step)  # never checkpoint a step that went non-finite
+                ckpt.save(step, state, train_iter, data_start=data_start)
+        if pending is not None:
+            _log_train(writer, progress, guard, *pending)
+        guard.check(through=step)
 
-    ckpt.close()
-    writer.close()
-    summary.log_line(
-        f"Done at step {max(start, config.num_steps)}. TensorBoard: tensorboard --logdir "
-        f"{writer.logdir}   checkpoints: {ckpt.directory}"
-    )
-    return state
+        if preempted:
+            began = time.monotonic()
+            ckpt.wait()
+            summary.log_line(
+                f"Preempted: saved step {step} in {ckpt.directory} (waited "
+                f"{time.monotonic() - began:.1f}s for the save to commit). Run the same command "
+                "again to resume from it."
+            )
+            return state
+        ckpt.wait()
+        summary.log_line(
+            f"Done at step {max(start, config.num_steps)}. TensorBoard: tensorboard --logdir "
+            f"{writer.logdir}   checkpoints: {ckpt.directory} (latest step {ckpt.latest_step()})"
+        )
+        return state
 
 
-def _log_train(writer: summary.Writer, progress: summary.Progress, step: int, metrics) -> None:
+def _log_train(
+    writer: summary.Writer, progress: summary.Progress, guard: _NonFiniteGuard, step: int, metrics
+) -> None:
     values = _fetch(metrics)
+    del values[NONFINITE]
+    if guard.skipped:
+        values["nonfinite_skipped"] = guard.skipped
     rate = progress.update(step)
     writer.scalars(step, values | rate, "train")
     summary.log_line(progress.line(step, values, rate))

@@ -20,6 +20,8 @@ from jaxcolor.training import losses
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
+NONFINITE = "nonfinite"  # metric: True when this step's losses or gradients had a NaN/Inf
+ON_NONFINITE = ("stop", "skip")
 
 
 @flax.struct.dataclass
@@ -130,7 +132,11 @@ def _update(tx: optax.GradientTransformation, net: NetState, grads, stats) -> Ne
 def train_step(
     state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config
 ) -> tuple[TrainState, Metrics]:
-    """One pix2pix iteration: G forward once, update D on (real, detached fake), update G."""
+    """One pix2pix iteration: G forward once, update D on (real, detached fake), update G.
+
+    A step whose losses or gradients are not finite is flagged in `metrics["nonfinite"]`; with
+    `train.on_nonfinite = "skip"` its update is dropped (the step counter still advances).
+    """
     loss_cfg = config.loss
     mode = loss_cfg.gan_mode
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -187,6 +193,14 @@ def train_step(
     if d is not None:
         d = d.replace(stats=d_stats_after_g)
     metrics |= {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads), **g_parts}
+    # One fused reduction over scalars already computed: NaN/Inf anywhere in a loss or a
+    # gradient shows up here (a gradient norm is non-finite iff some element is).
+    finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in metrics.values()]))
+    if config.train.on_nonfinite == "skip":
+        g, d = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old), (g, d), (state.g, state.d)
+        )
+    metrics[NONFINITE] = jnp.logical_not(finite)
     return TrainState(step=state.step + 1, rng=state.rng, g=g, d=d), metrics
 
 
