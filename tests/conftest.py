@@ -40,3 +40,15 @@ def tiny_config():
     c.model.discriminator.ndf = 8
     c.model.discriminator.n_layers = 2
     return c
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache(tmp_path_factory) -> pathlib.Path:
+    """One persistent compilation cache for the session and the subprocesses it starts
+    (pass it as JAX_COMPILATION_CACHE_DIR): repeated runs of one config compile once."""
+    import jax
+
+    cache = tmp_path_factory.mktemp("jax_cache")
+    jax.config.update("jax_compilation_cache_dir", str(cache))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    return cache

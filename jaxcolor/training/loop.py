@@ -265,10 +265,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 pending = (step, metrics)
             preempted = notice.received or ckpt.reached_preemption(step)
             if not preempted and (step % config.eval_every == 0 or last):
+                guard.check(through=step)
                 if pending is not None:  # evaluation blocks anyway; keep its time out of img/s
                     _log_train(writer, progress, guard, *pending)
                     pending = None
-                guard.check(through=step)
                 evaluate(step, state)
                 progress.reset(step)
             if preempted or last or ckpt.should_save(step):
