@@ -136,8 +136,10 @@ class Checkpointer:
         self._manager.close()
 
     def _check_compatible(self, state: TrainState, step: int, metadata: dict[str, Any]) -> None:
-        saved = _shapes(self._manager.item_metadata(step)[STATE])
-        wanted = _shapes(state)
+        saved_tree = self._manager.item_metadata(step)[STATE]
+        if saved_tree is None:  # unreadable metadata: let the restore itself report the problem
+            return
+        saved, wanted = _shapes(saved_tree), _shapes(state)
         if saved == wanted:
             return
         diffs = _config_diff(metadata.get("config", {}), self._config.to_dict())

@@ -278,6 +278,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             _log_train(writer, progress, guard, *pending)
         guard.check(through=step)
 
+        if preempted and step == start:
+            summary.log_line("Preempted before the first step; nothing new to save.")
+            return state
         if preempted:
             began = time.monotonic()
             ckpt.wait()
