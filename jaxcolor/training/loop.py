@@ -73,6 +73,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if start is None:
         start = 0
         summary.log_line(f"Starting fresh in {workdir}")
+        if config.init_from:  # PyTorch (pix2pix) weights; only a fresh run starts from them
+            from jaxcolor.export.convert import init_state_from_torch
+
+            state = init_state_from_torch(state, config)
     else:
         state = ckpt.restore(state, train_iter, start)
         summary.log_line(f"Resuming from step {start} in {ckpt.directory}")
