@@ -153,10 +153,12 @@ def load_safetensors(path: str | pathlib.Path) -> dict[str, np.ndarray]:
 
 
 def save_safetensors(tensors: Mapping[str, np.ndarray], path: str | pathlib.Path, **meta) -> None:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     metadata = {"format": "pt", **{k: str(v) for k, v in meta.items()}}
-    save_file(dict(tensors), str(path), metadata=metadata)
+    # Written as bytes: safetensors' save_file creates the file mode 0600 whatever the umask,
+    # which a server running as another user cannot read.
+    pathlib.Path(path).write_bytes(save(dict(tensors), metadata=metadata))
 
 
 # ---------------------------------------------------------------------------------------------
