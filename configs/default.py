@@ -14,6 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_steps = 100_000
     c.image_size = 256
     c.compute_dtype = "bfloat16"  # activations; parameters and optimizer state stay float32
+    c.init_from = ""  # PyTorch weights to start from: a .safetensors generator or an export dir
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "synthetic"  # or "folder:/path/to/images" (recursive jpg/png/webp)

@@ -23,3 +23,11 @@ class CheckpointMismatchError(JaxcolorError):
 
 class NonFiniteError(JaxcolorError, FloatingPointError):
     """Training produced a NaN or Inf loss or gradient; nothing after it was saved."""
+
+
+class ExportError(JaxcolorError, ValueError):
+    """A checkpoint or an exported model that cannot be read or written; names the path."""
+
+
+class InputError(JaxcolorError, ValueError):
+    """An inference input that cannot be used; names the file and what is wrong with it."""

@@ -16,6 +16,7 @@ from jax.experimental import multihost_utils
 from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.data import pipeline
 from jaxcolor.errors import NonFiniteError, WorkdirError
+from jaxcolor.export.convert import init_state_from_torch
 from jaxcolor.training import config_checks
 from jaxcolor.training.step import (
     NONFINITE,
@@ -114,6 +115,8 @@ def _start_or_resume(config, ckpt: checkpoint.Checkpointer, state: TrainState, s
     step = ckpt.latest_step()
     if step is None:
         summary.log_line(f"Starting fresh in {workdir}")
+        if config.init_from:  # PyTorch (pix2pix) weights; only a fresh run starts from them
+            state = init_state_from_torch(state, config)
         return state, iter(pipeline.train_dataset(config, source)), 0, 0
 
     metadata = ckpt.metadata(step)

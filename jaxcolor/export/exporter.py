@@ -1,0 +1,218 @@
+"""Orbax checkpoint of a training run -> safetensors weights + config.json (+ TorchScript, ONNX)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging as std_logging
+import pathlib
+import warnings
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+import jaxcolor
+from jaxcolor import checkpoint, parallel
+from jaxcolor.errors import ExportError
+from jaxcolor.export import FORMATS, convert, spec
+from jaxcolor.training.step import TrainState, create_train_state
+
+TORCHSCRIPT_FILE = "generator.torchscript.pt"
+ONNX_FILE = "generator.onnx"
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    """A checkpoint's step, its training config (plain dict) and its state as numpy arrays."""
+
+    step: int
+    config: dict[str, Any]
+    state: TrainState
+
+
+class _DropReadOnlyNotes(std_logging.Filter):
+    """Orbax warns that a read-only manager is read-only; for an export that is the point."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return "read_only" not in record.getMessage() and "read only" not in record.getMessage()
+
+
+def _manager(workdir: str) -> tuple[epath.Path, ocp.CheckpointManager]:
+    path = epath.Path(workdir) if "://" in str(workdir) else epath.Path(workdir).resolve()
+    directory = path / "checkpoints"
+    if not directory.is_dir():
+        raise ExportError(
+            f"No checkpoints in {path}: {directory} does not exist. --workdir must be the "
+            "directory given to python -m jaxcolor.train."
+        )
+    quiet = _DropReadOnlyNotes()
+    std_logging.getLogger("absl").addFilter(quiet)
+    try:
+        options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+        manager = ocp.CheckpointManager(
+            directory, options=options, item_names=(checkpoint.STATE, checkpoint.METADATA)
+        )
+    finally:
+        std_logging.getLogger("absl").removeFilter(quiet)
+    return directory, manager
+
+
+def restore(workdir: str, step: int | None = None) -> Restored:
+    """Restores the newest (or `step`'s) complete checkpoint in WORKDIR/checkpoints to the CPU."""
+    directory, manager = _manager(workdir)
+    try:
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise ExportError(f"{directory} holds no complete checkpoint yet.")
+        if step is None:
+            step = steps[-1]
+        elif step not in steps:
+            raise ExportError(
+                f"No checkpoint for step {step} in {directory}; available steps: "
+                f"{', '.join(map(str, steps))}."
+            )
+        meta = manager.restore(
+            step, args=ocp.args.Composite(**{checkpoint.METADATA: ocp.args.JsonRestore()})
+        )[checkpoint.METADATA]
+        if not meta or "config" not in meta:
+            raise ExportError(f"Checkpoint {directory / str(step)} has no config in its metadata.")
+        config = meta["config"]
+        target = _abstract_state(ml_collections.ConfigDict(config))
+        try:
+            state = manager.restore(
+                step,
+                args=ocp.args.Composite(**{checkpoint.STATE: ocp.args.StandardRestore(target)}),
+            )[checkpoint.STATE]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ExportError(
+                f"Checkpoint {directory / str(step)} does not match the state its own config "
+                f"describes (written by another jaxcolor version?): {e}"
+            ) from e
+    finally:
+        manager.close()
+    return Restored(step=step, config=config, state=jax.device_get(state))
+
+
+def _abstract_state(config: ml_collections.ConfigDict) -> TrainState:
+    """Shapes and dtypes of the run's TrainState, placed on one local device (no allocation)."""
+    in_channels = spec.architectures(config.to_dict())["generator"]["in_channels"]
+    mesh = parallel.create_mesh(1)
+    shapes = jax.eval_shape(
+        lambda: create_train_state(config, in_channels=in_channels, mesh=mesh)[0]
+    )
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
+
+
+def state_dicts(
+    restored: Restored, *, with_discriminator: bool
+) -> dict[str, dict[str, np.ndarray]]:
+    """{"generator": state_dict[, "discriminator": state_dict]} as numpy arrays."""
+    archs = spec.architectures(restored.config)
+    nets = {"generator": restored.state.g}
+    if with_discriminator:
+        if restored.state.d is None:
+            raise ExportError(
+                "This run has no discriminator (loss.gan_mode='none'); drop --with-discriminator."
+            )
+        nets["discriminator"] = restored.state.d
+    return {
+        net: convert.flax_to_torch(net, archs[net], s.params, s.stats, step=restored.step)
+        for net, s in nets.items()
+    }
+
+
+def export(
+    workdir: str,
+    out_dir: str,
+    *,
+    step: int | None = None,
+    with_discriminator: bool = False,
+    formats: tuple[str, ...] = ("safetensors",),
+) -> dict[str, pathlib.Path]:
+    """Writes OUT/config.json and the weights; returns {what: path} of every file written.
+
+    safetensors (+ config.json) are always written; "torchscript" and "onnx" add a traced
+    generator that needs neither jaxcolor nor the config to run.
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ExportError(f"Unknown --format {', '.join(unknown)}; choose from {FORMATS}.")
+    restored = restore(workdir, step)
+    config_json = spec.make_config_json(
+        restored.config,
+        step=restored.step,
+        version=jaxcolor.__version__,
+        with_discriminator=with_discriminator,
+    )
+    out = pathlib.Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"Cannot create --out {out}: {e.strerror or e}") from e
+
+    written: dict[str, pathlib.Path] = {}
+    for net, tensors in state_dicts(restored, with_discriminator=with_discriminator).items():
+        path = out / config_json[net]["file"]
+        convert.save_safetensors(tensors, path, step=restored.step, net=net)
+        written[net] = path
+    written["config"] = out / spec.CONFIG_FILE
+    written["config"].write_text(json.dumps(config_json, indent=2) + "\n")
+
+    if "torchscript" in formats or "onnx" in formats:
+        written |= _traced_exports(out, config_json, formats)
+    return written
+
+
+def _traced_exports(out: pathlib.Path, config_json: dict, formats) -> dict[str, pathlib.Path]:
+    """TorchScript / ONNX generator from the just-written safetensors (needs torch)."""
+    try:
+        import torch
+
+        from jaxcolor.export import torch_models
+    except ImportError as e:
+        raise ExportError(
+            f"--format torchscript/onnx needs PyTorch ({e}); pip install 'jaxcolor[serve]'."
+        ) from e
+    generator, _ = torch_models.load(out, "generator")
+    size = config_json["inputs"]["size_multiple"]
+    example = torch.zeros(1, config_json["generator"]["in_channels"], size, size)
+    written = {}
+    if "torchscript" in formats:
+        with torch.no_grad(), warnings.catch_warnings():
+            # TorchScript is deprecated in recent PyTorch, yet still what many servers load.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced = torch.jit.trace(generator, example)
+        written["torchscript"] = out / TORCHSCRIPT_FILE
+        traced.save(str(written["torchscript"]))
+    if "onnx" in formats:
+        written["onnx"] = out / ONNX_FILE
+        _export_onnx(generator, example, written["onnx"])
+    return written
+
+
+def _export_onnx(generator, example, path: pathlib.Path) -> None:
+    import torch
+
+    if importlib.util.find_spec("onnx") is None:
+        raise ExportError("--format onnx needs the onnx package: pip install 'jaxcolor[onnx]'.")
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter (deprecated, still shipped in torch 2.x) needs no
+        # onnxscript and keeps batch, height and width dynamic without shape guards.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            generator,
+            (example,),
+            str(path),
+            input_names=["condition"],
+            output_names=["color"],
+            dynamic_axes={"condition": dynamic, "color": dynamic},
+            opset_version=17,
+            dynamo=False,
+        )

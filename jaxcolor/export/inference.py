@@ -1,0 +1,288 @@
+"""Colorize sketches with an exported generator in PyTorch; imports no JAX.
+
+The inputs are prepared exactly as in training (jaxcolor.training.step.model_inputs): the sketch
+as one grayscale channel, then the hint channels made by the same jaxcolor.data.hints function,
+all scaled from uint8 to [-1, 1]. Any size works: the image is padded to a multiple of
+2**num_downs and the output cropped back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import pathlib
+import re
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from jaxcolor.data import hints as hints_lib
+from jaxcolor.errors import InputError
+from jaxcolor.export import torch_models
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_POINT = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*#([0-9a-fA-F]{6})\s*$")
+
+
+@dataclasses.dataclass
+class Colorizer:
+    """An exported generator ready to run, with the input layout from its config.json."""
+
+    generator: torch.nn.Module
+    config: dict
+    device: torch.device
+
+    @property
+    def hints(self) -> str:
+        return self.config["inputs"]["hints"]
+
+    @property
+    def multiple(self) -> int:
+        return int(self.config["inputs"]["size_multiple"])
+
+    def __call__(self, sketch: np.ndarray, hint_channels: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 1) sketch + uint8 (H, W, C) hints -> uint8 (H, W, 3) RGB."""
+        condition = np.concatenate([sketch, hint_channels], axis=-1)
+        x = torch.from_numpy(condition).to(self.device).permute(2, 0, 1)[None].float()
+        x = x / 127.5 - 1.0
+        h, w = x.shape[-2:]
+        x = pad_to_multiple(x, self.multiple)
+        with torch.inference_mode():
+            y = self.generator(x)
+        top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+        y = y[0, :, top : top + h, left : left + w]
+        y = ((y + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return y.permute(1, 2, 0).cpu().numpy()
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pads (B, C, H, W) evenly on both sides to multiples of `multiple`.
+
+    Reflection continues lines and colour regions the way the training crops (cut from larger
+    pictures) continue past their border; replicate would smear every border pixel into a
+    stripe. Reflection needs the pad to be smaller than the side, so tiny images replicate.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x
+    pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, pads, mode=mode)
+
+
+def load(model_dir: str | pathlib.Path, device: str | None = None) -> Colorizer:
+    """Export directory -> Colorizer on `device` (default: cuda if available, else cpu)."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda: this PyTorch has no CUDA device; use --device cpu.")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"--device {device!r} is not a PyTorch device: {e}") from e
+    generator, config = torch_models.load(model_dir, "generator", device=dev)
+    return Colorizer(generator, config, dev)
+
+
+def read_image(path: str | pathlib.Path, what: str) -> np.ndarray:
+    """Any image file -> uint8 (H, W, C) with C in {1, 3} (RGB); alpha composited on white."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {path} does not exist.")
+    if not path.is_file():
+        raise InputError(f"{what} {path} is not a file.")
+    data = np.fromfile(path, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None or image.size == 0:
+        raise InputError(f"{what} {path} is not an image (or not in a format OpenCV reads).")
+    if image.dtype == np.uint16:
+        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise InputError(f"{what} {path} has pixel type {image.dtype}; use 8- or 16-bit images.")
+    if image.ndim == 2:
+        image = image[..., None]
+    channels = image.shape[-1]
+    if channels in (2, 4):  # transparent regions become white paper, as in training
+        alpha = image[..., -1:].astype(np.float32) / 255.0
+        color = image[..., :-1].astype(np.float32)
+        image = np.round(color * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+        channels -= 1
+    if channels == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif channels != 1:
+        raise InputError(f"{what} {path} has {channels} channels; expected 1 to 4.")
+    return np.ascontiguousarray(image)
+
+
+def to_sketch(image: np.ndarray) -> np.ndarray:
+    """Grayscale (H, W, 1) line art, as the training sketch (cv2's RGB -> gray weights)."""
+    if image.shape[-1] == 1:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
+
+
+def resize_short_side(image: np.ndarray, size: int | None) -> np.ndarray:
+    """Scales so the shorter side is `size` (None: unchanged); keeps (H, W, C)."""
+    h, w = image.shape[:2]
+    if size is None or min(h, w) == size:
+        return image
+    scale = size / min(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    out = cv2.resize(image, (nw, nh), interpolation=interp)
+    return out.reshape(nh, nw, image.shape[-1])
+
+
+def parse_hint_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
+    """ "x,y,#rrggbb;x,y,#rrggbb" -> [(x, y, (r, g, b)), ...]."""
+    points = []
+    for part in filter(str.strip, text.split(";")):
+        m = _POINT.match(part)
+        if m is None:
+            raise InputError(f"--hint-points entry {part!r} is not of the form x,y,#rrggbb.")
+        rgb = bytes.fromhex(m.group(3))
+        points.append((int(m.group(1)), int(m.group(2)), (rgb[0], rgb[1], rgb[2])))
+    if not points:
+        raise InputError("--hint-points is empty; give x,y,#rrggbb entries separated by ';'.")
+    return points
+
+
+def hint_channels_for(
+    method: str,
+    hints_path: pathlib.Path | None,
+    *,
+    sketch_path: pathlib.Path,
+    original_hw: tuple[int, int],
+    model_hw: tuple[int, int],
+) -> np.ndarray:
+    """The hint channels for one sketch, made by the training function for `method`.
+
+    The hint image must have the sketch's original size; it is resized with the sketch to the
+    model's working size and only then blurred, as training blurs at the training size.
+    """
+    if method == "none":
+        if hints_path is not None:
+            raise InputError(
+                "This model was trained without colour hints (data.hints='none'); drop --hints."
+            )
+        return np.zeros((*model_hw, 0), np.uint8)
+    if hints_path is None:
+        raise InputError(
+            f"This model takes colour hints (data.hints={method!r}): pass --hints IMAGE, a colour "
+            "image (rough colours over the sketch) of the sketch's size."
+        )
+    image = read_image(hints_path, "Hints image")
+    if image.shape[-1] != 3:
+        raise InputError(
+            f"Hints image {hints_path} has 1 channel (grayscale); hints must be a colour (RGB) "
+            "image."
+        )
+    if image.shape[:2] != original_hw:
+        raise InputError(
+            f"Hints image {hints_path} is {image.shape[1]}x{image.shape[0]} but sketch "
+            f"{sketch_path} is {original_hw[1]}x{original_hw[0]}; they must be the same size."
+        )
+    return hints_lib.make_hints(method, resize_short_side(image, min(model_hw)))
+
+
+def expand_sketches(pattern: str) -> list[pathlib.Path]:
+    """A file, or a glob ('dir/*.png') -> sorted files; errors when nothing matches."""
+    if _GLOB_CHARS.search(pattern):
+        files = sorted(pathlib.Path(p) for p in glob.glob(pattern, recursive=True))
+        files = [p for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise InputError(
+                f"--sketch {pattern!r} matches no image files ({', '.join(IMAGE_SUFFIXES)})."
+            )
+        return files
+    path = pathlib.Path(pattern)
+    if not path.exists():
+        raise InputError(f"Sketch {path} does not exist.")
+    return [path]
+
+
+def hints_for(sketch: pathlib.Path, hints: str | None) -> pathlib.Path | None:
+    """--hints: one image for every sketch, or a directory with a same-named image per sketch."""
+    if hints is None:
+        return None
+    path = pathlib.Path(hints)
+    if path.is_dir():
+        for suffix in (sketch.suffix, *IMAGE_SUFFIXES):
+            candidate = path / (sketch.stem + suffix)
+            if candidate.is_file():
+                return candidate
+        raise InputError(
+            f"--hints directory {path} has no image named {sketch.stem}.* for {sketch}."
+        )
+    if not path.exists():
+        raise InputError(f"Hints image {path} does not exist.")
+    return path
+
+
+def output_paths(sketches: Sequence[pathlib.Path], out: str) -> list[pathlib.Path]:
+    """One sketch and an image name -> that file; otherwise OUT is a directory of <stem>.png."""
+    out_path = pathlib.Path(out)
+    if len(sketches) == 1 and out_path.suffix.lower() in IMAGE_SUFFIXES and not out_path.is_dir():
+        return [out_path]
+    if out_path.suffix.lower() in IMAGE_SUFFIXES and not out_path.is_dir():
+        raise InputError(
+            f"--out {out} is a file name but --sketch matched {len(sketches)} files; give a "
+            "directory."
+        )
+    paths = [out_path / f"{s.stem}.png" for s in sketches]
+    if len(set(paths)) != len(paths):
+        raise InputError("Several sketches share a file name; colorize them in separate runs.")
+    inputs = {s.resolve() for s in sketches}
+    clash = [p for p in paths if p.resolve() in inputs]
+    if clash:
+        raise InputError(
+            f"--out {out} would overwrite the sketch {clash[0]}; choose another --out."
+        )
+    return paths
+
+
+def colorize_files(
+    model: Colorizer,
+    sketch: str,
+    out: str,
+    *,
+    hints: str | None = None,
+    hint_points: str | None = None,
+    size: int | None = None,
+) -> list[pathlib.Path]:
+    """Colorizes every sketch matching `sketch`; returns the written image paths."""
+    method = model.hints
+    if hint_points is not None:
+        parse_hint_points(hint_points)  # report a malformed list first
+        # Point hints (issue 3) will be rasterised here by the training function once a
+        # `points` method exists in jaxcolor.data.hints; every model so far takes an image.
+        raise InputError(
+            "--hint-points needs a model trained with point hints (data.hints='points'); this "
+            f"model was trained with data.hints={method!r}"
+            + (": pass --hints IMAGE instead." if method != "none" else ".")
+        )
+    if size is not None and size < 1:
+        raise InputError(f"--size must be a positive number of pixels, got {size}.")
+    sketches = expand_sketches(sketch)
+    outputs = output_paths(sketches, out)
+    hint_files = [hints_for(path, hints) for path in sketches]  # fail before the slow part
+    for path, hint_file, dest in zip(sketches, hint_files, outputs, strict=True):
+        image = read_image(path, "Sketch")
+        sketch_u8 = resize_short_side(to_sketch(image), size)
+        hint_u8 = hint_channels_for(
+            method,
+            hint_file,
+            sketch_path=path,
+            original_hw=image.shape[:2],
+            model_hw=sketch_u8.shape[:2],
+        )
+        rgb = model(sketch_u8, hint_u8)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(dest), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise InputError(f"Could not write {dest} (unsupported extension or not writable).")
+    return outputs

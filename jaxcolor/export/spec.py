@@ -1,0 +1,246 @@
+"""What an export directory holds: config.json and the pix2pix state_dict layout.
+
+Pure Python (no JAX, no torch), so the exporter, the PyTorch modules and `init_from` share one
+table of names. For the pix2pix layout the names are those of pytorch-CycleGAN-and-pix2pix's
+`UnetGenerator` (nested `UnetSkipConnectionBlock`s: `model.model.1.model.3...`) and
+`NLayerDiscriminator` (`model.N`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+from jaxcolor.data.hints import HINT_CHANNELS
+from jaxcolor.errors import ExportError
+
+FORMAT = "jaxcolor-export"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+GENERATOR_FILE = "generator.safetensors"
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+SKETCH_CHANNELS = 1
+NORMS = ("batch", "instance", "none")
+
+
+def uses_bias(norm: str) -> bool:
+    """Convs carry a bias unless a BatchNorm follows (same rule as jaxcolor.models.layers)."""
+    return norm != "batch"
+
+
+def unet_widths(num_downs: int, ngf: int) -> list[int]:
+    """Encoder width per level: ngf, 2ngf, 4ngf, 8ngf, 8ngf, ... (as jaxcolor.models.unet)."""
+    return [ngf * min(2**i, 8) for i in range(num_downs)]
+
+
+def unet_dropout_levels(num_downs: int, dropout: float) -> range:
+    """Levels whose decoder ends in dropout: the num_downs - 5 inner 8*ngf blocks (pix2pix)."""
+    return range(4, num_downs - 1) if dropout > 0 else range(0)
+
+
+def patchgan_widths(ndf: int, n_layers: int) -> list[int]:
+    """Width of conv i, i = 0..n_layers (the 1-channel head comes after)."""
+    return [ndf * min(2**i, 8) for i in range(n_layers + 1)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One tensor: its state_dict key, where it lives on the Flax side, and how it converts.
+
+    collection: "params" (nnx.Param), "stats" (nnx.BatchStat) or "torch" (no Flax counterpart:
+    BatchNorm's num_batches_tracked). kind: "conv" (HWIO <-> OIHW), "conv_transpose" (HWIO <->
+    flipped (in, out, kh, kw)), "vector" (copied) or "count" (int64 scalar).
+    """
+
+    key: str
+    collection: str
+    path: tuple[str | int, ...]
+    kind: str
+
+
+def _conv(prefix: str, path: tuple, *, bias: bool, kind: str = "conv") -> list[Entry]:
+    out = [Entry(f"{prefix}.weight", "params", (*path, "kernel"), kind)]
+    if bias:
+        out.append(Entry(f"{prefix}.bias", "params", (*path, "bias"), "vector"))
+    return out
+
+
+def _norm(prefix: str, path: tuple, norm: str) -> list[Entry]:
+    # InstanceNorm2d(affine=False, track_running_stats=False) and Identity hold no tensors.
+    if norm != "batch":
+        return []
+    layer = (*path, "layer")
+    return [
+        Entry(f"{prefix}.weight", "params", (*layer, "scale"), "vector"),
+        Entry(f"{prefix}.bias", "params", (*layer, "bias"), "vector"),
+        Entry(f"{prefix}.running_mean", "stats", (*layer, "mean"), "vector"),
+        Entry(f"{prefix}.running_var", "stats", (*layer, "var"), "vector"),
+        Entry(f"{prefix}.num_batches_tracked", "torch", (), "count"),
+    ]
+
+
+def unet_block_prefix(level: int) -> str:
+    """state_dict prefix of U-Net level `level`'s Sequential (0 = outermost)."""
+    # Level 0 is `model`; level 1 is item 1 of its Sequential; deeper levels are item 3.
+    return "model.model" + ".1.model" * min(level, 1) + ".3.model" * max(level - 1, 0)
+
+
+def unet_indices(level: int, num_downs: int) -> dict[str, int]:
+    """Sequential index of each layer with weights in one pix2pix UnetSkipConnectionBlock."""
+    if level == 0:  # [downconv, submodule, relu, upconv, tanh]
+        return {"down": 0, "up": 3}
+    if level == num_downs - 1:  # [lrelu, downconv, relu, upconv, upnorm]
+        return {"down": 1, "up": 3, "up_norm": 4}
+    # [lrelu, downconv, downnorm, submodule, relu, upconv, upnorm, (dropout)]
+    return {"down": 1, "down_norm": 2, "up": 5, "up_norm": 6}
+
+
+def generator_layout(arch: Mapping[str, Any]) -> list[Entry]:
+    """Every tensor of the U-Net generator, in state_dict order."""
+    n, norm = arch["num_downs"], arch["norm"]
+    bias = uses_bias(norm)
+    entries: list[Entry] = []
+    for level in range(n):
+        prefix, idx = unet_block_prefix(level), unet_indices(level, n)
+        entries += _conv(f"{prefix}.{idx['down']}", ("downs", level), bias=bias)
+        if "down_norm" in idx:
+            entries += _norm(f"{prefix}.{idx['down_norm']}", ("down_norms", level), norm)
+    for level in reversed(range(n)):
+        prefix, idx = unet_block_prefix(level), unet_indices(level, n)
+        up_bias = bias or level == 0
+        entries += _conv(
+            f"{prefix}.{idx['up']}", ("ups", level), bias=up_bias, kind="conv_transpose"
+        )
+        if "up_norm" in idx:
+            entries += _norm(f"{prefix}.{idx['up_norm']}", ("up_norms", level), norm)
+    return entries
+
+
+def discriminator_layout(arch: Mapping[str, Any]) -> list[Entry]:
+    """Every tensor of the PatchGAN: `model.{0, 2, 5, ...}` convs, `model.{3, 6, ...}` norms."""
+    n, norm = arch["n_layers"], arch["norm"]
+    entries = _conv("model.0", ("convs", 0), bias=True)
+    for i in range(1, n + 1):
+        entries += _conv(f"model.{3 * i - 1}", ("convs", i), bias=uses_bias(norm))
+        entries += _norm(f"model.{3 * i}", ("norms", i), norm)
+    entries += _conv(f"model.{3 * n + 2}", ("head",), bias=True)
+    return entries
+
+
+def layout(net: str, arch: Mapping[str, Any]) -> list[Entry]:
+    """`net` is "generator" or "discriminator"."""
+    return generator_layout(arch) if net == "generator" else discriminator_layout(arch)
+
+
+def architectures(config: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
+    """Training config (plain dict) -> {"generator": arch, "discriminator": arch or None}."""
+    model = config["model"]
+    g, d = dict(model["generator"]), dict(model["discriminator"])
+    if g["name"] != "unet" or d["name"] != "patchgan":
+        raise ExportError(
+            f"Only the unet generator and patchgan discriminator can be exported; this run "
+            f"uses model.generator.name={g['name']!r}, model.discriminator.name={d['name']!r}."
+        )
+    in_channels = SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
+    g["in_channels"] = in_channels
+    d["in_channels"] = in_channels + g["out_channels"]
+    gan = config["loss"]["gan_mode"] != "none"
+    return {"generator": g, "discriminator": d if gan else None}
+
+
+def pix2pix_compatible(net: str, arch: Mapping[str, Any]) -> bool:
+    """Whether the weights load into pix2pix's own class with strict=True.
+
+    pix2pix's norm='none' drops the conv biases (its use_bias tests for InstanceNorm only) while
+    jaxcolor keeps them, and its UnetGenerator needs num_downs >= 5.
+    """
+    if arch["norm"] == "none":
+        return False
+    return net == "discriminator" or arch["num_downs"] >= 5
+
+
+def make_config_json(
+    config: Mapping[str, Any], *, step: int, version: str, with_discriminator: bool
+) -> dict[str, Any]:
+    """The config.json of an export: architectures, input-channel layout and value ranges."""
+    archs = architectures(config)
+    hints = config["data"]["hints"]
+    hint_channels = HINT_CHANNELS[hints]
+    g = archs["generator"]
+    out: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "jaxcolor_version": version,
+        "step": step,
+        "generator": {
+            **g,
+            "file": GENERATOR_FILE,
+            "pix2pix_compatible": pix2pix_compatible("generator", g),
+        },
+        "discriminator": None,
+        "inputs": {
+            # Channel order of the generator input (NCHW): sketch first, then the hints.
+            "layout": [
+                {"name": "sketch", "channels": SKETCH_CHANNELS, "method": config["data"]["sketch"]},
+                {"name": "hints", "channels": hint_channels, "method": hints},
+            ],
+            "sketch": "grayscale line art, dark lines on white",
+            "hints": hints,
+            "hint_channels": hint_channels,
+            "color_order": "RGB",
+            "value_range": [-1.0, 1.0],
+            "from_uint8": "x / 127.5 - 1",
+            "image_size": config["image_size"],
+            "size_multiple": 2 ** g["num_downs"],
+        },
+        "output": {
+            "channels": g["out_channels"],
+            "color_order": "RGB",
+            "value_range": [-1.0, 1.0],
+            "to_uint8": "round((y + 1) * 127.5)",
+        },
+        "notes": (
+            "BatchNorm running_var holds Flax's running average of the biased batch variance "
+            "(PyTorch tracks the unbiased one); eval-mode outputs are identical."
+        ),
+    }
+    if with_discriminator:
+        d = archs["discriminator"]
+        if d is None:
+            raise ExportError(
+                "This run has no discriminator (loss.gan_mode='none'); drop --with-discriminator."
+            )
+        out["discriminator"] = {
+            **d,
+            "file": DISCRIMINATOR_FILE,
+            "input": "concat(generator input, RGB image) in [-1, 1]",
+            "pix2pix_compatible": pix2pix_compatible("discriminator", d),
+        }
+    return out
+
+
+def read_config_json(model_dir: str | pathlib.Path) -> dict[str, Any]:
+    """Reads and checks DIR/config.json of an export."""
+    model_dir = pathlib.Path(model_dir)
+    path = model_dir / CONFIG_FILE
+    if not model_dir.is_dir():
+        raise ExportError(f"Model directory {model_dir} does not exist (expected an export).")
+    if not path.is_file():
+        raise ExportError(
+            f"{path} is missing: --model must be a directory written by python -m jaxcolor.export."
+        )
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise ExportError(f"{path} is not a jaxcolor export config (no format={FORMAT!r}).")
+    if cfg.get("format_version") != FORMAT_VERSION:
+        raise ExportError(
+            f"{path} has format_version {cfg.get('format_version')}; this jaxcolor reads "
+            f"version {FORMAT_VERSION}. Re-export with this version."
+        )
+    return cfg
