@@ -53,7 +53,7 @@ class Checkpointer:
             cleanup_tmp_directories=True,  # a save killed half-way is deleted, never restored
         )
         self._manager = ocp.CheckpointManager(
-            self.directory, options=options, handler_registry=_handlers()
+            self.directory, options=options, handler_registry=handler_registry()
         )
         self._saved_step: int | None = None
 
@@ -151,7 +151,7 @@ class Checkpointer:
         )
 
 
-def _handlers() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
+def handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
     """Every item's handler, known up front: a fresh process can then read an old checkpoint's
     metadata (shapes, JSON) and restore items one at a time."""
     registry = ocp.handlers.DefaultCheckpointHandlerRegistry()

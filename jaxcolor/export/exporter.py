@@ -55,7 +55,7 @@ def _manager(workdir: str) -> tuple[epath.Path, ocp.CheckpointManager]:
     try:
         options = ocp.CheckpointManagerOptions(read_only=True, create=False)
         manager = ocp.CheckpointManager(
-            directory, options=options, item_names=(checkpoint.STATE, checkpoint.METADATA)
+            directory, options=options, handler_registry=checkpoint.handler_registry()
         )
     finally:
         std_logging.getLogger("absl").removeFilter(quiet)
