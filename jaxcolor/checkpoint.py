@@ -11,7 +11,6 @@ import contextlib
 import errno
 import signal
 import threading
-import time
 from typing import Any
 
 import grain
@@ -21,7 +20,6 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 import jaxcolor
-from jaxcolor import summary
 from jaxcolor.errors import CheckpointMismatchError, WorkdirError
 from jaxcolor.training.step import TrainState
 
@@ -254,7 +252,7 @@ class PreemptionNotice:
     """
 
     def __init__(self):
-        self.received_at: float | None = None
+        self.received = False
         self._installed = False
         self._previous = signal.SIG_DFL
 
@@ -271,14 +269,7 @@ class PreemptionNotice:
             signal.signal(signal.SIGTERM, self._previous)
             self._installed = False
 
-    @property
-    def received(self) -> bool:
-        return self.received_at is not None
-
     def _handle(self, signum, frame) -> None:
-        self.received_at = time.monotonic()
+        # Only a flag (no logging, no I/O): the loop reports it at the end of the step.
+        self.received = True
         signal.signal(signal.SIGTERM, self._previous)
-        summary.log_line(
-            "SIGTERM received: finishing this step, then saving a checkpoint and exiting. "
-            "A second SIGTERM exits at once (the last complete checkpoint stays valid)."
-        )

@@ -267,6 +267,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             if step % config.log_every == 0 or last:
                 pending = (step, metrics)
             preempted = notice.received or ckpt.reached_preemption(step)
+            if preempted:
+                summary.log_line(
+                    f"{'SIGTERM received' if notice.received else 'Preemption notice'}: step "
+                    f"{step} is the last; saving it, then exiting. A second SIGTERM exits at "
+                    "once (the last complete checkpoint stays valid)."
+                )
             if not preempted and (step % config.eval_every == 0 or last):
                 guard.check(through=step)
                 if pending is not None:  # evaluation blocks anyway; keep its time out of img/s
