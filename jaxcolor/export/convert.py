@@ -144,7 +144,7 @@ def load_safetensors(path: str | pathlib.Path) -> dict[str, np.ndarray]:
 
     path = pathlib.Path(path)
     if not path.is_file():
-        raise ExportError(f"{path} does not exist.")
+        raise ExportError(f"Weights file {path} does not exist.")
     try:
         return load_file(str(path))
     except Exception as e:  # safetensors raises its own types for a corrupt header

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from jaxcolor.errors import ExportError
-from jaxcolor.export import spec
+from jaxcolor.export import convert, spec
 
 
 def norm_layer(norm: str, channels: int) -> nn.Module:
@@ -159,15 +159,7 @@ def build(net: str, arch: Mapping[str, Any]) -> nn.Module:
 
 def load_state_dict_file(path: str | pathlib.Path) -> dict[str, torch.Tensor]:
     """safetensors -> state_dict (no pickle involved)."""
-    from safetensors.torch import load_file
-
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ExportError(f"Weights file {path} is missing.")
-    try:
-        return load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise ExportError(f"{path} is not a readable safetensors file: {e}") from e
+    return {k: torch.from_numpy(v) for k, v in convert.load_safetensors(path).items()}
 
 
 def load(
