@@ -327,3 +327,21 @@ def test_config_checks_name_data_sketch_and_data_hints(tiny_config):
     tiny_config.data.hints = "scribble"
     with pytest.raises(ConfigError, match="data.hints"):
         config_checks.validate(tiny_config)
+
+
+def test_a_short_training_run_with_point_hints(tiny_config, tmp_path):
+    import jax
+
+    from jaxcolor.training.loop import train_and_evaluate
+
+    c = tiny_config
+    c.data.hints = "points"
+    c.data.sketch = "xdog:0.7,sobel:0.2,highpass:0.1"
+    c.num_steps = 2
+    c.model.discriminator.ndf = 6  # not 8, which is the discriminator's expected input width
+    state = jax.device_get(train_and_evaluate(c, str(tmp_path)))
+    # The generator's first convolution reads the sketch + R, G, B, mask; the discriminator's
+    # the same 5 channels plus the 3 colour channels.
+    in_channels = lambda params: {x.shape[2] for x in jax.tree.leaves(params) if x.ndim == 4}  # noqa: E731
+    assert 5 in in_channels(state.g.params) and 8 in in_channels(state.d.params)
+    assert {4, 7}.isdisjoint(in_channels(state.g.params) | in_channels(state.d.params))  # blur
