@@ -20,8 +20,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.source = "synthetic"  # or "folder:/path/to/images" (recursive jpg/png/webp)
     c.data.num_synthetic = 50_000  # size of the built-in synthetic cartoon set
     c.data.val_fraction = 0.02  # image folders: share held out for validation
+    # One of xdog | sobel | highpass or a weighted mix "xdog:0.7,sobel:0.2,highpass:0.1";
+    # parameters are drawn per example (see jaxcolor/data/sketch.py).
     c.data.sketch = "xdog"
-    c.data.hints = "blur"  # colour cues: Gaussian-blurred colour image; "none" for no hints
+    c.data.sketch_augment = True  # random Otsu binarisation, line thickness and intensity
+    # blur | points | strokes | palette | none (input layout: jaxcolor/data/hints.py)
+    c.data.hints = "blur"
     c.data.random_flip = True
     c.data.num_workers = 8  # Grain worker processes per host; 0 reads in the main process
     c.data.prefetch = 4  # batches buffered per worker

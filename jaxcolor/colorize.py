@@ -21,11 +21,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     hints = parser.add_mutually_exclusive_group()
     hints.add_argument(
         "--hints",
-        help="colour cue image of the sketch's size (blurred here as in training), or a "
-        "directory with one image per sketch, named like it",
+        help="hint image, or a directory with one image per sketch, named like it. blur models: "
+        "rough colours of the sketch's size; points/strokes models: coloured dots/scribbles on "
+        "white or transparent paper of the sketch's size; palette models: a colour reference "
+        "image of any size",
     )
     hints.add_argument(
-        "--hint-points", help='colour points "x,y,#rrggbb;..." (models trained with point hints)'
+        "--hint-points",
+        help='colour points "x,y,#rrggbb;..." in sketch pixels (points and strokes models)',
+    )
+    parser.add_argument(
+        "--point-size",
+        type=int,
+        default=3,
+        help="side in pixels (at the model's working size) of each --hint-points square "
+        "(training draws 1-9; default 3)",
     )
     parser.add_argument(
         "--size",
@@ -59,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             hints=args.hints,
             hint_points=args.hint_points,
             size=args.size,
+            point_size=args.point_size,
         )
     except JaxcolorError as e:
         sys.exit(f"jaxcolor.colorize: error: {e}")

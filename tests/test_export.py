@@ -655,3 +655,97 @@ def test_colorize_a_model_trained_without_hints(tiny_config, tmp_path):
     expected = np.round((expected + 1) * 127.5)
     got = cv2.cvtColor(cv2.imread(str(written)), cv2.COLOR_BGR2RGB).astype(np.float32)
     assert got.shape == (32, 64, 3) and np.abs(got - expected).max() <= 1
+
+
+def _export_random(config, folder: pathlib.Path):
+    """A randomly initialised generator written as an export directory; returns its nets."""
+    nets = _random_nets(config)
+    cfg = spec.make_config_json(config.to_dict(), step=0, version="0", with_discriminator=False)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    g = nets["generator"][1]
+    tensors = convert.flax_to_torch("generator", cfg["generator"], g.params, g.stats)
+    convert.save_safetensors(tensors, folder / "generator.safetensors")
+    return nets
+
+
+def _expected_rgb(nets, sketch_path, hint_channels):
+    gray = cv2.imread(str(sketch_path), cv2.IMREAD_GRAYSCALE)[None, ..., None]
+    x = np.concatenate([gray, hint_channels[None]], axis=-1).astype(np.float32) / 127.5 - 1
+    g = nets["generator"]
+    return np.round((_jax_forward(g[0], g[1], x)[0] + 1) * 127.5)
+
+
+def _read_rgb(path):
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["points", "strokes", "palette"])
+def test_colorize_builds_each_hint_kind_as_training_does(tiny_config, tmp_path, method):
+    config = _config(tiny_config, **(ARCHS["none"] | dict(hints=method)))
+    nets = _export_random(config, tmp_path / "model")
+    model = inference.load(tmp_path / "model", "cpu")
+    assert model.hints == method
+    _, sketch, _ = _write_inputs(tmp_path, "s", (32, 48))
+
+    if method == "palette":  # a reference image of another size, through the same function
+        hints = tmp_path / "reference.png"
+        reference = sources.SyntheticCartoonSource(1, (40, 56), seed=4)[0]
+        cv2.imwrite(str(hints), cv2.cvtColor(reference, cv2.COLOR_RGB2BGR))
+        expected = hints_lib.render_palette(hints_lib.palette_colors(reference), (32, 48))
+    else:  # a drawing on white paper: coloured pixels are hints, white is "no hint"
+        drawing = np.full((32, 48, 3), 255, np.uint8)
+        drawing[3:6, 4:7] = (200, 30, 40)
+        cv2.line(drawing, (10, 20), (40, 25), (20, 90, 240), 3)
+        hints = tmp_path / "drawing.png"
+        cv2.imwrite(str(hints), cv2.cvtColor(drawing, cv2.COLOR_RGB2BGR))
+        expected = np.zeros((32, 48, 4), np.uint8)
+        hinted = (drawing < 255).any(axis=-1)
+        expected[hinted] = np.concatenate([drawing[hinted], np.full((hinted.sum(), 1), 255)], -1)
+        np.testing.assert_array_equal(hints_lib.hints_from_drawing(drawing), expected)
+    (written,) = inference.colorize_files(model, str(sketch), str(tmp_path / "o.png"), hints=hints)
+    got = _read_rgb(written)
+    assert got.shape == (32, 48, 3)
+    assert np.abs(got - _expected_rgb(nets, sketch, expected)).max() <= 1
+    if method == "palette":
+        with pytest.raises(InputError, match="--hint-points needs a model trained with point"):
+            inference.colorize_files(model, str(sketch), str(tmp_path), hint_points="1,2,#ffffff")
+        return
+
+    # --hint-points: each point a 3x3 (or --point-size) square, rendered like a training patch.
+    points = "5,4,#c81e28; 47,31,#1e5af0"
+    for size in (3, 1):
+        (written,) = inference.colorize_files(
+            model, str(sketch), str(tmp_path / "p.png"), hint_points=points, point_size=size
+        )
+        clicks = [(5, 4, (200, 30, 40)), (47, 31, (30, 90, 240))]
+        expected = hints_lib.points_from_clicks(clicks, (32, 48), size)
+        # Squares at the border are moved inside, as training keeps its patches inside.
+        assert (expected[..., 3] == 255).sum() == 2 * size * size
+        assert np.abs(_read_rgb(written) - _expected_rgb(nets, sketch, expected)).max() <= 1
+    with pytest.raises(InputError, match="--hint-points 48,3 is outside sketch .*48x32"):
+        inference.colorize_files(
+            model, str(sketch), str(tmp_path / "x.png"), hint_points="48,3,#000000"
+        )
+    with pytest.raises(InputError, match="pass --hints IMAGE, a drawing .*or --hint-points"):
+        inference.colorize_files(model, str(sketch), str(tmp_path / "o.png"))
+
+
+def test_colorize_scales_hint_points_with_size(tiny_config, tmp_path):
+    config = _config(tiny_config, **(ARCHS["none"] | dict(hints="points")))
+    _export_random(config, tmp_path / "model")
+    model = inference.load(tmp_path / "model", "cpu")
+    _, sketch, _ = _write_inputs(tmp_path, "s", (32, 48))
+    # (47, 31) in the 48x32 sketch is the bottom-right pixel of the 96x64 working size too.
+    got = inference.point_hint_channels(
+        "points",
+        [(47, 31, (1, 2, 3))],
+        sketch_path=sketch,
+        original_hw=(32, 48),
+        model_hw=(64, 96),
+    )
+    assert (got[..., 3] == 255).sum() == 9 and got[63, 95, 3] == 255 and got[61, 93, 3] == 255
+    (written,) = inference.colorize_files(
+        model, str(sketch), str(tmp_path / "o.png"), hint_points="47,31,#010203", size=64
+    )
+    assert cv2.imread(str(written)).shape == (64, 96, 3)

@@ -1,4 +1,25 @@
-"""Colour hints that condition the generator, one function per method."""
+"""Colour hints that condition the generator, one function per `data.hints` method.
+
+Generator input tensor (the one place this is written down; NHWC in JAX, NCHW in the PyTorch
+export), built by `jaxcolor.training.step.model_inputs` and `jaxcolor.export.inference`:
+
+    channel 0                      the sketch: gray line art, dark lines on white (255 = paper)
+    channels 1 .. HINT_CHANNELS    the hint channels of `data.hints`, in this order:
+      blur     R, G, B             the colour image Gaussian-blurred (sigma 20 px at 256 px)
+      points   R, G, B, mask       square patches (1-9 px) of the patch-mean colour; 0 outside
+      strokes  R, G, B, mask       scribbles, one colour each (taken under the stroke); 0 outside
+      palette  R1,G1,B1 .. R4,G4,B4  4 planes: plane i holds, over each of 4 horizontal bands,
+                                   that band's i-th most frequent (quantised) colour
+      none     (nothing)           automatic colorization: the sketch alone
+
+The host ships every channel as uint8; on device each becomes x / 127.5 - 1, so a colour of 0 and
+"no hint" are told apart only by the mask: mask 255 (-> +1) marks a hint pixel, 0 (-> -1) a
+pixel without one (whose colour channels are then 0 -> -1).
+
+Every generator is `(rgb uint8 (H, W, 3), rng) -> uint8 (H, W, C)`; `blur` and `palette` ignore
+the rng. Only numpy and OpenCV are imported: PyTorch inference (no JAX) uses these functions to
+build the same inputs from a user's drawing.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +27,244 @@ import cv2
 import numpy as np
 
 # Number of hint channels each method produces; the generator's input width depends on it.
-HINT_CHANNELS = {"blur": 3, "none": 0}
+HINT_CHANNELS = {"blur": 3, "points": 4, "strokes": 4, "palette": 12, "none": 0}
 
 REFERENCE_SIZE = 256
+MASK_ON = 255
 
 
-def blur_hints(image: np.ndarray, *, sigma_at_256: float = 20.0) -> np.ndarray:
-    """Returns a heavily Gaussian-blurred copy of a uint8 RGB image as coarse colour cues."""
+def _check_rgb(image: np.ndarray, name: str) -> None:
     if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"blur_hints expects an (H, W, 3) RGB image, got shape {image.shape}")
+        raise ValueError(f"{name} expects an (H, W, 3) RGB image, got shape {image.shape}")
+
+
+def blur_hints(
+    image: np.ndarray, rng: np.random.Generator | None = None, *, sigma_at_256: float = 20.0
+) -> np.ndarray:
+    """Returns a heavily Gaussian-blurred copy of a uint8 RGB image as coarse colour cues."""
+    del rng  # deterministic: the seed (pix2pix with colour cues) uses a fixed sigma of 20 px
+    _check_rgb(image, "blur_hints")
     # Scaling with size keeps the cue equally coarse relative to the picture at any resolution.
     sigma = sigma_at_256 * min(image.shape[:2]) / REFERENCE_SIZE
     return cv2.GaussianBlur(image, (0, 0), sigma)
 
 
-def make_hints(method: str, image: np.ndarray) -> np.ndarray:
-    """Returns the hint channels for `method` (see HINT_CHANNELS) as uint8 (H, W, C)."""
-    if method == "blur":
-        return blur_hints(image)
-    if method == "none":
-        return np.zeros((*image.shape[:2], 0), np.uint8)
-    raise ValueError(
-        f"Unknown data.hints {method!r}; valid methods are {', '.join(sorted(HINT_CHANNELS))}."
-    )
+# ---------------------------------------------------------------------------------------------
+# points: Zhang et al. 2017, "Real-Time User-Guided Image Colorization with Learned Deep Priors"
+# (section 3.2): the number of points is geometric, locations from a 2-D Gaussian centred on the
+# image with sigma = side / 4, square patches of side 1-9 px revealing the patch's mean colour.
+# N = Geometric(1/8) - 1 gives P(N = 0) = 1/8 (the share trained without any hint) and mean 7.
+POINTS_P = 1.0 / 8.0
+POINT_SIZES = (1, 9)  # inclusive, at any image size (they are a user's clicks, not regions)
+# Point side used when rasterising `--hint-points` for inference (a mid-size training patch).
+INFERENCE_POINT_SIZE = 3
+
+
+def _patch_box(y: int, x: int, size: int, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of a size x size square centred on (y, x), kept inside hw."""
+    h, w = hw
+    size = min(size, h, w)
+    top = min(max(y - (size - 1) // 2, 0), h - size)
+    left = min(max(x - (size - 1) // 2, 0), w - size)
+    return top, left, top + size, left + size
+
+
+def sample_points(image: np.ndarray, rng: np.random.Generator) -> list[tuple]:
+    """Zhang et al.'s revealed points: [(top, left, bottom, right, (r, g, b)), ...]."""
+    h, w = image.shape[:2]
+    n = int(rng.geometric(POINTS_P)) - 1
+    points = []
+    for _ in range(n):
+        y = int(np.clip(round(rng.normal(h / 2, h / 4)), 0, h - 1))
+        x = int(np.clip(round(rng.normal(w / 2, w / 4)), 0, w - 1))
+        size = int(rng.integers(POINT_SIZES[0], POINT_SIZES[1] + 1))
+        top, left, bottom, right = _patch_box(y, x, size, (h, w))
+        mean = image[top:bottom, left:right].reshape(-1, 3).mean(axis=0)
+        points.append((top, left, bottom, right, tuple(int(v) for v in np.round(mean))))
+    return points
+
+
+def render_points(points, hw: tuple[int, int]) -> np.ndarray:
+    """Boxes [(top, left, bottom, right, rgb)] -> uint8 (H, W, 4) R, G, B, mask; later ones win."""
+    out = np.zeros((*hw, 4), np.uint8)
+    for top, left, bottom, right, rgb in points:
+        out[top:bottom, left:right] = (*rgb, MASK_ON)
+    return out
+
+
+def point_hints(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """User-style point hints (see sample_points), uint8 (H, W, 4): R, G, B, mask."""
+    _check_rgb(image, "point_hints")
+    return render_points(sample_points(image, rng), image.shape[:2])
+
+
+def points_from_clicks(clicks, hw: tuple[int, int], size: int = INFERENCE_POINT_SIZE) -> np.ndarray:
+    """[(x, y, (r, g, b))] in pixels of `hw` -> point hints as training renders a patch."""
+    boxes = [(*_patch_box(y, x, size, hw), rgb) for x, y, rgb in clicks]
+    return render_points(boxes, hw)
+
+
+# ---------------------------------------------------------------------------------------------
+# strokes: imitate a user's colour scribbles (the scribble seed draws strokes on a canvas over
+# the sketch). P(no strokes) matches `points`; otherwise 1 + Geometric-ish count capped at
+# MAX_STROKES. Each stroke is a polyline random walk of 2-4 segments, STROKE_WIDTH px wide at
+# 256 px (scaled), one flat colour: the most frequent exact colour of the ground truth under
+# the stroke (a user picks one colour per stroke; the mode, unlike a mean, is a real colour of
+# that region and is not muddied where a stroke crosses a line).
+STROKES_P_NONE = 1.0 / 8.0
+STROKES_P = 1.0 / 3.0  # count = min(Geometric(1/3), MAX_STROKES): mean about 3
+MAX_STROKES = 10
+STROKE_SEGMENTS = (2, 4)
+STROKE_STEP = (0.04, 0.12)  # segment length as a share of the shorter side
+STROKE_WIDTH = (2, 5)  # px at 256 px
+# Inference: pixels of a drawn hint image whose channels are all above this count as paper.
+PAPER_LEVEL = 245
+
+
+def _mode_color(pixels: np.ndarray) -> tuple[int, int, int]:
+    keys = (pixels[:, 0].astype(np.int32) << 16) | (pixels[:, 1].astype(np.int32) << 8)
+    keys |= pixels[:, 2].astype(np.int32)
+    values, counts = np.unique(keys, return_counts=True)
+    key = int(values[np.argmax(counts)])  # ties: the smallest key, deterministic
+    return (key >> 16) & 255, (key >> 8) & 255, key & 255
+
+
+def stroke_mask(polyline: np.ndarray, width: int, hw: tuple[int, int]) -> np.ndarray:
+    """A polyline (N, 2) of (x, y) drawn `width` px wide -> bool (H, W)."""
+    mask = np.zeros(hw, np.uint8)
+    cv2.polylines(mask, [polyline.astype(np.int32)], False, 1, thickness=width, lineType=cv2.LINE_8)
+    return mask.astype(bool)
+
+
+def sample_strokes(image: np.ndarray, rng: np.random.Generator) -> list[tuple]:
+    """Random scribbles: [(polyline (N, 2) x/y int32, width, (r, g, b)), ...]."""
+    h, w = image.shape[:2]
+    if rng.random() < STROKES_P_NONE:
+        return []
+    scale = min(h, w) / REFERENCE_SIZE
+    strokes = []
+    for _ in range(min(int(rng.geometric(STROKES_P)), MAX_STROKES)):
+        point = np.array([rng.uniform(0, w), rng.uniform(0, h)])
+        angle = rng.uniform(0, 2 * np.pi)
+        polyline = [point]
+        for _ in range(int(rng.integers(STROKE_SEGMENTS[0], STROKE_SEGMENTS[1] + 1))):
+            angle += rng.uniform(-np.pi / 3, np.pi / 3)  # gently curving, like a hand
+            step = rng.uniform(*STROKE_STEP) * min(h, w)
+            point = point + step * np.array([np.cos(angle), np.sin(angle)])
+            polyline.append(point)
+        line = np.round(np.clip(polyline, 0, [w - 1, h - 1])).astype(np.int32)
+        width = max(1, round(rng.integers(STROKE_WIDTH[0], STROKE_WIDTH[1] + 1) * scale))
+        color = _mode_color(image[stroke_mask(line, width, (h, w))])
+        strokes.append((line, width, color))
+    return strokes
+
+
+def render_strokes(strokes, hw: tuple[int, int]) -> np.ndarray:
+    """[(polyline, width, rgb)] -> uint8 (H, W, 4) R, G, B, mask; later strokes win."""
+    out = np.zeros((*hw, 4), np.uint8)
+    for line, width, rgb in strokes:
+        cv2.polylines(out, [line], False, (*rgb, MASK_ON), thickness=width, lineType=cv2.LINE_8)
+    return out
+
+
+def stroke_hints(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Colour scribbles (see sample_strokes), uint8 (H, W, 4): R, G, B, mask."""
+    _check_rgb(image, "stroke_hints")
+    return render_strokes(sample_strokes(image, rng), image.shape[:2])
+
+
+def hints_from_drawing(image: np.ndarray) -> np.ndarray:
+    """A user's hint drawing (colour on white/transparent paper) -> R, G, B, mask (H, W, 4).
+
+    Pixels with every channel above PAPER_LEVEL are paper (no hint); every other pixel is a
+    hint of its own colour. Serves both `points` and `strokes` models at inference.
+    """
+    _check_rgb(image, "hints_from_drawing")
+    hint = (image <= PAPER_LEVEL).any(axis=-1)
+    out = np.zeros((*image.shape[:2], 4), np.uint8)
+    out[hint, :3] = image[hint]
+    out[hint, 3] = MASK_ON
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# palette: the colour histogram of the residual-attention U-Net seed (Chen et al., "Automatic
+# Colorization of Anime Sketch Image with Enhanced Residual U-net and Auxiliary Classifier GAN":
+# "crop image into 4 regions vertically ... top-4 colors for each region ... 4 RGB images, the
+# i-th contains the top-i color of each region"): PALETTE_BANDS horizontal bands (rows
+# split as evenly as np.array_split does), each band's colours are quantised to
+# PALETTE_LEVELS levels per channel (32: value // 8, reported as the level's centre 8q + 4), and
+# its PALETTE_TOP most frequent quantised colours (ties: smaller r, g, b key first) are kept.
+# Plane i (channels 3i .. 3i+2) is filled, over each band's rows, with that band's i-th colour.
+# A band with fewer distinct colours repeats its most frequent one in the missing planes.
+PALETTE_BANDS = 4
+PALETTE_TOP = 4
+PALETTE_LEVELS = 32
+
+
+def palette_colors(image: np.ndarray) -> np.ndarray:
+    """uint8 (PALETTE_BANDS, PALETTE_TOP, 3): each band's top colours, most frequent first."""
+    _check_rgb(image, "palette_colors")
+    step = 256 // PALETTE_LEVELS
+    q = (image // step).astype(np.int32)
+    keys = (q[..., 0] * PALETTE_LEVELS + q[..., 1]) * PALETTE_LEVELS + q[..., 2]
+    colors = np.zeros((PALETTE_BANDS, PALETTE_TOP, 3), np.uint8)
+    for band, rows in enumerate(np.array_split(keys, PALETTE_BANDS, axis=0)):
+        counts = np.bincount(rows.ravel(), minlength=PALETTE_LEVELS**3)
+        order = np.argsort(-counts, kind="stable")[:PALETTE_TOP]
+        present = order[counts[order] > 0]
+        top = np.concatenate([present, np.repeat(present[:1], PALETTE_TOP - len(present))])
+        r, g, b = (
+            top // PALETTE_LEVELS**2,
+            (top // PALETTE_LEVELS) % PALETTE_LEVELS,
+            top % PALETTE_LEVELS,
+        )
+        levels = np.stack([r, g, b], axis=-1)
+        colors[band] = levels * step + step // 2
+    return colors
+
+
+def render_palette(colors: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """palette_colors output -> uint8 (H, W, 3 * PALETTE_TOP) planes over the bands of `hw`."""
+    out = np.zeros((*hw, 3 * PALETTE_TOP), np.uint8)
+    bands = np.array_split(np.arange(hw[0]), PALETTE_BANDS)
+    for band, rows in enumerate(bands):
+        if len(rows):
+            out[rows[0] : rows[-1] + 1] = colors[band].reshape(-1)
+    return out
+
+
+def palette_hints(image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Regional colour histogram planes (see palette_colors), uint8 (H, W, 12)."""
+    del rng  # deterministic
+    return render_palette(palette_colors(image), image.shape[:2])
+
+
+def no_hints(image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    del rng
+    return np.zeros((*image.shape[:2], 0), np.uint8)
+
+
+HINTS = {
+    "blur": blur_hints,
+    "points": point_hints,
+    "strokes": stroke_hints,
+    "palette": palette_hints,
+    "none": no_hints,
+}
+assert HINTS.keys() == HINT_CHANNELS.keys()
+
+
+def make_hints(
+    method: str, image: np.ndarray, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The hint channels for `method` (see HINT_CHANNELS) as uint8 (H, W, C).
+
+    Random methods without `rng` use a fixed seed (0), so callers outside the pipeline stay
+    deterministic.
+    """
+    if method not in HINTS:
+        raise ValueError(
+            f"Unknown data.hints {method!r}; valid methods are {', '.join(sorted(HINT_CHANNELS))}."
+        )
+    return HINTS[method](image, np.random.default_rng(0) if rng is None else rng)

@@ -75,6 +75,7 @@ class MakeExample(grain.transforms.RandomMap):
     hints: str
     train: bool
     random_flip: bool
+    sketch_augment: bool = True
 
     def random_map(self, element, rng: np.random.Generator):
         if isinstance(element, dict):  # an image file: decode here so corrupt files are skipped
@@ -90,8 +91,11 @@ class MakeExample(grain.transforms.RandomMap):
         color = np.ascontiguousarray(color)
         return {
             "color": color,
-            "sketch": sketch_lib.make_sketch(self.sketch, color),
-            "hints": hints_lib.make_hints(self.hints, color),
+            # The example's rng (per index, also in evaluation) keeps both deterministic.
+            "sketch": sketch_lib.make_sketch(
+                self.sketch, color, rng, augmented=self.sketch_augment
+            ),
+            "hints": hints_lib.make_hints(self.hints, color, rng),
         }
 
 
@@ -102,6 +106,7 @@ def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeEx
         hints=config.data.hints,
         train=train,
         random_flip=config.data.random_flip,
+        sketch_augment=config.data.get("sketch_augment", True),
     )
 
 

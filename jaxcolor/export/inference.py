@@ -126,15 +126,18 @@ def to_sketch(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
 
 
-def resize_short_side(image: np.ndarray, size: int | None) -> np.ndarray:
-    """Scales so the shorter side is `size` (None: unchanged); keeps (H, W, C)."""
+def resize_short_side(image: np.ndarray, size: int | None, *, nearest: bool = False) -> np.ndarray:
+    """Scales so the shorter side is `size` (None: unchanged); keeps (H, W, C).
+
+    `nearest` keeps exact colours (hint drawings: no blended colours at a stroke's edge).
+    """
     h, w = image.shape[:2]
     if size is None or min(h, w) == size:
         return image
     scale = size / min(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    out = cv2.resize(image, (nw, nh), interpolation=interp)
+    out = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_NEAREST if nearest else interp)
     return out.reshape(nh, nw, image.shape[-1])
 
 
@@ -152,6 +155,15 @@ def parse_hint_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
     return points
 
 
+# What --hints means for each data.hints method (used in messages and the README).
+HINTS_IMAGE = {
+    "blur": "a colour image of the sketch's size (rough colours over the sketch; blurred here)",
+    "points": "a drawing of the sketch's size: coloured dots on white or transparent paper",
+    "strokes": "a drawing of the sketch's size: colour scribbles on white or transparent paper",
+    "palette": "a colour reference image of any size (its 4-band palette is taken as in training)",
+}
+
+
 def hint_channels_for(
     method: str,
     hints_path: pathlib.Path | None,
@@ -160,10 +172,14 @@ def hint_channels_for(
     original_hw: tuple[int, int],
     model_hw: tuple[int, int],
 ) -> np.ndarray:
-    """The hint channels for one sketch, made by the training function for `method`.
+    """The hint channels for one sketch, made by the training functions for `method`.
 
-    The hint image must have the sketch's original size; it is resized with the sketch to the
-    model's working size and only then blurred, as training blurs at the training size.
+    - blur: the hint image (the sketch's size) is resized with the sketch to the model's working
+      size and only then blurred, as training blurs at the training size.
+    - points, strokes: the drawing (the sketch's size) is resized nearest-neighbour; pixels
+      with every channel above hints.PAPER_LEVEL are paper, all others are hints of their own
+      colour with mask 255 (hints.hints_from_drawing).
+    - palette: any reference image; hints.palette_colors of it, rendered at the working size.
     """
     if method == "none":
         if hints_path is not None:
@@ -172,9 +188,10 @@ def hint_channels_for(
             )
         return np.zeros((*model_hw, 0), np.uint8)
     if hints_path is None:
+        also = ' or --hint-points "x,y,#rrggbb;..."' if method in ("points", "strokes") else ""
         raise InputError(
-            f"This model takes colour hints (data.hints={method!r}): pass --hints IMAGE, a colour "
-            "image (rough colours over the sketch) of the sketch's size."
+            f"This model takes colour hints (data.hints={method!r}): pass --hints IMAGE, "
+            f"{HINTS_IMAGE[method]}{also}."
         )
     image = read_image(hints_path, "Hints image")
     if image.shape[-1] != 3:
@@ -182,12 +199,56 @@ def hint_channels_for(
             f"Hints image {hints_path} has 1 channel (grayscale); hints must be a colour (RGB) "
             "image."
         )
+    if method == "palette":
+        return hints_lib.render_palette(hints_lib.palette_colors(image), model_hw)
     if image.shape[:2] != original_hw:
         raise InputError(
             f"Hints image {hints_path} is {image.shape[1]}x{image.shape[0]} but sketch "
             f"{sketch_path} is {original_hw[1]}x{original_hw[0]}; they must be the same size."
         )
+    if method in ("points", "strokes"):
+        drawing = resize_short_side(image, min(model_hw), nearest=True)
+        return hints_lib.hints_from_drawing(drawing)
     return hints_lib.make_hints(method, resize_short_side(image, min(model_hw)))
+
+
+def _require_point_model(method: str) -> None:
+    if method not in ("points", "strokes"):
+        raise InputError(
+            "--hint-points needs a model trained with point hints (data.hints='points') or "
+            f"stroke hints ('strokes'); this model was trained with data.hints={method!r}"
+            + (": pass --hints IMAGE instead." if method != "none" else ".")
+        )
+
+
+def point_hint_channels(
+    method: str,
+    clicks: list[tuple[int, int, tuple[int, int, int]]],
+    *,
+    sketch_path: pathlib.Path,
+    original_hw: tuple[int, int],
+    model_hw: tuple[int, int],
+    point_size: int = hints_lib.INFERENCE_POINT_SIZE,
+) -> np.ndarray:
+    """--hint-points (pixels of the original sketch) -> R, G, B, mask at the working size.
+
+    Each point becomes a point_size x point_size square of its colour with mask 255, centred on
+    it and rasterised by hints.points_from_clicks, the renderer of the training patches.
+    """
+    _require_point_model(method)
+    h, w = original_hw
+    for x, y, _ in clicks:
+        if not (0 <= x < w and 0 <= y < h):
+            raise InputError(
+                f"--hint-points {x},{y} is outside sketch {sketch_path} ({w}x{h}); x must be in "
+                f"[0, {w - 1}] and y in [0, {h - 1}]."
+            )
+    sy, sx = model_hw[0] / h, model_hw[1] / w
+    scaled = [
+        (min(int((x + 0.5) * sx), model_hw[1] - 1), min(int((y + 0.5) * sy), model_hw[0] - 1), rgb)
+        for x, y, rgb in clicks
+    ]
+    return hints_lib.points_from_clicks(scaled, model_hw, point_size)
 
 
 def expand_sketches(pattern: str) -> list[pathlib.Path]:
@@ -254,18 +315,18 @@ def colorize_files(
     hints: str | None = None,
     hint_points: str | None = None,
     size: int | None = None,
+    point_size: int = hints_lib.INFERENCE_POINT_SIZE,
 ) -> list[pathlib.Path]:
     """Colorizes every sketch matching `sketch`; returns the written image paths."""
     method = model.hints
+    clicks = None
     if hint_points is not None:
-        parse_hint_points(hint_points)  # report a malformed list first
-        # Point hints (issue 3) will be rasterised here by the training function once a
-        # `points` method exists in jaxcolor.data.hints; every model so far takes an image.
-        raise InputError(
-            "--hint-points needs a model trained with point hints (data.hints='points'); this "
-            f"model was trained with data.hints={method!r}"
-            + (": pass --hints IMAGE instead." if method != "none" else ".")
-        )
+        clicks = parse_hint_points(hint_points)  # report a malformed list first
+        if hints is not None:
+            raise InputError("Give either --hints or --hint-points, not both.")
+        _require_point_model(method)
+    if point_size < 1:
+        raise InputError(f"--point-size must be a positive number of pixels, got {point_size}.")
     if size is not None and size < 1:
         raise InputError(f"--size must be a positive number of pixels, got {size}.")
     sketches = expand_sketches(sketch)
@@ -274,13 +335,11 @@ def colorize_files(
     for path, hint_file, dest in zip(sketches, hint_files, outputs, strict=True):
         image = read_image(path, "Sketch")
         sketch_u8 = resize_short_side(to_sketch(image), size)
-        hint_u8 = hint_channels_for(
-            method,
-            hint_file,
-            sketch_path=path,
-            original_hw=image.shape[:2],
-            model_hw=sketch_u8.shape[:2],
-        )
+        where = dict(sketch_path=path, original_hw=image.shape[:2], model_hw=sketch_u8.shape[:2])
+        if clicks is not None:
+            hint_u8 = point_hint_channels(method, clicks, point_size=point_size, **where)
+        else:
+            hint_u8 = hint_channels_for(method, hint_file, **where)
         rgb = model(sketch_u8, hint_u8)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(dest), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
