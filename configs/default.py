@@ -17,11 +17,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.init_from = ""  # PyTorch weights to start from: a .safetensors generator or an export dir
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "synthetic"  # or "folder:/path/to/images" (recursive jpg/png/webp)
+    # "synthetic", "folder:/path/to/images" (recursive jpg/png/webp/bmp/tiff) or "tfds:NAME"
+    # (an ArrayRecord TFDS dataset under data.data_dir, e.g. from python -m jaxcolor.prepare)
+    c.data.source = "synthetic"
+    c.data.data_dir = ""  # TFDS data_dir for "tfds:NAME" ("" = TFDS's default); local or gs://
+    c.data.layout = "single"  # folder images: "paired" = colour left, sketch right in one file
     c.data.num_synthetic = 50_000  # size of the built-in synthetic cartoon set
     c.data.val_fraction = 0.02  # image folders: share held out for validation
     # One of xdog | sobel | highpass or a weighted mix "xdog:0.7,sobel:0.2,highpass:0.1";
-    # parameters are drawn per example (see jaxcolor/data/sketch.py).
+    # parameters are drawn per example (see jaxcolor/data/sketch.py); "dataset" uses the real
+    # sketches of paired data (data.layout="paired" or a TFDS dataset with a "sketch" feature).
     c.data.sketch = "xdog"
     c.data.sketch_augment = True  # random Otsu binarisation, line thickness and intensity
     # blur | points | strokes | palette | none (input layout: jaxcolor/data/hints.py)

@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
+from jaxcolor.data.decode import BadImage, decode
 from jaxcolor.data.hints import HINT_CHANNELS, blur_hints, make_hints
 from jaxcolor.data.sketch import xdog
-from jaxcolor.data.sources import ImageFolderSource, SyntheticCartoonSource, decode_image
+from jaxcolor.data.sources import ImageFolderSource, SyntheticCartoonSource
 
 
 def _roughness(image: np.ndarray) -> float:
@@ -84,10 +85,10 @@ def test_synthetic_rejects_bad_arguments():
         SyntheticCartoonSource(2, (32, 12))
 
 
-# --- ImageFolderSource and decode_image -------------------------------------------------------
+# --- ImageFolderSource and decode ---------------------------------------------------------------
 
 
-def _write_image(path, size=(6, 8)):
+def _write_image(path, size=(12, 16)):
     path.parent.mkdir(parents=True, exist_ok=True)
     image = np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)
     assert cv2.imwrite(str(path), image)
@@ -111,8 +112,8 @@ def test_image_folder_finds_nested_images(image_folder):
     for i in range(len(source)):
         record = source[i]
         assert record["path"] == source.paths[i]
-        image = decode_image(record["bytes"], record["path"])
-        assert image is not None and image.shape == (6, 8, 3) and image.dtype == np.uint8
+        image = decode(record["bytes"])
+        assert image.shape == (12, 16, 3) and image.dtype == np.uint8
     with pytest.raises(IndexError):
         source[3]
 
@@ -129,27 +130,29 @@ def test_image_folder_errors_are_actionable(tmp_path):
     assert "empty" in str(info.value)
 
 
-def test_decode_image_handles_garbage_gray_and_alpha():
-    assert decode_image(b"definitely not an image", "bad.jpg") is None
-    assert decode_image(b"", "empty.png") is None
+def test_decode_handles_garbage_gray_and_alpha():
+    with pytest.raises(BadImage, match="not an image"):
+        decode(b"definitely not an image")
+    with pytest.raises(BadImage, match="empty"):
+        decode(b"")
 
-    gray = np.arange(24, dtype=np.uint8).reshape(4, 6) * 10
-    rgb = decode_image(cv2.imencode(".png", gray)[1].tobytes())
-    assert rgb.shape == (4, 6, 3)
+    gray = np.arange(80, dtype=np.uint8).reshape(8, 10) * 3
+    rgb = decode(cv2.imencode(".png", gray)[1].tobytes())
+    assert rgb.shape == (8, 10, 3)
     np.testing.assert_array_equal(rgb[..., 0], gray)
     np.testing.assert_array_equal(rgb[..., 2], gray)
 
-    bgra = np.zeros((2, 2, 4), np.uint8)
+    bgra = np.zeros((8, 8, 4), np.uint8)
     bgra[0, 0] = (0, 0, 255, 255)  # opaque red (BGR order on disk)
     bgra[0, 1] = (255, 0, 0, 0)  # fully transparent blue
-    rgb = decode_image(cv2.imencode(".png", bgra)[1].tobytes())
-    assert rgb.shape == (2, 2, 3)
+    rgb = decode(cv2.imencode(".png", bgra)[1].tobytes())
+    assert rgb.shape == (8, 8, 3)
     np.testing.assert_array_equal(rgb[0, 0], (255, 0, 0))
     np.testing.assert_array_equal(rgb[0, 1], (255, 255, 255))
 
-    deep = np.full((3, 3, 3), 65535, np.uint16)
+    deep = np.full((8, 8, 3), 65535, np.uint16)
     deep[0, 0] = (0, 0, 0)
-    rgb = decode_image(cv2.imencode(".png", deep)[1].tobytes())
+    rgb = decode(cv2.imencode(".png", deep)[1].tobytes())
     assert rgb.dtype == np.uint8
     assert rgb[1, 1].tolist() == [255, 255, 255] and rgb[0, 0].tolist() == [0, 0, 0]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import cv2
 import grain
 import jax
 import ml_collections
 import numpy as np
-from absl import flags
+from absl import flags, logging
 
 from jaxcolor import parallel
 from jaxcolor.data import hints as hints_lib
@@ -19,6 +20,10 @@ from jaxcolor.errors import ConfigError
 
 SYNTHETIC = "synthetic"
 FOLDER = "folder:"
+TFDS = "tfds:"
+LAYOUTS = ("single", "paired")
+# Validation split names tried in order for TFDS datasets.
+TFDS_VAL_SPLITS = ("validation", "val", "test")
 # pix2pix resizes to 286 and random-crops 256: the same 1.117 ratio at any size.
 CROP_MARGIN = 286 / 256
 
@@ -28,10 +33,46 @@ def condition_channels(config: ml_collections.ConfigDict) -> int:
     return 1 + hints_lib.HINT_CHANNELS[config.data.hints]
 
 
+def _tfds_sources(config: ml_collections.ConfigDict, name: str):
+    builder = sources.tfds_builder(name, config.data.get("data_dir") or None)
+    train = sources.TfdsSource(name, "train", builder=builder)
+    val_split = next((s for s in TFDS_VAL_SPLITS if s in builder.info.splits), None)
+    if val_split is None:
+        logging.warning(
+            "TFDS dataset %r has no validation split (%s); validating on its train split.",
+            name,
+            "/".join(TFDS_VAL_SPLITS),
+        )
+        return train, train
+    return train, sources.TfdsSource(name, val_split, builder=builder)
+
+
+def _encoded_sources(config: ml_collections.ConfigDict):
+    """`data.source` (folder or TFDS) -> (train, val) sources of encoded images."""
+    spec = config.data.source
+    if not spec.startswith(FOLDER):
+        return _tfds_sources(config, spec[len(TFDS) :])
+    folder = sources.ImageFolderSource(spec[len(FOLDER) :])
+    train, val = folder.split(config.data.val_fraction, seed=config.seed)
+    if not len(val):
+        logging.warning("data.val_fraction=0: validating on the training images.")
+        val = train
+    return train, val
+
+
+def _has_real_sketches(source, paired: bool) -> bool:
+    return paired or getattr(source, "has_sketch", False)
+
+
 def make_sources(config: ml_collections.ConfigDict):
-    """`data.source` -> (train source, validation source)."""
+    """`data.source` -> (train source, validation source), checked to hold usable images."""
     spec = config.data.source
     if spec == SYNTHETIC:
+        if config.data.sketch == sketch_lib.DATASET_SKETCH:
+            raise ConfigError(
+                "data.sketch='dataset' needs a source with real sketches (data.layout='paired' "
+                "or a TFDS dataset with a 'sketch' feature); the synthetic set has none."
+            )
         train = sources.SyntheticCartoonSource(
             config.data.num_synthetic, config.image_size, seed=config.seed
         )
@@ -40,15 +81,32 @@ def make_sources(config: ml_collections.ConfigDict):
             max(config.eval_batch_size, 1), config.image_size, seed=config.seed + 1_000_003
         )
         return train, val
-    if spec.startswith(FOLDER):
-        try:
-            folder = sources.ImageFolderSource(spec[len(FOLDER) :])
-        except (OSError, ValueError) as e:  # missing, not a folder, or no images in it
-            raise ConfigError(f"data.source={spec!r}: {e}") from e
-        return folder.split(config.data.val_fraction, seed=config.seed)
-    raise ConfigError(
-        f"data.source={spec!r} is not a known source; use 'synthetic' or 'folder:/path/to/images'."
-    )
+    if not spec.startswith((FOLDER, TFDS)):
+        raise ConfigError(
+            f"data.source={spec!r} is not a known source; use 'synthetic', "
+            "'folder:/path/to/images' or 'tfds:NAME' (with data.data_dir)."
+        )
+    paired = config.data.get("layout", "single") == "paired"
+    try:
+        train, val = _encoded_sources(config)
+        if config.data.sketch == sketch_lib.DATASET_SKETCH and not _has_real_sketches(
+            train, paired
+        ):
+            raise ValueError(
+                "data.sketch='dataset' but the images hold no real sketches; set "
+                "data.layout='paired' (colour left, sketch right) or prepare the data with "
+                "--layout paired, or derive sketches (data.sketch='xdog')"
+            )
+        # Training decodes JPEGs at a reduced scale where the random crop allows it.
+        train = sources.DecodedSource(
+            train, min_side=math.ceil(config.image_size * CROP_MARGIN), paired=paired
+        )
+        val = sources.DecodedSource(val, min_side=config.image_size, paired=paired)
+        train.first_usable()  # fail now, not inside a worker, if nothing can be used
+        val.first_usable()
+    except (OSError, ValueError) as e:  # missing, empty, unreadable, wrong format
+        raise ConfigError(f"data.source={spec!r}: {e}") from e
+    return train, val
 
 
 def _square_crop_resize(image: np.ndarray, size: int, rng: np.random.Generator | None):
@@ -68,7 +126,7 @@ def _square_crop_resize(image: np.ndarray, size: int, rng: np.random.Generator |
 
 @dataclasses.dataclass(frozen=True)
 class MakeExample(grain.transforms.RandomMap):
-    """Raw element -> {color, sketch, hints} uint8; None for an undecodable file (filtered)."""
+    """Image (array, or DecodedSource element) -> {color, sketch, hints, skipped} uint8/int32."""
 
     image_size: int
     sketch: str
@@ -78,24 +136,31 @@ class MakeExample(grain.transforms.RandomMap):
     sketch_augment: bool = True
 
     def random_map(self, element, rng: np.random.Generator):
-        if isinstance(element, dict):  # an image file: decode here so corrupt files are skipped
-            color = sources.decode_image(element["bytes"], element["path"])
-            if color is None:
-                return None
+        if isinstance(element, dict):
+            color, real_sketch = element["color"], element.get("sketch")
+            skipped = element["skipped"]
         else:
-            color = element
+            color, real_sketch, skipped = element, None, np.int32(0)
+        use_real = self.sketch == sketch_lib.DATASET_SKETCH
+        if use_real:  # crop and flip the colour image and its sketch together
+            color = np.concatenate([color, real_sketch], axis=-1)
         if color.shape[:2] != (self.image_size, self.image_size):
             color = _square_crop_resize(color, self.image_size, rng if self.train else None)
         if self.train and self.random_flip and rng.random() < 0.5:
             color = color[:, ::-1]
+        if use_real:
+            color, sketch = color[..., :3], np.ascontiguousarray(color[..., 3:])
+            if self.sketch_augment:
+                sketch = sketch_lib.augment(sketch, rng)
         color = np.ascontiguousarray(color)
+        if not use_real:
+            # The example's rng (per index, also in evaluation) keeps both deterministic.
+            sketch = sketch_lib.make_sketch(self.sketch, color, rng, augmented=self.sketch_augment)
         return {
             "color": color,
-            # The example's rng (per index, also in evaluation) keeps both deterministic.
-            "sketch": sketch_lib.make_sketch(
-                self.sketch, color, rng, augmented=self.sketch_augment
-            ),
+            "sketch": sketch,
             "hints": hints_lib.make_hints(self.hints, color, rng),
+            "skipped": skipped,  # unusable files passed over to reach this one (counted)
         }
 
 
@@ -122,7 +187,6 @@ def train_dataset(
     ds = ds[jax.process_index() :: jax.process_count()]  # each process reads only its shard
     ds = ds.seed(config.seed).shuffle().repeat()
     ds = ds.random_map(_example_transform(config, train=True))
-    ds = ds.filter(lambda x: x is not None)
     if start:
         # After the random map, so each example keeps the augmentation of an unbroken run.
         ds = ds[start:]
@@ -146,19 +210,9 @@ def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.
     """The fixed evaluation batch: this process's rows of the first `eval_batch_size` examples."""
     ds = grain.MapDataset.source(source).seed(config.seed)
     ds = ds.random_map(_example_transform(config, train=False))
-    examples = []
-    for i in range(len(ds)):
-        if len(examples) == config.eval_batch_size:
-            break
-        example = ds[i]
-        if example is not None:
-            examples.append(example)
-    if not examples:
-        raise ConfigError(
-            f"data.source={config.data.source!r}: no readable validation images; "
-            "add images or raise data.val_fraction."
-        )
-    # Small folders: repeat the readable images to fill the fixed batch.
-    examples = [examples[i % len(examples)] for i in range(config.eval_batch_size)]
+    # Small splits: repeat images to fill the fixed batch (unusable ones are replaced anyway).
+    examples = [ds[i % len(ds)] for i in range(config.eval_batch_size)]
+    for e in examples:
+        del e["skipped"]
     rows = examples[jax.process_index() :: jax.process_count()]
     return {k: np.stack([e[k] for e in rows]) for k in rows[0]}

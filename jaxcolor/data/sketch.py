@@ -166,6 +166,8 @@ def augment(sketch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 # Sketch extractors by `data.sketch` name.
 SKETCHES = {"xdog": xdog, "sobel": sobel, "highpass": highpass}
+# data.sketch value that uses the dataset's own sketches (paired data) instead of deriving one.
+DATASET_SKETCH = "dataset"
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,4 +1,8 @@
-"""Random-access image sources for the Grain pipeline: synthetic cartoons and image folders."""
+"""Random-access image sources for the Grain pipeline: synthetic cartoons, image folders, TFDS.
+
+Folder and TFDS sources return encoded bytes; `DecodedSource` turns them into RGB arrays in the
+Grain workers, replacing an unusable file by the next usable one (logged and counted).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import numpy as np
 from absl import logging
 from etils import epath
 
+from jaxcolor.data import decode
+
 _MIN_SIZE = 16
 _MAX_SIZE = 4096
 # Shapes drawn below this many pixels turn to mush, so small images are drawn here and downscaled.
@@ -21,7 +27,7 @@ _SHIFT = 4
 _SHAPE_KINDS = ("ellipse", "rectangle", "polygon", "star", "blob")
 _BACKGROUND_KINDS = ("flat", "vertical", "diagonal", "stripes", "dots")
 
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def _hw(image_size: int | Sequence[int]) -> tuple[int, int]:
@@ -339,32 +345,160 @@ class ImageFolderSource:
         )
 
 
-def decode_image(data: bytes, path: str = "<bytes>") -> np.ndarray | None:
-    """Decodes jpg/png/webp bytes to uint8 RGB (H, W, 3), or None if they are not an image."""
-    buffer = np.frombuffer(data, np.uint8)
-    image = None
-    if buffer.size:
+def _tfds():
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise ImportError(
+            "data.source='tfds:...' needs tensorflow-datasets (no TensorFlow): "
+            "pip install tensorflow-datasets"
+        ) from e
+    return tfds
+
+
+def tfds_builder(name: str, data_dir: str | None):
+    """The TFDS builder of `name` under `data_dir`; ValueError listing what exists if none."""
+    tfds = _tfds()
+    try:
+        return tfds.builder(name, data_dir=data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError:
+        where = epath.Path(data_dir) if data_dir else None
+        found = (
+            sorted(p.name for p in where.iterdir() if p.is_dir())
+            if where and where.exists()
+            else []
+        )
+        raise ValueError(
+            f"no TFDS dataset {name!r} in data_dir={data_dir or '(TFDS default)'!r}"
+            + (f" (it holds: {', '.join(found)})" if found else "")
+            + "; pack an image folder with `python -m jaxcolor.prepare --images DIR --out "
+            "DATA_DIR --name NAME` and set data.data_dir=DATA_DIR."
+        ) from None
+
+
+class TfdsSource:
+    """One split of a TFDS dataset in ArrayRecord format, read with random access and no TensorFlow.
+
+    Images stay encoded ("bytes"; "sketch_bytes" too if the dataset stores real sketches, as
+    `prepare --layout paired` does) so that `DecodedSource` decodes them in the Grain workers.
+    """
+
+    IMAGE, SKETCH = "image", "sketch"
+
+    def __init__(self, name: str, split: str, data_dir: str | None = None, builder=None):
+        tfds = _tfds()
+        builder = builder or tfds_builder(name, data_dir)
+        features = builder.info.features
+        if self.IMAGE not in features:
+            raise ValueError(
+                f"TFDS dataset {name!r} has no {self.IMAGE!r} feature (it has "
+                f"{', '.join(features.keys())}); jaxcolor reads colour images from 'image'."
+            )
+        if split not in builder.info.splits:
+            raise ValueError(
+                f"TFDS dataset {name!r} has no split {split!r} (it has "
+                f"{', '.join(builder.info.splits)})."
+            )
+        self.name, self.split = name, split
+        self.has_sketch = self.SKETCH in features
+        keys = [self.IMAGE, self.SKETCH] if self.has_sketch else [self.IMAGE]
         try:
-            image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-        except cv2.error:
-            image = None
-    if image is None or image.size == 0:
-        logging.warning("Could not decode image %s; skipping it.", path)
-        return None
-    if image.dtype == np.uint16:
-        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
-    elif image.dtype != np.uint8:
-        logging.warning("Unsupported pixel type %s in %s; skipping it.", image.dtype, path)
-        return None
-    if image.ndim == 2:
-        image = image[..., None]
-    channels = image.shape[-1]
-    if channels in (2, 4):
-        # Transparent regions become white paper, like the line art the model will see.
-        alpha = image[..., -1:].astype(np.float32) / 255.0
-        color = image[..., :-1].astype(np.float32)
-        image = np.round(color * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
-        channels -= 1
-    if channels == 1:
-        return np.ascontiguousarray(np.repeat(image, 3, axis=-1))
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            self._source = builder.as_data_source(
+                split=split, decoders={k: tfds.decode.SkipDecoding() for k in keys}
+            )
+        except NotImplementedError as e:  # prepared as TFRecord: no random access
+            raise ValueError(
+                f"TFDS dataset {name!r} is not in ArrayRecord format; prepare it with "
+                "file_format='array_record' (python -m jaxcolor.prepare does)."
+            ) from e
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __repr__(self) -> str:
+        return f"TfdsSource({self.name!r}, split={self.split!r}, num_images={len(self)})"
+
+    def __getitem__(self, index: int) -> dict[str, str | bytes]:
+        record = self._source[int(index)]
+        where = f"tfds:{self.name}[{self.split}][{int(index)}]"
+        if "path" in record:  # the file it was packed from (python -m jaxcolor.prepare)
+            where += f" ({record['path'].decode(errors='replace')})"
+        element = {"path": where, "bytes": record["image"]}
+        if self.has_sketch:
+            element["sketch_bytes"] = record[self.SKETCH]
+        return element
+
+
+class DecodedSource:
+    """Decodes an encoded source's images; a record that cannot be used is replaced by the next.
+
+    Each element is {"color": uint8 RGB, "skipped": records skipped to reach it} plus "sketch"
+    (uint8 (H, W, 1)) when the source stores real sketches (`sketch_bytes`) or `paired` says each
+    image holds colour (left) and sketch (right). Skipped records are logged by name, once per
+    process and file; `first_usable` checks at start that there is anything to train on.
+    """
+
+    def __init__(self, source, *, min_side: int | None = None, paired: bool = False):
+        if len(source) < 1:
+            raise ValueError(f"{source!r} is empty")
+        self.source, self.min_side, self.paired = source, min_side, paired
+        self._reported: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __repr__(self) -> str:
+        return f"DecodedSource({self.source!r}, paired={self.paired})"
+
+    def __getstate__(self):
+        return {**self.__dict__, "_reported": set()}
+
+    def _decode(self, record) -> dict[str, np.ndarray]:
+        color = decode.decode(record["bytes"], min_side=self.min_side)
+        if self.paired:
+            color, sketch = decode.split_paired(color)
+            return {"color": color, "sketch": sketch}
+        if "sketch_bytes" not in record:
+            return {"color": color}
+        sketch = cv2.cvtColor(decode.decode(record["sketch_bytes"]), cv2.COLOR_RGB2GRAY)
+        if sketch.shape != color.shape[:2]:
+            sketch = cv2.resize(sketch, color.shape[1::-1], interpolation=cv2.INTER_AREA)
+        return {"color": color, "sketch": sketch[..., None]}
+
+    def _skip(self, path: str, reason: decode.BadImage) -> None:
+        if path not in self._reported:
+            self._reported.add(path)
+            logging.warning("Skipping unusable image %s: %s", path, reason)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray | int]:
+        n = len(self.source)
+        index = int(index) % n
+        for skipped in range(n):
+            record = self.source[(index + skipped) % n]
+            try:
+                element = self._decode(record)
+            except decode.BadImage as e:
+                self._skip(record["path"], e)
+                continue
+            element["skipped"] = np.int32(skipped)
+            return element
+        raise ValueError(f"none of the {n} images of {self.source!r} can be used (see log)")
+
+    def first_usable(self, limit: int | None = None) -> int:
+        """Index of the first usable record; ValueError naming the reasons if there is none."""
+        reasons = []
+        for i in range(len(self.source) if limit is None else min(limit, len(self.source))):
+            record = self.source[i]
+            try:
+                self._decode(record)
+                return i
+            except decode.BadImage as e:
+                self._skip(record["path"], e)
+                reasons.append(f"{record['path']}: {e}")
+        shown = "; ".join(reasons[:5]) + (
+            f"; ... ({len(reasons) - 5} more)" if len(reasons) > 5 else ""
+        )
+        raise ValueError(
+            f"none of the {len(reasons)} images of {self.source!r} can be used ({shown}); "
+            "check the files (python -m jaxcolor.prepare reports each problem)."
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxcolor.data.hints import HINT_CHANNELS
-from jaxcolor.data.sketch import parse_sketch_mix
+from jaxcolor.data.sketch import DATASET_SKETCH, parse_sketch_mix
 from jaxcolor.errors import ConfigError
 from jaxcolor.models import DTYPES
 from jaxcolor.models.layers import NORMS
@@ -55,7 +55,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"image_size={config.image_size} is too small for a PatchGAN with "
             f"model.discriminator.n_layers={d.n_layers} (needs >= {min_size}).",
         )
-    parse_sketch_mix(config.data.sketch)  # raises ConfigError naming data.sketch
+    if config.data.sketch != DATASET_SKETCH:
+        parse_sketch_mix(config.data.sketch)  # raises ConfigError naming data.sketch
+    layouts = ("single", "paired")
+    _require(
+        config.data.layout in layouts,
+        f"data.layout must be one of {layouts}, got {config.data.layout!r}",
+    )
     _require(
         config.data.hints in HINT_CHANNELS,
         f"data.hints must be one of {sorted(HINT_CHANNELS)}, got {config.data.hints!r}",

@@ -246,12 +246,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 f"Already at step {start} >= num_steps={config.num_steps}; nothing to do."
             )
 
+        skipped_images = 0
         pending = None  # (step, device metrics): fetched one step late so logging never stalls
         compile_start = time.perf_counter()
         step, preempted = start, notice.received
         while step < config.num_steps and not preempted:
             step += 1
-            batch = parallel.to_global(next(train_iter), data_sharding)
+            host_batch = next(train_iter)
+            skipped_images += int(host_batch.pop("skipped").sum())
+            batch = parallel.to_global(host_batch, data_sharding)
             state, metrics = train_step(state, batch)
             if step == start + 1:
                 jax.block_until_ready(metrics)
@@ -261,7 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             guard.push(step, metrics)
             guard.check(through=step - 1)
             if pending is not None:
-                _log_train(writer, progress, guard, *pending)
+                _log_train(writer, progress, guard, *pending, skipped_images)
                 pending = None
             last = step == config.num_steps
             if step % config.log_every == 0 or last:
@@ -276,7 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             if not preempted and (step % config.eval_every == 0 or last):
                 guard.check(through=step)
                 if pending is not None:  # evaluation blocks anyway; keep its time out of img/s
-                    _log_train(writer, progress, guard, *pending)
+                    _log_train(writer, progress, guard, *pending, skipped_images)
                     pending = None
                 evaluate(step, state)
                 progress.reset(step)
@@ -284,7 +287,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 guard.check(through=step)  # never checkpoint a step that went non-finite
                 ckpt.save(step, state, train_iter, data_start=data_start)
         if pending is not None:
-            _log_train(writer, progress, guard, *pending)
+            _log_train(writer, progress, guard, *pending, skipped_images)
         guard.check(through=step)
 
         if preempted and step == start:
@@ -308,12 +311,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
 
 def _log_train(
-    writer: summary.Writer, progress: summary.Progress, guard: _NonFiniteGuard, step: int, metrics
+    writer: summary.Writer,
+    progress: summary.Progress,
+    guard: _NonFiniteGuard,
+    step: int,
+    metrics,
+    skipped_images: int = 0,
 ) -> None:
     values = _fetch(metrics)
     del values[NONFINITE]
     if guard.skipped:
         values["nonfinite_skipped"] = guard.skipped
+    if skipped_images:  # unusable files this process passed over (each named in the log)
+        values["skipped_images"] = skipped_images
     rate = progress.update(step)
     writer.scalars(step, values | rate, "train")
     summary.log_line(progress.line(step, values, rate))
