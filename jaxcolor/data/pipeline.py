@@ -115,7 +115,12 @@ def _square_crop_resize(image: np.ndarray, size: int, rng: np.random.Generator |
     short = round(size * CROP_MARGIN) if rng is not None else size
     scale = short / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    # INTER_AREA at a fractional ratio costs ~6x INTER_LINEAR (3.3 vs 0.5 ms at 512 -> 286 px);
+    # down to half size bilinear barely aliases, and JPEGs arrive pre-reduced to that range.
+    if scale < 0.5:
+        interp = cv2.INTER_AREA
+    else:
+        interp = cv2.INTER_LINEAR if scale < 1 else cv2.INTER_CUBIC
     image = cv2.resize(image, (nw, nh), interpolation=interp)
     if rng is None:  # evaluation: centre crop
         y, x = (nh - size) // 2, (nw - size) // 2
