@@ -193,6 +193,14 @@ def test_blur_hints_are_smooth_colour_cues():
     np.testing.assert_allclose(hints.mean((0, 1)), image.mean((0, 1)), atol=8)
 
 
+@pytest.mark.parametrize("size", [256, 512])
+def test_blur_hints_match_a_full_size_gaussian(size):
+    image = SyntheticCartoonSource(1, size, seed=4)[0]
+    exact = cv2.GaussianBlur(image, (0, 0), 20.0 * size / 256).astype(int)
+    diff = np.abs(blur_hints(image).astype(int) - exact)
+    assert diff.mean() < 1.5 and diff[16:-16, 16:-16].max() <= 10
+
+
 def _edge_width(size: int) -> int:
     """Width in pixels of the blurred ramp across a black/white vertical edge."""
     image = np.zeros((size, size, 3), np.uint8)
