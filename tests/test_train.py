@@ -128,6 +128,9 @@ def test_trains_on_an_image_folder_and_skips_corrupt_files(tiny_config, tmp_path
     state = train_and_evaluate(tiny_config, str(tmp_path / "run"))
     assert int(state.step) == tiny_config.num_steps
     assert "broken.png" in caplog.text
+    # 9 training files, batch 8: by step 4 the broken one was passed over at least 3 times.
+    skipped = _scalar(_events(tmp_path / "run"), "train/skipped_images")
+    assert skipped[tiny_config.num_steps] >= 3
 
 
 def test_missing_image_folder_is_a_config_error(tiny_config, tmp_path):

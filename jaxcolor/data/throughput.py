@@ -79,7 +79,7 @@ def measure(config: ml_collections.ConfigDict, workers: int, batches: int, warmu
         images += len(next(iterator)["color"])
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds(me) - cpu0
-    del iterator  # stops the workers before the next measurement
+    iterator.close()  # stops the workers before the next measurement
     return Result(workers, images, seconds, cpu)
 
 
