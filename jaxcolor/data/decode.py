@@ -19,6 +19,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Anything narrower holds no drawing worth colouring, however far it is upscaled.
 MIN_SIDE = 8
+# How a file holds its picture: one colour image, or colour (left) and sketch (right) side by side.
+LAYOUTS = ("single", "paired")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 

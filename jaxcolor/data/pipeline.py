@@ -21,7 +21,6 @@ from jaxcolor.errors import ConfigError
 SYNTHETIC = "synthetic"
 FOLDER = "folder:"
 TFDS = "tfds:"
-LAYOUTS = ("single", "paired")
 # Validation split names tried in order for TFDS datasets.
 TFDS_VAL_SPLITS = ("validation", "val", "test")
 # pix2pix resizes to 286 and random-crops 256: the same 1.117 ratio at any size.
@@ -87,6 +86,12 @@ def make_sources(config: ml_collections.ConfigDict):
             "'folder:/path/to/images' or 'tfds:NAME' (with data.data_dir)."
         )
     paired = config.data.get("layout", "single") == "paired"
+    if paired and spec.startswith(TFDS):
+        raise ConfigError(
+            "data.layout='paired' applies to folder: sources; a dataset packed with "
+            "`prepare --layout paired` already stores colour and sketch apart (use "
+            "data.layout='single' and data.sketch='dataset')."
+        )
     try:
         train, val = _encoded_sources(config)
         if config.data.sketch == sketch_lib.DATASET_SKETCH and not _has_real_sketches(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -28,7 +29,6 @@ from jaxcolor.data.sources import DEFAULT_EXTENSIONS, ImageFolderSource
 from jaxcolor.errors import ConfigError, InputError
 
 VERSION = "1.0.0"
-LAYOUTS = ("single", "paired")
 JPEG_QUALITY = 95
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEEP_FORMATS = ("JPEG", "PNG")  # stored byte for byte when nothing had to change
@@ -123,8 +123,17 @@ class _ImageFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     RELEASE_NOTES = {VERSION: "Packed by python -m jaxcolor.prepare."}
     VERSION = tfds.core.Version(VERSION)
 
-    def __init__(self, *, files: dict[str, list[str]], root: str, layout: str, max_side: int,
-                 workers: int, summary: Summary, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        files: dict[str, list[str]],
+        root: str,
+        layout: str,
+        max_side: int,
+        workers: int,
+        summary: Summary,
+        **kwargs,
+    ):
         self._files, self._root, self._layout = files, root, layout
         self._max_side, self._workers, self._summary = max_side, workers, summary
         super().__init__(**kwargs)
@@ -149,7 +158,9 @@ class _ImageFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
 
     def _generate_examples(self, split: str):
         files = self._files[split]
-        pack = lambda path: pack_file(path, self._root, self._layout, self._max_side)  # noqa: E731
+        pack = functools.partial(
+            pack_file, root=self._root, layout=self._layout, max_side=self._max_side
+        )
         written = 0
         with concurrent.futures.ThreadPoolExecutor(self._workers) as pool:
             # PIL and OpenCV release the GIL, so threads decode in parallel; map keeps order.
@@ -200,8 +211,8 @@ def prepare(
     """Packs the images under `images` into the TFDS dataset `name` under `out`."""
     name = name or default_name(images)
     _check_name(name)
-    if layout not in LAYOUTS:
-        raise ConfigError(f"--layout {layout!r}: use one of {', '.join(LAYOUTS)}.")
+    if layout not in decode.LAYOUTS:
+        raise ConfigError(f"--layout {layout!r}: use one of {', '.join(decode.LAYOUTS)}.")
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"--val-fraction {val_fraction}: use a share in [0, 1), e.g. 0.02.")
     if max_side < 0:

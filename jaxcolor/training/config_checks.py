@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxcolor.data.decode import LAYOUTS
 from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.data.sketch import DATASET_SKETCH, parse_sketch_mix
 from jaxcolor.errors import ConfigError
@@ -57,10 +58,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.data.sketch != DATASET_SKETCH:
         parse_sketch_mix(config.data.sketch)  # raises ConfigError naming data.sketch
-    layouts = ("single", "paired")
     _require(
-        config.data.layout in layouts,
-        f"data.layout must be one of {layouts}, got {config.data.layout!r}",
+        config.data.layout in LAYOUTS,
+        f"data.layout must be one of {LAYOUTS}, got {config.data.layout!r}",
     )
     _require(
         config.data.hints in HINT_CHANNELS,
