@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -69,6 +70,25 @@ def sync_processes(name: str) -> None:
         from orbax.checkpoint import multihost
 
         multihost.sync_global_processes(name)
+
+
+def start_collectives(mesh: Mesh) -> None:
+    """Meets the other processes, then runs one all-reduce over `mesh` and one all-gather across
+    processes (no-op with one process).
+
+    On CPU, Gloo builds each communicator at its first collective and gives the processes only
+    30 s to arrive; uneven start-up and compile times on a busy host exceed that. Built here,
+    right after a barrier, the communicators exist before the first slow compile.
+    """
+    if jax.process_count() == 1:
+        return
+    sync_processes("jaxcolor:start-collectives")
+    ones = np.ones((mesh.devices.size // jax.process_count(),), np.float32)
+    total = jax.jit(lambda x: x.sum(), out_shardings=replicated(mesh))(
+        jax.make_array_from_process_local_data(batch_sharding(mesh), ones)
+    )
+    jax.block_until_ready(total)
+    multihost_utils.process_allgather(np.zeros((1,), np.float32))
 
 
 def tpu_host_count() -> int:

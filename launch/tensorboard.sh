@@ -22,5 +22,5 @@ done
 echo "# then open http://localhost:$PORT"
 # shellcheck disable=SC2046  # where() prints two flags
 run gcloud compute tpus tpu-vm ssh "$NAME" $(where) --worker=0 \
-  --command="~/jaxcolor/.venv/bin/pip install -q tensorboard && ~/jaxcolor/.venv/bin/tensorboard --logdir=$(quote "$WORKDIR/tensorboard") --port=$PORT" \
+  --command="~/jaxcolor/.venv/bin/tensorboard --logdir=$(quote "$WORKDIR/tensorboard") --port=$PORT" \
   -- -L "$PORT:localhost:$PORT"

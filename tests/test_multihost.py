@@ -55,7 +55,11 @@ def _start(num_processes: int, workdir: pathlib.Path, cache: pathlib.Path, **ove
         os.environ,
         PYTHONPATH=str(REPO),
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}",
+        # Gloo's collectives wait 30 s by default; 4 processes compiling on 2 busy cores
+        # can arrive further apart than that.
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS} "
+        "--xla_cpu_collective_timeout_seconds=600 "
+        "--xla_cpu_collective_call_terminate_timeout_seconds=600",
         JAX_COMPILATION_CACHE_DIR=str(cache),
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     )
@@ -166,7 +170,8 @@ def test_processes_train_checkpoint_resume_and_match_one_process(
     )
     print(f"max |1 process - 2+4 processes| over the state: {worst:.3g}")
     for a, b in zip(flat_ref, flat_run, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        # One wrong row or augmentation moves parameters by about the lr (1e-3) per step.
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=3e-5)
 
 
 @pytest.mark.parametrize("num_processes", [2])

@@ -219,6 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     workdir = _prepare_workdir(workdir)
     cache = parallel.configure_compilation_cache(_compile_cache_dir(config, workdir))
     mesh = parallel.create_mesh(config.mesh.data)
+    parallel.start_collectives(mesh)
     parallel.check_batch_size(config.batch_size, mesh)
     parallel.check_batch_size(config.eval_batch_size, mesh, name="eval_batch_size")
 
