@@ -55,7 +55,7 @@ def get_config(chips: str = ""):
     c.eval_every = _per_images(2_000, c.batch_size)
     c.checkpoint_every = _per_images(2_000, c.batch_size)
     c.log_every = max(10, _per_images(100, c.batch_size))
-    # One validation example per chip (at least the default 16), so it splits over the mesh.
-    c.eval_batch_size = max(16, chips)
+    # The smallest multiple of the chip count >= default.py's 16: it must split over the mesh.
+    c.eval_batch_size = -(-16 // chips) * chips
     c.data.num_workers = 16  # Grain workers per host: TPU VM hosts have 100+ vCPUs
     return c

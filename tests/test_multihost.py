@@ -216,3 +216,36 @@ def test_distributed_flags_must_come_together():
     with pytest.raises(ConfigError, match="process_id=2 must be below"):
         parallel.initialize_distributed("localhost:1234", 2, 2)
     assert parallel.initialize_distributed() is False  # one host, no TPU slice: nothing to join
+
+
+def _pod_config(arg: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pod_config", REPO / "configs" / "pod.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+@pytest.mark.parametrize(
+    ("chips", "batch", "eval_batch", "checkpoint_every"),
+    [("8", 64, 16, 2000), ("16", 128, 16, 1000), ("32", 256, 32, 500), ("64", 512, 64, 250)],
+)
+def test_pod_config_scales_with_the_chip_count(chips, batch, eval_batch, checkpoint_every):
+    from jaxcolor.training import config_checks
+
+    c = _pod_config(chips)
+    config_checks.validate(c)
+    assert (c.batch_size, c.eval_batch_size, c.checkpoint_every) == (
+        batch,
+        eval_batch,
+        checkpoint_every,
+    )
+    assert c.image_size == 256 and c.compute_dtype == "bfloat16"
+    assert c.num_steps * c.batch_size == 100_000 * 64  # the same number of images as default.py
+    assert c.optimizer.learning_rate == pytest.approx(2e-4 * (batch / 64) ** 0.5)
+
+
+def test_pod_config_needs_the_chip_count():
+    with pytest.raises(ValueError, match=r"configs/pod.py:16 for a v4-32"):
+        _pod_config("")
