@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 USAGE="Usage: launch/train.sh --zone=ZONE --project=PROJECT --workdir=gs://BUCKET/RUN
                        [--config=configs/pod.py] [--name=NAME] [--dry-run] [-- TRAIN FLAGS]
 Runs python -m jaxcolor.train on all workers (--worker=all), detached with nohup: one process per
-host, joined by jax.distributed (detected on TPU slices). Each worker logs to
+host, joined by jax.distributed (detected on TPU slices). Each worker appends to
 ~/jaxcolor-train.log (see logs.sh). The workdir must be on gs:// so that every host sees the same
 checkpoints; rerunning the same command resumes from the newest one.
   --workdir   gs://BUCKET/PATH for TensorBoard logs, checkpoints and the compilation cache
@@ -49,5 +49,5 @@ for word in --config="$CONFIG" --workdir="$WORKDIR" "${TRAIN_FLAGS[@]+"${TRAIN_F
 done
 # SIGTERM (maintenance, spot reclaim) reaches the python process itself: it saves and exits 0.
 ssh_all "cd ~/jaxcolor && nohup .venv/bin/python -m jaxcolor.train$flags \
-> ~/jaxcolor-train.log 2>&1 < /dev/null & echo \$! > ~/jaxcolor-train.pid"
+>> ~/jaxcolor-train.log 2>&1 < /dev/null & echo \$! > ~/jaxcolor-train.pid"
 echo "# $(host_count) worker(s) started. Follow worker 0: launch/logs.sh --name=$NAME --zone=$ZONE --project=$PROJECT"

@@ -132,6 +132,7 @@ def _events(workdir: pathlib.Path) -> list[pathlib.Path]:
     return sorted((workdir / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_processes_train_checkpoint_resume_and_match_one_process(
     tiny_config, tmp_path, compile_cache
 ):
@@ -174,6 +175,7 @@ def test_processes_train_checkpoint_resume_and_match_one_process(
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=3e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_processes", [2])
 def test_sigterm_to_one_host_saves_the_same_step_everywhere_and_exits_0(
     tmp_path, compile_cache, num_processes
