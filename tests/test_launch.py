@@ -82,7 +82,8 @@ def test_dry_run_prints_the_full_sequence(example):
     chips = 8 if example == "v5e-8" else 16  # v4-32: 32 TensorCores, 16 chips (devices)
     assert f"nohup .venv/bin/python -m jaxcolor.train --config=configs/pod.py:{chips}" in train
     assert "--workdir=gs://my-bucket/runs/r1 --config.seed=3" in train
-    assert ">> ~/jaxcolor-train.log 2>&1" in train and train.rstrip("'").endswith("~/jaxcolor-train.pid")
+    assert ">> ~/jaxcolor-train.log 2>&1" in train
+    assert train.rstrip("'").endswith("~/jaxcolor-train.pid")
     assert "--worker=0" in logs and "tail" in logs
     assert "--logdir=gs://my-bucket/runs/r1/tensorboard" in board
     assert board.endswith("-- -L 6006:localhost:6006")
