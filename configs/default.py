@@ -69,6 +69,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_batch_size = 16  # the fixed validation batch; a multiple of the device count
     c.checkpoint_every = 2_000
     c.keep_checkpoints = 3
+    # JAX persistent compilation cache: "auto" = WORKDIR/compile_cache (gs:// works), so a
+    # restart after preemption skips recompiling; a path to share one; "" = off.
+    c.compile_cache_dir = "auto"
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # devices on the `data` axis; -1 = all devices of all hosts

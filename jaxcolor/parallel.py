@@ -1,27 +1,138 @@
-"""Device mesh, shardings, and host batch -> global jax.Array for data parallelism."""
+"""Process start-up (jax.distributed, compilation cache), the device mesh, shardings, and
+host batch -> global jax.Array for data parallelism."""
 
 from __future__ import annotations
 
+import glob
+import os
+import urllib.request
 from collections.abc import Mapping
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxcolor.errors import ConfigError
 
 DATA_AXIS = "data"
+# GCE metadata: one comma-separated entry per worker (host) of this TPU slice.
+_TPU_WORKERS_URL = (
+    "http://metadata.google.internal/computeMetadata/v1/instance/attributes/"
+    "worker-network-endpoints"
+)
+
+
+def initialize_distributed(
+    coordinator_address: str = "", num_processes: int = 0, process_id: int = -1
+) -> bool:
+    """Joins this process to a multi-process run (`jax.distributed`); True if it did.
+
+    Explicit arguments (CPU/GPU clusters: all three or none) win. Without them, a multi-host
+    Cloud TPU slice is detected and JAX finds the coordinator and this host's id itself. A single
+    host needs nothing. Must run before anything touches a JAX device.
+    """
+    explicit = (bool(coordinator_address), num_processes > 0, process_id >= 0)
+    if any(explicit) and not all(explicit):
+        raise ConfigError(
+            f"--coordinator_address={coordinator_address!r} --num_processes={num_processes} "
+            f"--process_id={process_id}: a multi-process run needs all three (or the env vars "
+            "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); give the coordinator "
+            "as host:port of process 0 and each process an id in 0..num_processes-1."
+        )
+    if jax.distributed.is_initialized():
+        return True
+    if all(explicit):
+        if process_id >= num_processes:
+            raise ConfigError(
+                f"--process_id={process_id} must be below --num_processes={num_processes}."
+            )
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
+        return True
+    if tpu_host_count() > 1:
+        jax.distributed.initialize()  # JAX reads the slice's workers from the TPU metadata
+        return True
+    return False
+
+
+def sync_processes(name: str) -> None:
+    """Waits until every process reaches `name` (no-op with one process).
+
+    Uses the coordination service, not a device collective: on CPU, Gloo gives processes only
+    30 s to meet at their first collective, which uneven compile times on a busy host exceed.
+    """
+    if jax.process_count() > 1:
+        from orbax.checkpoint import multihost
+
+        multihost.sync_global_processes(name)
+
+
+def start_collectives(mesh: Mesh) -> None:
+    """Meets the other processes, then runs one all-reduce over `mesh` and one all-gather across
+    processes (no-op with one process).
+
+    On CPU, Gloo builds each communicator at its first collective and gives the processes only
+    30 s to arrive; uneven start-up and compile times on a busy host exceed that. Built here,
+    right after a barrier, the communicators exist before the first slow compile.
+    """
+    if jax.process_count() == 1:
+        return
+    sync_processes("jaxcolor:start-collectives")
+    ones = np.ones((mesh.devices.size // jax.process_count(),), np.float32)
+    total = jax.jit(lambda x: x.sum(), out_shardings=replicated(mesh))(
+        jax.make_array_from_process_local_data(batch_sharding(mesh), ones)
+    )
+    jax.block_until_ready(total)
+    multihost_utils.process_allgather(np.zeros((1,), np.float32))
+
+
+def tpu_host_count() -> int:
+    """Hosts in this Cloud TPU slice (1 off TPU); asks the metadata server only on a TPU VM."""
+    hosts = os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("TPU_PROCESS_ADDRESSES")
+    if hosts:  # GKE and some launchers set these
+        return len(hosts.split(","))
+    if not (glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*")):
+        return 1  # no TPU chips here
+    request = urllib.request.Request(_TPU_WORKERS_URL, headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return max(1, len(response.read().decode().split(",")))
+    except OSError:  # not on GCE, or a single-host VM without the attribute
+        return 1
+
+
+def configure_compilation_cache(path: str) -> str | None:
+    """Turns on JAX's persistent compilation cache at `path` ('' = off); returns the directory
+    in use. A cache already configured for JAX (JAX_COMPILATION_CACHE_DIR) wins over `path`."""
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return current
+    if not path:
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    return path
 
 
 def create_mesh(num_data_devices: int = -1) -> Mesh:
     """1-D mesh over all devices of all processes (`mesh.data`, -1 = all), axis `data`."""
-    devices = jax.devices()
+    # Ordered by process: process i's devices, hence its rows of a global batch, are contiguous
+    # (rows i*b .. (i+1)*b-1 for b rows per process), whatever the number of processes.
+    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
     n = len(devices) if num_data_devices == -1 else num_data_devices
     if n < 1 or n > len(devices):
         raise ConfigError(
             f"mesh.data={num_data_devices} but {len(devices)} devices are visible; "
             "use -1 for all devices or a number between 1 and that count."
+        )
+    if jax.process_count() > 1 and n != len(devices):
+        raise ConfigError(
+            f"mesh.data={num_data_devices}: a run of {jax.process_count()} processes uses every "
+            f"device ({len(devices)}); set --config.mesh.data=-1."
         )
     # Auto axes: GSPMD propagates the batch sharding through the model (plain data parallelism).
     return jax.make_mesh(

@@ -20,6 +20,22 @@ _WORKDIR = flags.DEFINE_string(
     "Run directory for TensorBoard logs and checkpoints (local path or gs://). Resumes if it "
     "holds a checkpoint. Default: runs/<config name>-<timestamp>.",
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    os.environ.get("JAX_COORDINATOR_ADDRESS", ""),
+    "Multi-process runs on CPU/GPU clusters: host:port of process 0 (env "
+    "JAX_COORDINATOR_ADDRESS). Not needed on Cloud TPU slices, which are detected.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes",
+    int(os.environ.get("JAX_NUM_PROCESSES", "0")),
+    "With --coordinator_address: how many processes join (env JAX_NUM_PROCESSES).",
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id",
+    int(os.environ.get("JAX_PROCESS_ID", "-1")),
+    "With --coordinator_address: this process's id, 0..num_processes-1 (env JAX_PROCESS_ID).",
+)
 _LIBRARY_LOGS = flags.DEFINE_bool(
     "library_logs", False, "Also show INFO logs of the libraries (Orbax, Grain, JAX)."
 )
@@ -51,19 +67,38 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     # Imported after absl has parsed the flags.
-    from jaxcolor.errors import JaxcolorError
+    import jax
+
+    from jaxcolor import parallel
+    from jaxcolor.errors import ConfigError, JaxcolorError
     from jaxcolor.training.loop import train_and_evaluate
 
     if not _LIBRARY_LOGS.value:
         logging.get_absl_handler().addFilter(_OwnInfoOnly())
 
-    workdir = _WORKDIR.value or default_workdir(
-        config_flags.get_config_filename(flags.FLAGS["config"])
-    )
-    if not _WORKDIR.value:
-        pathlib.Path(workdir).parent.mkdir(exist_ok=True)
-        logging.info("No --workdir given; writing to %s", workdir)
     try:
+        # Before anything touches a device: every process of a pod joins here.
+        if parallel.initialize_distributed(
+            _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+        ):
+            logging.info(
+                "Process %d of %d (%d local devices, %d in all).",
+                jax.process_index(),
+                jax.process_count(),
+                jax.local_device_count(),
+                jax.device_count(),
+            )
+            if not _WORKDIR.value:
+                raise ConfigError(
+                    "A multi-process run needs --workdir, the same for every process (gs://... "
+                    "on a TPU pod): each process would otherwise pick its own timestamped one."
+                )
+        workdir = _WORKDIR.value or default_workdir(
+            config_flags.get_config_filename(flags.FLAGS["config"])
+        )
+        if not _WORKDIR.value:
+            pathlib.Path(workdir).parent.mkdir(exist_ok=True)
+            logging.info("No --workdir given; writing to %s", workdir)
         train_and_evaluate(_CONFIG.value, workdir)
     except JaxcolorError as e:
         # The message says what to change; a traceback would only bury it.

@@ -185,18 +185,51 @@ def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeEx
     )
 
 
+class ProcessRows(grain.MapDataset):
+    """This process's rows of every global batch of `parent` (a stream of examples).
+
+    Global batch s is stream positions s*batch_size .. (s+1)*batch_size-1; process i of n
+    takes its contiguous block of `batch_size // n` of them, the rows its devices hold. So
+    the global batches, and each example's augmentation (drawn from its stream position), are
+    the same for any number of processes, and every process yields the same number of rows.
+    """
+
+    def __init__(self, parent: grain.MapDataset, batch_size: int, index: int, count: int):
+        super().__init__(parent)
+        self._global, self._local, self._index = batch_size, batch_size // count, index
+        self._length = len(parent) // batch_size * self._local
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _parent_index(self, index: int) -> int:
+        step, row = divmod(index, self._local)
+        return step * self._global + self._index * self._local + row
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return self._parent[self._parent_index(index)]
+
+    def __str__(self) -> str:
+        return f"ProcessRows(batch_size={self._global}, rows={self._local}, index={self._index})"
+
+
 def train_dataset(
     config: ml_collections.ConfigDict, source, *, start: int = 0
 ) -> grain.IterDataset:
-    """Infinite, shuffled (reshuffled every epoch), per-process batches of this host's shard.
+    """Infinite, shuffled (reshuffled every epoch), per-process batches: this process's rows of
+    one global stream, which every process shuffles alike and reads only its part of.
 
     `start` skips that many examples of the process's stream; a resume whose saved iterator
-    state cannot be used (another process count) starts at `step * per-process batch` instead.
+    state cannot be used (another process count) starts at `step * per-process batch` instead,
+    which is global example `step * batch_size` for any process count.
     """
     ds = grain.MapDataset.source(source)
-    ds = ds[jax.process_index() :: jax.process_count()]  # each process reads only its shard
     ds = ds.seed(config.seed).shuffle().repeat()
     ds = ds.random_map(_example_transform(config, train=True))
+    # Lazy: only this process's rows are decoded and transformed.
+    ds = ProcessRows(ds, config.batch_size, jax.process_index(), jax.process_count())
     if start:
         # After the random map, so each example keeps the augmentation of an unbroken run.
         ds = ds[start:]
@@ -224,5 +257,8 @@ def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.
     examples = [ds[i % len(ds)] for i in range(config.eval_batch_size)]
     for e in examples:
         del e["skipped"]
-    rows = examples[jax.process_index() :: jax.process_count()]
+    # The contiguous block this process's devices hold (see parallel.create_mesh).
+    per_process = config.eval_batch_size // jax.process_count()
+    first = jax.process_index() * per_process
+    rows = examples[first : first + per_process]
     return {k: np.stack([e[k] for e in rows]) for k in rows[0]}

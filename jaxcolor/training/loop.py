@@ -73,7 +73,7 @@ def _prepare_workdir(path: str) -> epath.Path:
         )
     try:
         workdir.mkdir(exist_ok=True)
-        probe = workdir / ".jaxcolor-write-test"
+        probe = workdir / f".jaxcolor-write-test-{jax.process_index()}"  # one per process
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
@@ -82,6 +82,12 @@ def _prepare_workdir(path: str) -> epath.Path:
             "can write to."
         ) from e
     return workdir
+
+
+def _compile_cache_dir(config: ml_collections.ConfigDict, workdir: epath.Path) -> str:
+    """`compile_cache_dir`: 'auto' = WORKDIR/compile_cache, so a restart skips compilation."""
+    path = config.get("compile_cache_dir", "auto")
+    return str(workdir / "compile_cache") if path == "auto" else path
 
 
 def _check_free_space(workdir: epath.Path, state: TrainState, keep: int) -> None:
@@ -211,7 +217,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     """
     config_checks.validate(config)
     workdir = _prepare_workdir(workdir)
+    cache = parallel.configure_compilation_cache(_compile_cache_dir(config, workdir))
     mesh = parallel.create_mesh(config.mesh.data)
+    parallel.start_collectives(mesh)
     parallel.check_batch_size(config.batch_size, mesh)
     parallel.check_batch_size(config.eval_batch_size, mesh, name="eval_batch_size")
 
@@ -229,8 +237,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         state, train_iter, data_start, start = _start_or_resume(
             config, ckpt, state, train_source, workdir
         )
-        summary.log_line(f"TensorBoard logs: {writer.logdir}   checkpoints: {ckpt.directory}")
+        summary.log_line(
+            f"TensorBoard logs: {writer.logdir}   checkpoints: {ckpt.directory}   "
+            f"compilation cache: {cache or 'off'}"
+        )
 
+        parallel.sync_processes("jaxcolor:first-collective")  # the evaluator's all-gather
         evaluate = _Evaluator(
             config, nets, mesh, pipeline.validation_batch(config, val_source), writer
         )

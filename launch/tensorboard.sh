@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# TensorBoard on worker 0 reading the gs:// logdir, reached through an SSH tunnel.
+# shellcheck source=common.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+USAGE="Usage: launch/tensorboard.sh --zone=ZONE --project=PROJECT --workdir=gs://BUCKET/RUN
+                             [--port=6006] [--name=NAME] [--dry-run]
+Starts TensorBoard on worker 0 on WORKDIR/tensorboard (it reads gs:// through gcsfs) and
+forwards it to http://localhost:PORT here. Ctrl-C closes the tunnel and TensorBoard."
+WORKDIR=""
+PORT=6006
+parse_common "$USAGE" "$@"
+for arg in "${REST[@]+"${REST[@]}"}"; do
+  case $arg in
+    --workdir=*) WORKDIR=${arg#*=} ;;
+    --port=*) PORT=${arg#*=} ;;
+    *) unknown "$arg" ;;
+  esac
+done
+[[ $WORKDIR == gs://* ]] || die "--workdir=gs://BUCKET/PATH is required (the training run's)"
+[[ $PORT =~ ^[0-9]+$ ]] || die "--port=$PORT: a port number"
+echo "# then open http://localhost:$PORT"
+# shellcheck disable=SC2046  # where() prints two flags
+run gcloud compute tpus tpu-vm ssh "$NAME" $(where) --worker=0 \
+  --command="~/jaxcolor/.venv/bin/tensorboard --logdir=$(quote "$WORKDIR/tensorboard") --port=$PORT" \
+  -- -L "$PORT:localhost:$PORT"
