@@ -43,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.generator.norm = "batch"  # batch | instance | none
     c.model.generator.dropout = 0.5
     c.model.generator.out_channels = 3
+    # How the k4-s2 up-convolutions are computed (same parameters, same outputs): auto |
+    # conv_transpose | subpixel (stride-1 convs + depth-to-space); auto = subpixel on CPU.
+    c.model.generator.upsample_impl = "auto"
     c.model.discriminator = ml_collections.ConfigDict()
     c.model.discriminator.name = "patchgan"
     c.model.discriminator.ndf = 64

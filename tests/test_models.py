@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from jaxcolor.models import PatchDiscriminator, UNetGenerator, build_generator, count_params
+from jaxcolor.models.layers import UpConv, resolve_upsample_impl
 
 
 def _abstract(cls, **kwargs):
@@ -91,3 +92,60 @@ def test_unknown_model_options_name_the_config_key(tiny_config):
         )
     with pytest.raises(ValueError, match="norm"):
         UNetGenerator(in_channels=4, num_downs=5, norm="group", rngs=nnx.Rngs(0))
+
+
+def _up_convs(**kwargs):
+    """The same UpConv parameters computed both ways."""
+    ref = UpConv(6, 5, impl="conv_transpose", use_bias=True, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    sub = UpConv(6, 5, impl="subpixel", use_bias=True, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    ref.bias[...] = jax.random.normal(jax.random.key(1), ref.bias.shape)
+    nnx.update(sub, nnx.state(ref, nnx.Param))
+    return ref, sub
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5), (1, 1, 1), (3, 8, 8)])
+def test_subpixel_upconv_equals_conv_transpose_outputs_and_gradients(shape):
+    ref, sub = _up_convs()
+    x = jax.random.normal(jax.random.key(2), (*shape, 6))
+    cotangent = jax.random.normal(jax.random.key(3), (shape[0], 2 * shape[1], 2 * shape[2], 5))
+
+    def loss(module, x):
+        return jnp.vdot(module(x), cotangent)
+
+    np.testing.assert_allclose(sub(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert sub(x).shape == (shape[0], 2 * shape[1], 2 * shape[2], 5)
+    (g_ref, dx_ref), (g_sub, dx_sub) = (nnx.grad(loss, argnums=(0, 1))(m, x) for m in (ref, sub))
+    np.testing.assert_allclose(dx_sub, dx_ref, rtol=1e-5, atol=1e-5)
+    for name in ("kernel", "bias"):
+        np.testing.assert_allclose(g_sub[name][...], g_ref[name][...], rtol=1e-5, atol=1e-4)
+
+
+def test_generator_upsample_impls_share_parameters_and_agree(tiny_config):
+    tiny_config.model.generator.num_downs = 4
+    gens = {}
+    for impl in ("conv_transpose", "subpixel"):
+        tiny_config.model.generator.upsample_impl = impl
+        gens[impl] = build_generator(
+            tiny_config.model.generator, in_channels=4, dtype="float32", rngs=nnx.Rngs(0)
+        )
+    states = [nnx.to_pure_dict(nnx.state(g)) for g in gens.values()]
+    jax.tree.map(np.testing.assert_array_equal, *states)  # same tree, same values
+    x = jax.random.uniform(jax.random.key(4), (2, 16, 16, 4), minval=-1, maxval=1)
+
+    def loss(g):
+        return jnp.square(g(x, train=False)).mean()
+
+    value_and_grad = nnx.jit(nnx.value_and_grad(loss))
+    values, grads = zip(*(value_and_grad(g) for g in gens.values()), strict=True)
+    np.testing.assert_allclose(values[0], values[1], rtol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+        nnx.to_pure_dict(grads[0]),
+        nnx.to_pure_dict(grads[1]),
+    )
+
+
+def test_upsample_impl_auto_and_unknown():
+    assert resolve_upsample_impl("auto") == "subpixel"  # the tests run on XLA:CPU
+    with pytest.raises(ValueError, match="model.generator.upsample_impl"):
+        resolve_upsample_impl("pixelshuffle")

@@ -48,25 +48,88 @@ def conv(
     )
 
 
-def up_conv(
-    cin: int, cout: int, *, use_bias: bool, dtype: Any, rngs: nnx.Rngs
-) -> nnx.ConvTranspose:
+UPSAMPLE_IMPLS = ("auto", "conv_transpose", "subpixel")
+
+
+def resolve_upsample_impl(impl: str) -> str:
+    """`model.generator.upsample_impl` -> the formulation used on the current backend.
+
+    "auto" is "subpixel" on XLA:CPU, where the weight gradient of a k4-s2 `conv_transpose` is
+    ~40x slower than the sub-pixel one (README, Benchmarks), and "conv_transpose" elsewhere until
+    the two have been measured on that backend.
+    """
+    if impl not in UPSAMPLE_IMPLS:
+        raise ValueError(
+            f"model.generator.upsample_impl must be one of {UPSAMPLE_IMPLS}, got {impl!r}"
+        )
+    if impl == "auto":
+        return "subpixel" if jax.default_backend() == "cpu" else "conv_transpose"
+    return impl
+
+
+def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Exactly `lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)))` for a 4x4 HWIO kernel,
+    computed as one stride-1 2x2 convolution with 4 * out channels followed by depth-to-space.
+
+    Output row 2m + p only sees kernel rows p and p + 2 (input rows m - 1 + p and m + p), so each
+    of the four output phases (p, q) is a 2x2 convolution with the sub-kernel kernel[p::2, q::2]
+    over the input padded by one pixel; phase (p, q) is that convolution's output shifted by
+    (p, q). The padding is explicit because XLA:CPU lowers the weight gradient of a convolution
+    with built-in padding here to the same slow path as the transposed one.
+    """
+    b, h, w, cin = x.shape
+    cout = kernel.shape[-1]
+    # (ky, kx) = (2a + p, 2c + q) -> a 2x2 kernel (a, c) whose outputs are ordered (p, q, cout).
+    phases = kernel.reshape(2, 2, 2, 2, cin, cout).transpose(0, 2, 4, 1, 3, 5)
+    phases = phases.reshape(2, 2, cin, 4 * cout)
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    y = jax.lax.conv_general_dilated(
+        padded, phases, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    y = y.reshape(b, h + 1, w + 1, 2, 2, cout)
+    rows = [
+        jnp.stack([y[:, p : p + h, q : q + w, p, q] for q in (0, 1)], axis=3) for p in (0, 1)
+    ]  # each (b, h, w, 2 [q], cout)
+    return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, cout)  # (b, h, 2 [p], w, 2 [q], c)
+
+
+class UpConv(nnx.ConvTranspose):
     """k4 s2 transposed conv that doubles H and W, equivalent to PyTorch's ConvTranspose2d(p=1).
 
     lax.conv_transpose pads the dilated input by k - 1 - p = 2 on each side; the kernel is stored
     unflipped (transpose_kernel=False), so export flips it spatially and swaps in/out axes.
+    `impl` only changes how the output is computed ("conv_transpose" or the exactly equivalent
+    "subpixel"); the parameters, and so checkpoints and exports, are the same for both.
     """
-    return nnx.ConvTranspose(
-        cin,
-        cout,
-        kernel_size=(4, 4),
-        strides=(2, 2),
-        padding=((2, 2), (2, 2)),
-        use_bias=use_bias,
-        dtype=dtype,
-        kernel_init=conv_init(),
-        rngs=rngs,
-    )
+
+    def __init__(self, cin: int, cout: int, *, impl: str, use_bias: bool, dtype: Any, rngs):
+        super().__init__(
+            cin,
+            cout,
+            kernel_size=(4, 4),
+            strides=(2, 2),
+            padding=((2, 2), (2, 2)),
+            use_bias=use_bias,
+            dtype=dtype,
+            kernel_init=conv_init(),
+            rngs=rngs,
+        )
+        self.impl = resolve_upsample_impl(impl)
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        if self.impl == "conv_transpose":
+            return super().__call__(inputs)
+        bias = self.bias[...] if self.bias is not None else None
+        x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
+        y = subpixel_conv_transpose(x, kernel)
+        return y if bias is None else y + bias
+
+
+def up_conv(
+    cin: int, cout: int, *, use_bias: bool, dtype: Any, rngs: nnx.Rngs, impl: str = "auto"
+) -> UpConv:
+    """The U-Net decoder's k4 s2 up-convolution (see `UpConv`)."""
+    return UpConv(cin, cout, impl=impl, use_bias=use_bias, dtype=dtype, rngs=rngs)
 
 
 class Norm(nnx.Module):

@@ -42,6 +42,7 @@ class UNetGenerator(nnx.Module):
         ngf: int = 64,
         norm: str = "batch",
         dropout: float = 0.5,
+        upsample_impl: str = "auto",
         dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -64,7 +65,16 @@ class UNetGenerator(nnx.Module):
             up_in = width if i == innermost else 2 * width
             up_out = out_channels if i == 0 else widths[i - 1]
             # The outermost upconv has a bias (it feeds tanh directly, no norm after it).
-            ups.append(up_conv(up_in, up_out, use_bias=bias or i == 0, dtype=dtype, rngs=rngs))
+            ups.append(
+                up_conv(
+                    up_in,
+                    up_out,
+                    use_bias=bias or i == 0,
+                    dtype=dtype,
+                    rngs=rngs,
+                    impl=upsample_impl,
+                )
+            )
             up_norms.append(Norm("none" if i == 0 else norm, up_out, dtype=dtype, rngs=rngs))
 
         self.downs = nnx.List(downs)

@@ -9,7 +9,7 @@ from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.data.sketch import DATASET_SKETCH, parse_sketch_mix
 from jaxcolor.errors import ConfigError
 from jaxcolor.models import DTYPES
-from jaxcolor.models.layers import NORMS
+from jaxcolor.models.layers import NORMS, UPSAMPLE_IMPLS
 from jaxcolor.training.losses import GAN_MODES, RECON
 from jaxcolor.training.step import ON_NONFINITE
 
@@ -47,6 +47,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
         _require(
             0.0 <= g.dropout < 1.0, f"model.generator.dropout must be in [0, 1), got {g.dropout}"
+        )
+        impl = g.get("upsample_impl", "auto")
+        _require(
+            impl in UPSAMPLE_IMPLS,
+            f"model.generator.upsample_impl must be one of {UPSAMPLE_IMPLS}, got {impl!r}",
         )
     if config.loss.gan_mode != "none":
         d = config.model.discriminator

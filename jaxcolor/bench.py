@@ -1,0 +1,169 @@
+"""`python -m jaxcolor.bench {train,e2e,compare} [--config FILE] [--steps N] [--json OUT]
+[--config.key=value ...]`: throughput of the GAN step (see jaxcolor.training.benchmark).
+
+- train: the jitted step on a synthetic device-resident batch: compile time, step time,
+  images/s, FLOPs per image (XLA and analytic), MFU, peak device memory.
+- e2e: the same fed by the real input pipeline; reports whether the step is input-bound.
+- compare: `train` and benchmarks/torch_reference.py (PyTorch) on the same device and shapes,
+  in one process; prints JAX img/s / PyTorch img/s per PyTorch variant.
+
+Each subcommand is one `_add_<name>` (its arguments) and one `_<name>` (what it runs) in
+SUBCOMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import pathlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from absl import flags
+from ml_collections import config_flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TORCH_REFERENCE = REPO / "benchmarks" / "torch_reference.py"
+
+
+def load_config(path: str, overrides: list[str]):
+    """configs/*.py plus `--config.key=value` overrides, parsed as jaxcolor.train does."""
+    bad = [a for a in overrides if not a.startswith("--config.")]
+    if bad:
+        raise SystemExit(f"Unexpected arguments {bad}; config overrides look like --config.key=v")
+    argv = ["bench", f"--config={path}", *overrides]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file(
+        "config", path, flag_values=values, lock_config=True, sys_argv=argv
+    )
+    values(argv)
+    return values.config
+
+
+def _common(p: argparse.ArgumentParser, steps: int) -> None:
+    p.add_argument("--config", default=str(REPO / "configs" / "default.py"), help="config .py")
+    p.add_argument("--steps", type=int, default=steps, help="timed steps (after the warmup)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
+    p.add_argument("--json", help="also write the results to this JSON file")
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    _common(p, steps=10)
+
+
+def _add_e2e(p: argparse.ArgumentParser) -> None:
+    _common(p, steps=10)
+
+
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    _common(p, steps=3)
+    p.add_argument(
+        "--torch-variants",
+        default="eager_fp32,eager_bf16_cl,compile",
+        help="comma-separated PyTorch variants (benchmarks/torch_reference.py VARIANTS)",
+    )
+    p.add_argument("--torch-device", help="default: cuda when JAX runs on a GPU, else cpu")
+
+
+def _train(args, config) -> dict[str, Any]:
+    from jaxcolor.training import benchmark
+
+    return benchmark.bench_train(config, steps=args.steps, warmup=args.warmup)
+
+
+def _e2e(args, config) -> dict[str, Any]:
+    from jaxcolor.training import benchmark
+
+    return benchmark.bench_e2e(config, steps=args.steps, warmup=args.warmup)
+
+
+def torch_reference():
+    """benchmarks/torch_reference.py as a module; needs a repo checkout and PyTorch."""
+    if not TORCH_REFERENCE.is_file():
+        raise SystemExit(
+            f"bench compare needs {TORCH_REFERENCE}, which is in the jaxcolor repository but not "
+            "in an installed package: run it from a checkout (pip install -e .)."
+        )
+    if importlib.util.find_spec("torch") is None:
+        raise SystemExit("bench compare needs PyTorch: pip install -e '.[serve]'.")
+    spec = importlib.util.spec_from_file_location("jaxcolor_torch_reference", TORCH_REFERENCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compare(args, config) -> dict[str, Any]:
+    import jax
+
+    from jaxcolor.training import benchmark
+
+    reference = torch_reference()
+    if jax.device_count() != 1:
+        print(f"note: JAX uses {jax.device_count()} devices, PyTorch one", file=sys.stderr)
+    jax_result = benchmark.bench_train(config, steps=args.steps, warmup=args.warmup)
+    device = args.torch_device or ("cuda" if jax.default_backend() == "gpu" else "cpu")
+    arch = reference.arch_from_config(config)
+    torch_results = []
+    for variant in args.torch_variants.split(","):
+        result = reference.run_safely(
+            arch,
+            variant=variant,
+            batch=config.batch_size,
+            image_size=config.image_size,
+            steps=args.steps,
+            warmup=args.warmup,
+            device=device,
+        )
+        if "images_per_s" in result:
+            result["jax_over_torch"] = jax_result["images_per_s"] / result["images_per_s"]
+        torch_results.append(result)
+        print(json.dumps(result), file=sys.stderr, flush=True)
+    ok = [r for r in torch_results if "images_per_s" in r]
+    best = max(ok, key=lambda r: r["images_per_s"]) if ok else None
+    return {
+        "mode": "compare",
+        "shapes": {
+            "batch_size": config.batch_size,
+            "image_size": config.image_size,
+            "condition_channels": arch["generator"]["in_channels"],
+            "jax_compute_dtype": config.compute_dtype,
+        },
+        "jax": jax_result,
+        "torch": torch_results,
+        "jax_over_best_torch": (
+            jax_result["images_per_s"] / best["images_per_s"] if best else "n/a"
+        ),
+        "best_torch_variant": best["variant"] if best else "n/a",
+    }
+
+
+SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "train": ("GAN step on a synthetic device-resident batch", _add_train, _train),
+    "e2e": ("GAN step fed by the real input pipeline", _add_e2e, _e2e),
+    "compare": ("JAX step vs the PyTorch reference, same device", _add_compare, _compare),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jaxcolor.bench", allow_abbrev=False)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_arguments, _) in SUBCOMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, allow_abbrev=False))
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args, overrides = parser().parse_known_args(argv)
+    config = load_config(args.config, overrides)
+    result = SUBCOMMANDS[args.command][2](args, config)
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    if args.json:
+        pathlib.Path(args.json).write_text(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
