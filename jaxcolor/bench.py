@@ -1,4 +1,4 @@
-"""`python -m jaxcolor.bench {train,e2e,compare} [--config FILE] [--steps N] [--json OUT]
+"""`python -m jaxcolor.bench {train,e2e,compare,data} [--config FILE] [--steps N] [--json OUT]
 [--config.key=value ...]`: throughput of the GAN step (see jaxcolor.training.benchmark).
 
 - train: the jitted step on a synthetic device-resident batch: compile time, step time,
@@ -6,6 +6,8 @@
 - e2e: the same fed by the real input pipeline; reports whether the step is input-bound.
 - compare: `train` and benchmarks/torch_reference.py (PyTorch) on the same device and shapes,
   in one process; prints JAX img/s / PyTorch img/s per PyTorch variant.
+- data: the host input pipeline alone (decode, crop, sketch, hints, batch) for each Grain
+  worker count: images/s and images per CPU-second (see jaxcolor.data.throughput).
 
 Each subcommand is one `_add_<name>` (its arguments) and one `_<name>` (what it runs) in
 SUBCOMMANDS.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import pathlib
 import sys
 from collections.abc import Callable
@@ -139,10 +142,63 @@ def _compare(args, config) -> dict[str, Any]:
     }
 
 
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=str(REPO / "configs" / "default.py"), help="config .py")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument(
+        "--workers", type=int, nargs="+", default=[0, 1, 2], help="Grain worker counts to run"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="per-process batch")
+    p.add_argument("--sketch", default="xdog", help="data.sketch for the run")
+    p.add_argument("--hints", default="points", help="data.hints for the run")
+    p.add_argument("--files", type=int, default=256, help="JPEGs to write and read")
+    p.add_argument("--source-size", type=int, default=512, help="side of those JPEGs (px)")
+    p.add_argument("--images", help="read this image folder instead of writing JPEGs")
+    p.add_argument("--batches", type=int, default=20, help="timed batches per worker count")
+    p.add_argument("--warmup", type=int, default=3, help="untimed batches first")
+
+
+def _data(args, config) -> dict[str, Any]:
+    from jaxcolor.data import throughput
+
+    with config.unlocked():
+        config.batch_size = args.batch_size
+        config.data.sketch, config.data.hints = args.sketch, args.hints
+    results = throughput.run(
+        config,
+        args.workers,
+        num_files=args.files,
+        source_size=args.source_size,
+        batches=args.batches,
+        warmup=args.warmup,
+        folder=args.images,
+        echo=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    return {
+        "mode": "data",
+        "image_size": config.image_size,
+        "source": args.images or f"{args.files} synthetic {args.source_size}px JPEGs",
+        "sketch": args.sketch,
+        "hints": args.hints,
+        "batch_size": args.batch_size,
+        "cpus": os.cpu_count(),
+        "results": [
+            {
+                "workers": r.workers,
+                "images_per_s": r.images_per_second,
+                "images_per_core_s": r.images_per_cpu_second,
+                "cores_busy": r.cpu_seconds / r.seconds,
+            }
+            for r in results
+        ],
+    }
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("GAN step on a synthetic device-resident batch", _add_train, _train),
     "e2e": ("GAN step fed by the real input pipeline", _add_e2e, _e2e),
     "compare": ("JAX step vs the PyTorch reference, same device", _add_compare, _compare),
+    "data": ("host input pipeline images/s per Grain worker count", _add_data, _data),
 }
 
 

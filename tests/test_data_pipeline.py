@@ -255,15 +255,21 @@ def test_two_process_shards_cover_the_data_without_overlap(tiny_config, monkeypa
 # --- bench data --------------------------------------------------------------------------------
 
 
-def test_bench_data_measures_each_worker_count(tiny_config):
-    from jaxcolor.data import throughput
+def test_bench_data_measures_each_worker_count(tmp_path, capsys):
+    from conftest import REPO
 
-    lines = []
-    results = throughput.run(
-        tiny_config, [0, 1], num_files=16, source_size=64, batches=2, warmup=1, echo=lines.append
-    )
-    assert [r.workers for r in results] == [0, 1]
-    for r in results:
-        assert r.images == 2 * tiny_config.batch_size
-        assert r.images_per_second > 0 and r.cpu_seconds > 0
-    assert "64px JPEGs -> 32px" in lines[0] and "img/s per core" in lines[1]
+    from jaxcolor import bench
+
+    out = tmp_path / "data.json"
+    result = bench.main(
+        ["data", "--config", str(REPO / "configs" / "tiny.py"), "--workers", "0", "1",
+         "--files", "16", "--source-size", "64", "--batch-size", "8", "--batches", "2",
+         "--warmup", "1", "--json", str(out), "--config.image_size=32"]
+    )  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert (result["sketch"], result["hints"], result["image_size"]) == ("xdog", "points", 32)
+    assert [r["workers"] for r in result["results"]] == [0, 1]
+    for r in result["results"]:
+        assert r["images_per_s"] > 0 and r["images_per_core_s"] > 0
+    lines = capsys.readouterr().err
+    assert "64px JPEGs -> 32px" in lines and "img/s per core" in lines
