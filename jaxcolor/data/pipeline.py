@@ -249,6 +249,12 @@ def train_dataset(
     return ds
 
 
+def pop_skipped(batch: dict[str, np.ndarray]) -> int:
+    """Removes the per-example skip counts from a host batch (the step never sees them) and
+    returns how many unusable files were passed over to fill it."""
+    return int(batch.pop("skipped").sum())
+
+
 def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.ndarray]:
     """The fixed evaluation batch: this process's rows of the first `eval_batch_size` examples."""
     ds = grain.MapDataset.source(source).seed(config.seed)

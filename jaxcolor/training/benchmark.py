@@ -218,17 +218,21 @@ def bench_e2e(config: ml_collections.ConfigDict, *, steps: int, warmup: int = 1)
     device_step_s = setup.run(steps) / steps
     train_source, _ = pipeline.make_sources(config)
     data_iter = iter(pipeline.train_dataset(config, train_source))
+
+    def next_batch():
+        batch = next(data_iter)
+        pipeline.pop_skipped(batch)
+        return parallel.to_global(batch, setup.sharding)
+
     for _ in range(warmup):  # workers start, first batches arrive
-        setup.state, metrics = setup.step(
-            setup.state, parallel.to_global(next(data_iter), setup.sharding)
-        )
+        setup.state, metrics = setup.step(setup.state, next_batch())
     jax.block_until_ready(setup.state)
     wait = 0.0
     previous = None
     start = time.perf_counter()
     for _ in range(steps):
         t = time.perf_counter()
-        batch = parallel.to_global(next(data_iter), setup.sharding)
+        batch = next_batch()
         wait += time.perf_counter() - t
         setup.state, metrics = setup.step(setup.state, batch)
         if previous is not None:

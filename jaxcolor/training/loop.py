@@ -265,7 +265,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         while step < config.num_steps and not preempted:
             step += 1
             host_batch = next(train_iter)
-            skipped_images += int(host_batch.pop("skipped").sum())
+            skipped_images += pipeline.pop_skipped(host_batch)
             batch = parallel.to_global(host_batch, data_sharding)
             state, metrics = train_step(state, batch)
             if step == start + 1:
