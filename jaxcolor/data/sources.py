@@ -470,31 +470,33 @@ class DecodedSource:
             self._reported.add(path)
             logging.warning("Skipping unusable image %s: %s", path, reason)
 
+    def _read(self, index: int) -> tuple[dict[str, np.ndarray] | None, str]:
+        """(decoded record `index`, "") or (None, "path: why it cannot be used")."""
+        record = self.source[index]
+        try:
+            return self._decode(record), ""
+        except decode.BadImage as e:
+            self._skip(record["path"], e)
+            return None, f"{record['path']}: {e}"
+
     def __getitem__(self, index: int) -> dict[str, np.ndarray | int]:
         n = len(self.source)
         index = int(index) % n
         for skipped in range(n):
-            record = self.source[(index + skipped) % n]
-            try:
-                element = self._decode(record)
-            except decode.BadImage as e:
-                self._skip(record["path"], e)
-                continue
-            element["skipped"] = np.int32(skipped)
-            return element
+            element, _ = self._read((index + skipped) % n)
+            if element is not None:
+                element["skipped"] = np.int32(skipped)
+                return element
         raise ValueError(f"none of the {n} images of {self.source!r} can be used (see log)")
 
-    def first_usable(self, limit: int | None = None) -> int:
+    def first_usable(self) -> int:
         """Index of the first usable record; ValueError naming the reasons if there is none."""
         reasons = []
-        for i in range(len(self.source) if limit is None else min(limit, len(self.source))):
-            record = self.source[i]
-            try:
-                self._decode(record)
+        for i in range(len(self.source)):
+            element, why = self._read(i)
+            if element is not None:
                 return i
-            except decode.BadImage as e:
-                self._skip(record["path"], e)
-                reasons.append(f"{record['path']}: {e}")
+            reasons.append(why)
         shown = "; ".join(reasons[:5]) + (
             f"; ... ({len(reasons) - 5} more)" if len(reasons) > 5 else ""
         )
