@@ -70,6 +70,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every = 100
     c.eval_every = 2_000
     c.eval_batch_size = 16  # the fixed validation batch; a multiple of the device count
+    # Mean L1/PSNR/SSIM over the whole validation split (eval_val/* in TensorBoard) every N
+    # steps and at the end; 0 = off. The same numbers as python -m jaxcolor.evaluate.
+    c.eval_split_every = 10_000
+    c.eval_max_images = 2_000  # cap per split evaluation; 0 = every validation image
     c.checkpoint_every = 2_000
     c.keep_checkpoints = 3
     # JAX persistent compilation cache: "auto" = WORKDIR/compile_cache (gs:// works), so a

@@ -75,9 +75,13 @@ def make_sources(config: ml_collections.ConfigDict):
         train = sources.SyntheticCartoonSource(
             config.data.num_synthetic, config.image_size, seed=config.seed
         )
-        # Disjoint images: the validation set is drawn with another seed.
+        # Disjoint images: the validation set is drawn with another seed; data.val_fraction of
+        # the training set's size, and at least the fixed evaluation batch.
+        num_val = max(
+            config.eval_batch_size, round(config.data.num_synthetic * config.data.val_fraction), 1
+        )
         val = sources.SyntheticCartoonSource(
-            max(config.eval_batch_size, 1), config.image_size, seed=config.seed + 1_000_003
+            num_val, config.image_size, seed=config.seed + 1_000_003
         )
         return train, val
     if not spec.startswith((FOLDER, TFDS)):
@@ -268,3 +272,10 @@ def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.
     first = jax.process_index() * per_process
     rows = examples[first : first + per_process]
     return {k: np.stack([e[k] for e in rows]) for k in rows[0]}
+
+
+def eval_examples(config: ml_collections.ConfigDict, source) -> grain.MapDataset:
+    """Every example of `source` as evaluation sees it (centre crop, fixed per-index
+    sketch/hints), repeated without end so a last partial batch can be padded."""
+    ds = grain.MapDataset.source(source).seed(config.seed).repeat()
+    return ds.random_map(_example_transform(config, train=False))

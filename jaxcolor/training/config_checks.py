@@ -79,6 +79,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         config.train.max_nonfinite >= 1,
         f"train.max_nonfinite must be >= 1, got {config.train.max_nonfinite}",
     )
+    for key in ("eval_split_every", "eval_max_images"):
+        _require(config[key] >= 0, f"{key} must be >= 0 (0 = off / all images), got {config[key]}")
     _require(
         0.0 <= config.data.val_fraction < 1.0,
         f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}",

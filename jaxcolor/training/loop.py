@@ -16,6 +16,7 @@ from jax.experimental import multihost_utils
 from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.data import pipeline
 from jaxcolor.errors import NonFiniteError, WorkdirError
+from jaxcolor.evaluation import evaluator as split_eval
 from jaxcolor.export.convert import init_state_from_torch
 from jaxcolor.training import config_checks
 from jaxcolor.training.step import (
@@ -54,7 +55,10 @@ class _Evaluator:
         )
         self._writer.image(step, "val/sketch_hints_prediction_target", grid)
         self._writer.flush()
-        summary.log_line(f"eval step {step}: val l1 {metrics['l1']:.4f} psnr {metrics['psnr']:.2f}")
+        summary.log_line(
+            f"eval step {step}: val l1 {metrics['l1']:.4f} psnr {metrics['psnr']:.2f} "
+            f"ssim {metrics['ssim']:.4f}"
+        )
         return metrics
 
 
@@ -246,6 +250,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         evaluate = _Evaluator(
             config, nets, mesh, pipeline.validation_batch(config, val_source), writer
         )
+        split_evaluator = None
+        if config.eval_split_every > 0:
+            split_evaluator = split_eval.SplitEvaluator(
+                config,
+                nets,
+                mesh,
+                val_source,
+                batch_size=config.eval_batch_size,
+                max_images=config.eval_max_images,
+            )
         train_step = jit_train_step(nets, config, mesh)
         data_sharding = parallel.batch_sharding(mesh)
         progress = summary.Progress(start, config.num_steps, config.batch_size)
@@ -295,6 +309,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                     pending = None
                 evaluate(step, state)
                 progress.reset(step)
+            if (
+                split_evaluator is not None
+                and not preempted
+                and (step % config.eval_split_every == 0 or last)
+            ):
+                _evaluate_split(split_evaluator, step, state, writer)
+                progress.reset(step)
             if preempted or last or ckpt.should_save(step):
                 guard.check(through=step)  # never checkpoint a step that went non-finite
                 ckpt.save(step, state, train_iter, data_start=data_start)
@@ -320,6 +341,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             f"{writer.logdir}   checkpoints: {ckpt.directory} (latest step {ckpt.latest_step()})"
         )
         return state
+
+
+def _evaluate_split(evaluator, step: int, state: TrainState, writer: summary.Writer) -> None:
+    """The whole validation split (up to eval_max_images): `eval_val/*` scalars + a console line."""
+    scores = evaluator(state)
+    split_eval.write(scores, step=step, split="val", writer=writer, json_path=None)
+    summary.log_line(split_eval.describe(scores, "val", step) + f" ({scores.seconds:.1f}s)")
 
 
 def _log_train(

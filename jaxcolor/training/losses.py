@@ -45,9 +45,3 @@ def reconstruction_loss(kind: str, pred: jax.Array, target: jax.Array) -> jax.Ar
     if kind == "l2":
         return jnp.square(pred - target).mean()
     raise ValueError(f"loss.recon must be one of {RECON}, got {kind!r}")
-
-
-def psnr(pred: jax.Array, target: jax.Array) -> jax.Array:
-    """Mean per-image PSNR in dB for images in [-1, 1] (peak-to-peak 2)."""
-    mse = jnp.square(pred - target).mean(axis=tuple(range(1, pred.ndim)))
-    return (10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))).mean()

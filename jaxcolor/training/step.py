@@ -15,6 +15,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from jaxcolor import parallel
+from jaxcolor.evaluation import metrics as image_metrics
 from jaxcolor.models import build_discriminator, build_generator
 from jaxcolor.training import losses
 
@@ -208,11 +209,7 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks)
     """Generator in inference mode (running BatchNorm statistics, no dropout)."""
     condition, target = model_inputs(batch)
     pred, _ = _apply(nets.g_graph, state.g.params, state.g.stats, condition, train=False)
-    metrics = {
-        "l1": jnp.abs(pred - target).mean(),
-        "psnr": losses.psnr(pred, target),
-    }
-    return pred, metrics
+    return pred, image_metrics.batch_means(pred, target)
 
 
 def jit_train_step(
