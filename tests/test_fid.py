@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jaxcolor import parallel
 from jaxcolor.evaluation import fid, inception
 
 # ---------------------------------------------------------------------------------------------
@@ -435,3 +436,29 @@ def test_accumulator_statistics_match_pytorch_features(reference, loaded, caplog
     acc.update(reference["real"], reference["fake"], mask=np.array([False, True, False]))
     with pytest.raises(fid.FidError, match="at least 2 real and 2 generated images, got 1 and 1"):
         acc.result()
+
+
+def test_accumulator_on_a_mesh_with_uint8_real_images(reference, loaded):
+    """The evaluator's path: batches sharded over a mesh (2 of the 8 devices, to keep CPU time
+    low), real images as uint8 colour (value_range (0, 255)), generated ones in [-1, 1], a padded
+    entry masked out: the statistics equal those of the PyTorch features of the same images."""
+    mesh = parallel.create_mesh(2)
+    sharding = parallel.batch_sharding(mesh)
+    real, fake = reference["real"], reference["fake"]
+    # The padded entry is an image of the other set, so masking the wrong row would show.
+    real_u8 = np.round((np.concatenate([real, fake[:1]]) + 1) * 127.5).astype(np.uint8)
+    mask = np.array([True, True, True, False])
+    acc = fid.FidAccumulator(loaded, mesh=mesh)
+    acc.update_real(jax.device_put(real_u8, sharding), mask, value_range=(0, 255))
+    acc.update_fake(jax.device_put(np.concatenate([fake, real[:1]]), sharding), mask)
+    real_stats, fake_stats = acc.statistics()
+
+    with torch.no_grad():
+        x = torch.from_numpy(real_u8[:3].transpose(0, 3, 1, 2).astype(np.float32) / 255)
+        want_real = reference["model"](x).double().numpy()
+    scale = np.abs(want_real).max()
+    for stats, want in ((real_stats, want_real), (fake_stats, reference["torch_fake"])):
+        assert stats.count == 3
+        np.testing.assert_allclose(stats.mean, want.mean(0), atol=1e-4 * scale)
+        cov = np.cov(want, rowvar=False)
+        np.testing.assert_allclose(stats.covariance, cov, atol=1e-4 * np.abs(cov).max())

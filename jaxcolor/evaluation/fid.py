@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -24,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from scipy import linalg
 
 from jaxcolor.errors import JaxcolorError
@@ -31,6 +34,13 @@ from jaxcolor.evaluation.inception import FEATURE_DIM, FIDInceptionV3, load_fid_
 
 # Below this many images per set the 2048x2048 covariance cannot have full rank.
 MIN_IMAGES = FEATURE_DIM
+
+
+def _range(value_range: Any) -> tuple[float, float]:
+    lo, hi = (float(v) for v in value_range)
+    if not hi > lo:
+        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
+    return lo, hi
 
 
 class FidError(JaxcolorError, ValueError):
@@ -48,24 +58,24 @@ def batch_moments(features: jax.Array, mask: jax.Array) -> tuple[jax.Array, ...]
     return count, mean, scatter
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "value_range"))
-def _image_moments(
-    graphdef: nnx.GraphDef,
-    state: nnx.State,
-    images: jax.Array,
-    mask: jax.Array,
-    value_range: tuple[float, float],
-) -> tuple[jax.Array, ...]:
-    """Images -> Inception features -> their batch moments, in one device computation."""
-    features = nnx.merge(graphdef, state)(images, value_range=value_range)
-    return batch_moments(features.astype(jnp.float32), mask)
+@functools.cache
+def _jitted(graphdef: nnx.GraphDef, mesh: Mesh | None) -> tuple[Callable, Callable]:
+    """(features, image moments) jitted for one network and mesh, shared by all accumulators.
 
+    With a mesh the moments come back replicated, so every process can read them.
+    """
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "value_range"))
-def _features(
-    graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array, value_range: tuple[float, float]
-) -> jax.Array:
-    return nnx.merge(graphdef, state)(images, value_range=value_range)
+    def features(state: nnx.State, images: jax.Array, value_range: tuple[float, float]):
+        return nnx.merge(graphdef, state)(images, value_range=value_range).astype(jnp.float32)
+
+    def moments(state, images, mask, value_range):
+        return batch_moments(features(state, images, value_range), mask)
+
+    replicated = None if mesh is None else NamedSharding(mesh, P())
+    return (
+        jax.jit(features, static_argnames="value_range"),
+        jax.jit(moments, static_argnames="value_range", out_shardings=replicated),
+    )
 
 
 class RunningStatistics:
@@ -172,13 +182,26 @@ class FidAccumulator:
             fid.update(real_batch, fake_batch)                # (B, H, W, 3) in [-1, 1]
         value = fid.result()
 
-    Batches may be jax arrays sharded over a mesh or host arrays; any H, W (resized to 299).
-    `mask` ((B,) bool) leaves out padded entries of a last, partial batch.
+    Batches may be host arrays or global jax arrays sharded over `mesh` (pass the mesh so the
+    weights are replicated on it once); any H, W (resized to 299), float or uint8. `value_range`
+    is the range of the pixel values, per accumulator or per call (`update_real(batch["color"],
+    value_range=(0, 255))`). `mask` ((B,) bool, for the global batch) leaves out padded entries
+    of a last, partial batch.
     """
 
-    def __init__(self, model: FIDInceptionV3, *, value_range: tuple[float, float] = (-1.0, 1.0)):
-        self._graphdef, self._state = nnx.split(model)
-        self.value_range = tuple(float(v) for v in value_range)
+    def __init__(
+        self,
+        model: FIDInceptionV3,
+        *,
+        value_range: tuple[float, float] = (-1.0, 1.0),
+        mesh: Mesh | None = None,
+    ):
+        graphdef, state = nnx.split(model)
+        if mesh is not None:  # weights replicated once, not re-sent with every sharded batch
+            state = jax.device_put(state, NamedSharding(mesh, P()))
+        self._state = state
+        self._features, self._moments = _jitted(graphdef, mesh)
+        self.value_range = _range(value_range)
         self.real = RunningStatistics()
         self.fake = RunningStatistics()
         self._pending: list[tuple[RunningStatistics, tuple[jax.Array, ...]]] = []
@@ -188,18 +211,28 @@ class FidAccumulator:
         """From the user's Inception weights file (see inception.load_fid_inception)."""
         return cls(load_fid_inception(path), **kwargs)
 
-    def features(self, images: Any) -> jax.Array:
+    def features(self, images: Any, value_range: tuple[float, float] | None = None) -> jax.Array:
         """(B, H, W, 3) images in `value_range` -> (B, 2048) pool3 features (jitted)."""
-        return _features(self._graphdef, self._state, jnp.asarray(images), self.value_range)
+        vr = self.value_range if value_range is None else _range(value_range)
+        return self._features(self._state, jnp.asarray(images), vr)
 
-    def _add(self, stats: RunningStatistics, images: Any, mask: Any) -> None:
+    def _add(self, stats: RunningStatistics, images: Any, mask: Any, value_range: Any) -> None:
         images = jnp.asarray(images)
-        mask = jnp.ones(images.shape[:1], bool) if mask is None else jnp.asarray(mask, bool)
-        moments = _image_moments(self._graphdef, self._state, images, mask, self.value_range)
+        mask = np.ones(images.shape[:1], bool) if mask is None else np.asarray(mask, bool)
+        if mask.shape != images.shape[:1]:
+            raise ValueError(f"mask shape {mask.shape} does not match the batch {images.shape}")
+        vr = self.value_range if value_range is None else _range(value_range)
+        if isinstance(images.sharding, NamedSharding):  # the mask follows the batch
+            mask = jax.make_array_from_callback(
+                mask.shape,
+                NamedSharding(images.sharding.mesh, P(*images.sharding.spec[:1])),
+                lambda index: mask[index],
+            )
+        moments = self._moments(self._state, images, mask, vr)
         for x in moments:
             x.copy_to_host_async()
         self._pending.append((stats, moments))
-        while len(self._pending) > 2:  # keep the newest real+fake in flight
+        while len(self._pending) > 2:  # keep the newest real + fake in flight
             self._fold_one()
 
     def _fold_one(self) -> None:
@@ -210,11 +243,13 @@ class FidAccumulator:
         while self._pending:
             self._fold_one()
 
-    def update_real(self, images: Any, mask: Any = None) -> None:
-        self._add(self.real, images, mask)
+    def update_real(self, images: Any, mask: Any = None, value_range: Any = None) -> None:
+        """Adds real images; `value_range` overrides the accumulator's, e.g. (0, 255) for uint8."""
+        self._add(self.real, images, mask, value_range)
 
-    def update_fake(self, images: Any, mask: Any = None) -> None:
-        self._add(self.fake, images, mask)
+    def update_fake(self, images: Any, mask: Any = None, value_range: Any = None) -> None:
+        """Adds generated images; `value_range` as in update_real."""
+        self._add(self.fake, images, mask, value_range)
 
     def update(self, real: Any, fake: Any, mask: Any = None) -> None:
         """Adds one batch of real and one of generated images ((B, H, W, 3) in value_range)."""
