@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from jaxcolor import evaluate, parallel
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import evaluator, metrics
+from jaxcolor.evaluation.inception import expected_shapes
 from jaxcolor.training import step as step_lib
 from jaxcolor.training.loop import train_and_evaluate
 
@@ -128,10 +129,39 @@ def test_training_scores_the_split_and_the_cli_reproduces_it(tiny_config, tmp_pa
     printed = capsys.readouterr().out
     assert "val step 4 [paired" in printed and str(out) in printed
 
-    # The default report path, and a bounded run over the train split.
-    evaluate.main(["--workdir", str(tmp_path), "--split", "train", "--max-images", "8"])
+    # The default report path, a bounded run over the train split, and FID from a weights
+    # file (random Inception weights in pytorch-fid's key layout; nothing is downloaded).
+    weights = tmp_path / "inception.npz"
+    rng = np.random.default_rng(0)
+    np.savez(
+        weights,
+        **{
+            k: (
+                rng.uniform(0.5, 1.5, shape)
+                if k.endswith("running_var")
+                else 0.05 * rng.standard_normal(shape)
+            ).astype(np.float32)
+            for k, shape in expected_shapes().items()
+        },
+    )
+    evaluate.main(
+        [
+            "--workdir",
+            str(tmp_path),
+            "--split",
+            "train",
+            "--max-images",
+            "8",
+            "--fid-weights",
+            str(weights),
+        ]
+    )
     default = json.loads((tmp_path / "eval" / "train-4.json").read_text())
     assert default["num_images"] == 8 and default["split"] == "train"
+    assert default["fid"] == "computed"
+    assert (
+        np.isfinite(default["metrics"]["paired"]["fid"]) and default["metrics"]["paired"]["fid"] > 0
+    )
 
 
 def test_cli_errors_name_the_problem(tmp_path):

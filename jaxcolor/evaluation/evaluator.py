@@ -28,13 +28,12 @@ from jax.sharding import Mesh
 from jaxcolor import parallel, summary
 from jaxcolor.data import pipeline
 from jaxcolor.errors import ConfigError
+from jaxcolor.evaluation import fid as fid_lib
 from jaxcolor.evaluation import metrics
 from jaxcolor.training import step as step_lib
 
 SPLITS = ("val", "train")
 PAIRED, DIFFERENT = "paired", "different_reference"
-# Below this many images FID's 2048-d covariance is rank-deficient (see evaluation/fid.py).
-FID_MIN_IMAGES = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +123,12 @@ class SplitEvaluator:
         sharding = parallel.batch_sharding(self._mesh)
         if self._fid is not None:
             self._fid.reset()
-        for host_batch, valid in self._batches():
+        for s, (host_batch, valid) in enumerate(self._batches()):
             batch = parallel.to_global(host_batch | {"valid": valid}, sharding)
             mask = batch.pop("valid")
             totals, images = self._score(state, batch, mask)
-            if self._fid is not None:
-                self._fid.update(images, mask)
+            if self._fid is not None:  # the global batch's mask, known to every process
+                self._fid.update(images, s * self._batch + np.arange(self._batch) < self.num_images)
             for column, values in jax.device_get(totals).items():
                 acc = sums.setdefault(column, dict.fromkeys(values, 0.0))
                 for k, v in values.items():
@@ -177,6 +176,46 @@ def describe(scores: Scores, split: str, step: int) -> str:
     )
 
 
+class ColumnFid:
+    """FID per evaluation column against one set of real-image statistics."""
+
+    def __init__(self, weights: str, mesh: Mesh):
+        from jaxcolor.evaluation.inception import load_fid_inception
+
+        self._model, self._mesh = load_fid_inception(weights), mesh
+        self._columns: dict[str, fid_lib.FidAccumulator] = {}
+
+    def reset(self) -> None:
+        for acc in self._columns.values():
+            acc.reset()
+
+    def update(self, images: dict[str, jax.Array], mask: np.ndarray) -> None:
+        """images: {column: generated, "real": target}, (B, H, W, C) in [-1, 1]."""
+        for column, fake in images.items():
+            if column == "real":
+                continue
+            if column not in self._columns:
+                self._columns[column] = fid_lib.FidAccumulator(self._model, mesh=self._mesh)
+            self._columns[column].update_fake(_rgb(fake), mask)
+        self._columns[PAIRED].update_real(_rgb(images["real"]), mask)
+
+    def result(self) -> dict[str, float]:
+        real, _ = self._columns[PAIRED].statistics()
+        out = {PAIRED: self._columns[PAIRED].result()}
+        for column, acc in self._columns.items():
+            if column != PAIRED:
+                fake = acc.statistics()[1]
+                out[column] = fid_lib.frechet_distance(
+                    real.mean, real.covariance, fake.mean, fake.covariance
+                )
+        return out
+
+
+def _rgb(x: jax.Array) -> jax.Array:
+    """Inception reads RGB: a 1-channel output (a sketch) is repeated."""
+    return jnp.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+
+
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {SPLITS}, got {split!r}")
@@ -187,16 +226,6 @@ def source_for(config: ml_collections.ConfigDict, split: str):
     _check_split(split)
     train, val = pipeline.make_sources(config)
     return val if split == "val" else train
-
-
-def warn_small_fid(num_images: int) -> None:
-    if num_images < FID_MIN_IMAGES:
-        logging.warning(
-            "FID over %d images: below %d its covariance is rank-deficient and the value is "
-            "biased upwards; compare FIDs only at equal image counts.",
-            num_images,
-            FID_MIN_IMAGES,
-        )
 
 
 def evaluate_checkpoint(
@@ -228,9 +257,7 @@ def evaluate_checkpoint(
 
     fid = None
     if fid_weights:
-        from jaxcolor.evaluation import fid as fid_lib
-
-        fid = fid_lib.SplitFid(fid_weights, mesh)
+        fid = ColumnFid(fid_weights, mesh)
     else:
         logging.warning(
             "FID skipped: no --fid-weights given (jaxcolor never downloads weights; pass "
@@ -239,8 +266,6 @@ def evaluate_checkpoint(
     evaluator = SplitEvaluator(
         config, nets, mesh, source, batch_size=batch_size, max_images=max_images, fid=fid
     )
-    if fid is not None:
-        warn_small_fid(evaluator.num_images)
     scores = evaluator(state)
     root = epath.Path(workdir)
     path = epath.Path(json_path) if json_path else root / "eval" / f"{split}-{restored.step}.json"
