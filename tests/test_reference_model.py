@@ -1,5 +1,8 @@
 """Reference-guided colorizer (configs/reference.py): sizes, training, reference use, export."""
 
+import json
+
+import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,8 +13,8 @@ from flax import nnx
 
 from jaxcolor import parallel
 from jaxcolor.data import pipeline
-from jaxcolor.errors import ConfigError
-from jaxcolor.export import convert, spec, torch_models
+from jaxcolor.errors import ConfigError, InputError
+from jaxcolor.export import convert, exporter, inference, spec, torch_models
 from jaxcolor.models import build_discriminator, build_generator, count_params
 from jaxcolor.models.reference import downsample
 from jaxcolor.training import config_checks, losses
@@ -223,23 +226,19 @@ def _parity(config, nets, state, batch) -> dict[str, float]:
     return diffs
 
 
-@pytest.mark.parametrize("codes,norm", [(1, "instance"), (4, "batch")])
-def test_jax_and_pytorch_agree_with_random_weights(codes, norm):
-    config = small_config("blur", codes)
-    config.model.generator.norm = norm
-    config.model.discriminator.norm = norm
-    _, val_source = pipeline.make_sources(config)
-    val = pipeline.validation_batch(config, val_source)
-    mesh = parallel.create_mesh(1)
+def _random_state(config):
+    """(Networks, TrainState of numpy unit-scale weights); no initialiser is compiled."""
     created = {}
 
     def init():
-        state, created["nets"] = create_train_state(config, in_channels=4, mesh=mesh)
+        in_channels = pipeline.condition_channels(config)
+        state, created["nets"] = create_train_state(
+            config, in_channels=in_channels, mesh=parallel.create_mesh(1)
+        )
         return state
 
-    # Shapes only (no initialiser compiled), filled with unit-scale numpy weights.
     shapes = jax.eval_shape(init)
-    random = shapes.replace(
+    state = shapes.replace(
         g=shapes.g.replace(
             params=_unit_scale(shapes.g.params, 0), stats=_unit_scale(shapes.g.stats, 1)
         ),
@@ -247,11 +246,22 @@ def test_jax_and_pytorch_agree_with_random_weights(codes, norm):
             params=_unit_scale(shapes.d.params, 2), stats=_unit_scale(shapes.d.stats, 3)
         ),
     )
-    diffs = _parity(config, created["nets"], random, val)
+    return created["nets"], state
+
+
+@pytest.mark.parametrize("codes,norm", [(1, "instance"), (4, "batch")])
+def test_jax_and_pytorch_agree_with_random_weights(codes, norm):
+    config = small_config("blur", codes)
+    config.model.generator.norm = norm
+    config.model.discriminator.norm = norm
+    _, val_source = pipeline.make_sources(config)
+    val = pipeline.validation_batch(config, val_source)
+    nets, random = _random_state(config)
+    diffs = _parity(config, nets, random, val)
     assert max(diffs.values()) <= TOL, diffs
     # Unit-scale weights drive tanh well away from 0: the comparison has teeth.
     condition, _ = model_inputs(val)
-    g = nnx.merge(created["nets"].g_graph, random.g.params, random.g.stats)
+    g = nnx.merge(nets.g_graph, random.g.params, random.g.stats)
     out = g(condition, train=False, reference=val["reference"].astype(np.float32) / 127.5 - 1)
     assert float(jnp.abs(out).max()) > 0.5
 
@@ -271,3 +281,53 @@ def test_average_pool_downsampling_matches_pix2pixhd():
     pool = torch.nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
     expected = pool(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(np.asarray(downsample(jnp.asarray(x))), expected, atol=1e-6)
+
+
+def test_colorize_with_a_reference_matches_jax(tmp_path):
+    config = small_config("none")
+    nets, state = _random_state(config)
+    model_dir = tmp_path / "export"
+    model_dir.mkdir()
+    arch = spec.architectures(config.to_dict())["generator"]
+    tensors = convert.flax_to_torch("generator", arch, state.g.params, state.g.stats, step=1)
+    convert.save_safetensors(tensors, model_dir / spec.GENERATOR_FILE)
+    config_json = spec.make_config_json(
+        config.to_dict(), step=1, version="test", with_discriminator=False
+    )
+    (model_dir / spec.CONFIG_FILE).write_text(json.dumps(config_json))
+
+    rng = np.random.default_rng(0)
+    sketch = rng.integers(0, 256, (32, 32, 1), np.uint8)
+    # A 48x40 reference: colorize scales its short side to image_size and takes the centre.
+    reference = rng.integers(0, 256, (48, 40, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "sketch.png"), sketch)
+    cv2.imwrite(str(tmp_path / "ref.png"), cv2.cvtColor(reference, cv2.COLOR_RGB2BGR))
+    colorizer = inference.load(model_dir, "cpu")
+    assert colorizer.takes_reference
+    with pytest.raises(InputError, match="pass --reference IMAGE"):
+        inference.colorize_files(colorizer, str(tmp_path / "sketch.png"), str(tmp_path / "o.png"))
+    (out,) = inference.colorize_files(
+        colorizer,
+        str(tmp_path / "sketch.png"),
+        str(tmp_path / "out.png"),
+        reference=str(tmp_path / "ref.png"),
+    )
+    got = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB).astype(int)
+
+    view = inference.reference_image(tmp_path / "ref.png", 32)
+    assert view.shape == (32, 32, 3)
+    g = nnx.merge(nets.g_graph, state.g.params, state.g.stats)
+    y = g(
+        jnp.asarray(sketch[None], jnp.float32) / 127.5 - 1,
+        train=False,
+        reference=jnp.asarray(view[None], jnp.float32) / 127.5 - 1,
+    )
+    expected = np.round((np.asarray(y[0]) + 1) * 127.5).astype(int)
+    assert np.abs(got - expected).max() <= 1  # rounding at a .5 boundary at most
+
+    written = exporter._traced_exports(model_dir, config_json, ("torchscript",))
+    traced = torch.jit.load(str(written["torchscript"]))
+    eager, _ = torch_models.load(model_dir)
+    x, r = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 3, 24, 24) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x, r), eager(x, r), rtol=0, atol=1e-5)
