@@ -28,6 +28,8 @@ tests/test_reference_model.py:
   discriminator   8,297,283  (3 scales x 2,765,761)
 
 Train with:  python -m jaxcolor.train --config configs/reference.py --workdir DIR
+Colorize an export:  python -m jaxcolor.colorize --model EXPORT --sketch S.png --reference R.png
+  --out O.png   (the exported generator is forward(condition, reference); see config.json)
 """
 
 import importlib.util
