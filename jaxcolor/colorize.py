@@ -1,4 +1,5 @@
-"""`python -m jaxcolor.colorize --model DIR --sketch S.png [--hints H.png] --out O.png`.
+"""`python -m jaxcolor.colorize --model DIR --sketch S.png [--hints H.png] [--reference R.png]
+--out O.png`.
 
 PyTorch inference with an export of python -m jaxcolor.export; imports no JAX.
 """
@@ -38,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(training draws 1-9; default 3)",
     )
     parser.add_argument(
+        "--reference",
+        help="reference-guided models (configs/reference.py): a colour image whose colours the "
+        "result takes (any size; its centre square is used)",
+    )
+    parser.add_argument(
         "--size",
         type=int,
         help="resize so the shorter side has this many pixels before colorizing (default: as is)",
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             hint_points=args.hint_points,
             size=args.size,
             point_size=args.point_size,
+            reference=args.reference,
         )
     except JaxcolorError as e:
         sys.exit(f"jaxcolor.colorize: error: {e}")

@@ -17,6 +17,7 @@ from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data import sources
 from jaxcolor.errors import ConfigError
+from jaxcolor.models import takes_reference
 
 SYNTHETIC = "synthetic"
 FOLDER = "folder:"
@@ -25,6 +26,27 @@ TFDS = "tfds:"
 TFDS_VAL_SPLITS = ("validation", "val", "test")
 # pix2pix resizes to 286 and random-crops 256: the same 1.117 ratio at any size.
 CROP_MARGIN = 286 / 256
+# Training references (reference-guided models): a crop of 60-90 % of the short side, so even
+# an image already at image_size is zoomed, never the target's own framing.
+REFERENCE_CROP = (0.6, 0.9)
+
+
+def reference_view(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A training reference: another random square crop (side REFERENCE_CROP of the short side)
+    of the colour image, resized to size x size and flipped at random.
+
+    The colours are left alone (they are what the model must transfer); the different crop,
+    scale and flip keep the target's pixels from lining up with the reference's.
+    """
+    h, w = image.shape[:2]
+    side = max(1, round(min(h, w) * rng.uniform(*REFERENCE_CROP)))
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = image[y : y + side, x : x + side]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    view = cv2.resize(crop, (size, size), interpolation=interp)
+    if rng.random() < 0.5:
+        view = view[:, ::-1]
+    return np.ascontiguousarray(view)
 
 
 def condition_channels(config: ml_collections.ConfigDict) -> int:
@@ -148,6 +170,7 @@ class MakeExample(grain.transforms.RandomMap):
     train: bool
     random_flip: bool
     sketch_augment: bool = True
+    reference: bool = False  # add a "reference" RGB image (reference-guided generators)
 
     def random_map(self, element, rng: np.random.Generator):
         if isinstance(element, dict):
@@ -155,6 +178,9 @@ class MakeExample(grain.transforms.RandomMap):
             skipped = element["skipped"]
         else:
             color, real_sketch, skipped = element, None, np.int32(0)
+        reference = None
+        if self.reference and self.train:  # drawn first, from the whole uncropped image
+            reference = reference_view(color, self.image_size, rng)
         use_real = self.sketch == sketch_lib.DATASET_SKETCH
         if use_real:  # crop and flip the colour image and its sketch together
             color = np.concatenate([color, real_sketch], axis=-1)
@@ -170,12 +196,16 @@ class MakeExample(grain.transforms.RandomMap):
         if not use_real:
             # The example's rng (per index, also in evaluation) keeps both deterministic.
             sketch = sketch_lib.make_sketch(self.sketch, color, rng, augmented=self.sketch_augment)
-        return {
+        example = {
             "color": color,
             "sketch": sketch,
             "hints": hints_lib.make_hints(self.hints, color, rng),
             "skipped": skipped,  # unusable files passed over to reach this one (counted)
         }
+        if self.reference:
+            # Evaluation: the target's own view (the "paired" reference).
+            example["reference"] = color.copy() if reference is None else reference
+        return example
 
 
 def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeExample:
@@ -186,6 +216,7 @@ def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeEx
         train=train,
         random_flip=config.data.random_flip,
         sketch_augment=config.data.get("sketch_augment", True),
+        reference=takes_reference(config.model.generator),
     )
 
 

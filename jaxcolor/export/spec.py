@@ -52,7 +52,8 @@ class Entry:
 
     collection: "params" (nnx.Param), "stats" (nnx.BatchStat) or "torch" (no Flax counterpart:
     BatchNorm's num_batches_tracked). kind: "conv" (HWIO <-> OIHW), "conv_transpose" (HWIO <->
-    flipped (in, out, kh, kw)), "vector" (copied) or "count" (int64 scalar).
+    flipped (in, out, kh, kw)), "linear" ((in, out) <-> (out, in)), "vector" (copied) or "count"
+    (int64 scalar).
     """
 
     key: str
@@ -130,18 +131,86 @@ def discriminator_layout(arch: Mapping[str, Any]) -> list[Entry]:
     return entries
 
 
+# ---------------------------------------------------------------------------------------------
+# Reference-guided generator and multi-scale discriminator (configs/reference.py). The PyTorch
+# modules (jaxcolor.export.torch_reference) name their attributes after the Flax paths.
+
+REFERENCE_STYLE_BLOCKS = 4
+
+
+def reference_style_widths(style_width: int, style_dim: int) -> list[int]:
+    """Style block widths (as jaxcolor.models.reference.style_widths)."""
+    blocks = REFERENCE_STYLE_BLOCKS
+    return [min(style_width * 2**i, style_dim) for i in range(blocks - 1)] + [style_dim]
+
+
+def reference_fused_levels(num_downs: int, style_codes: int) -> tuple[int, ...]:
+    """AdaIN-modulated decoder levels, outermost first (as jaxcolor.models.reference)."""
+    if style_codes == 1:
+        return tuple(range(1, num_downs))
+    return tuple(range(1, REFERENCE_STYLE_BLOCKS + 1))
+
+
+def reference_code_index(level: int, style_codes: int) -> int:
+    """The style block whose pooled code modulates decoder `level`."""
+    return REFERENCE_STYLE_BLOCKS - 1 if style_codes == 1 else level - 1
+
+
+def reference_generator_layout(arch: Mapping[str, Any]) -> list[Entry]:
+    """Every tensor of the reference U-Net: style encoder, U-Net levels, AdaIN projections."""
+    n, norm = arch["num_downs"], arch["norm"]
+    fused = reference_fused_levels(n, arch["style_codes"])
+    entries = _conv("style.stem", ("style", "stem"), bias=True)
+    for i in range(REFERENCE_STYLE_BLOCKS):
+        for name in ("conv1", "conv2", "shortcut"):
+            entries += _conv(f"style.blocks.{i}.{name}", ("style", "blocks", i, name), bias=True)
+    for level in range(n):
+        entries += _conv(f"downs.{level}", ("downs", level), bias=uses_bias(norm))
+        down_norm = norm if 0 < level < n - 1 else "none"
+        entries += _norm(f"down_norms.{level}", ("down_norms", level), down_norm)
+    for level in reversed(range(n)):
+        up_norm = "none" if level == 0 or level in fused else norm
+        entries += _conv(
+            f"ups.{level}", ("ups", level), bias=uses_bias(up_norm), kind="conv_transpose"
+        )
+        entries += _norm(f"up_norms.{level}", ("up_norms", level), up_norm)
+    for k in range(len(fused)):
+        entries += _conv(f"adain.{k}.proj", ("adain", k, "proj"), bias=True, kind="linear")
+    return entries
+
+
+def multiscale_discriminator_layout(arch: Mapping[str, Any]) -> list[Entry]:
+    """`scales.{i}.` + one PatchGAN's layout per scale (1x, 1/2, 1/4, ...)."""
+    entries = []
+    for i in range(arch["num_scales"]):
+        for e in discriminator_layout(arch):
+            path = ("scales", i, *e.path) if e.path else ()
+            entries.append(Entry(f"scales.{i}.{e.key}", e.collection, path, e.kind))
+    return entries
+
+
+GENERATOR_LAYOUTS = {"unet": generator_layout, "reference_unet": reference_generator_layout}
+DISCRIMINATOR_LAYOUTS = {
+    "patchgan": discriminator_layout,
+    "multiscale_patchgan": multiscale_discriminator_layout,
+}
+
+
 def layout(net: str, arch: Mapping[str, Any]) -> list[Entry]:
     """`net` is "generator" or "discriminator"."""
-    return generator_layout(arch) if net == "generator" else discriminator_layout(arch)
+    if net == "generator":
+        return GENERATOR_LAYOUTS[arch.get("name", "unet")](arch)
+    return DISCRIMINATOR_LAYOUTS[arch.get("name", "patchgan")](arch)
 
 
 def architectures(config: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
     """Training config (plain dict) -> {"generator": arch, "discriminator": arch or None}."""
     model = config["model"]
     g, d = dict(model["generator"]), dict(model["discriminator"])
-    if g["name"] != "unet" or d["name"] != "patchgan":
+    if g["name"] not in GENERATOR_LAYOUTS or d["name"] not in DISCRIMINATOR_LAYOUTS:
         raise ExportError(
-            f"Only the unet generator and patchgan discriminator can be exported; this run "
+            f"Only the generators {sorted(GENERATOR_LAYOUTS)} and discriminators "
+            f"{sorted(DISCRIMINATOR_LAYOUTS)} can be exported; this run "
             f"uses model.generator.name={g['name']!r}, model.discriminator.name={d['name']!r}."
         )
     in_channels = SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
@@ -159,6 +228,8 @@ def pix2pix_compatible(net: str, arch: Mapping[str, Any]) -> bool:
     """
     if arch["norm"] == "none":
         return False
+    if arch.get("name") in ("reference_unet", "multiscale_patchgan"):
+        return False  # no pix2pix counterpart
     return net == "discriminator" or arch["num_downs"] >= 5
 
 
@@ -207,6 +278,18 @@ def make_config_json(
             "(PyTorch tracks the unbiased one); eval-mode outputs are identical."
         ),
     }
+    if g.get("name") == "reference_unet":
+        out["inputs"]["reference"] = {
+            "channels": 3,
+            "color_order": "RGB",
+            "value_range": [-1.0, 1.0],
+            "from_uint8": "x / 127.5 - 1",
+            "argument": "forward(condition, reference): a second NCHW tensor",
+            "image": (
+                "a colour image whose colours the output takes; any size >= 16 px (training: "
+                f"{config['image_size']}x{config['image_size']} views of the target image)"
+            ),
+        }
     if with_discriminator:
         d = archs["discriminator"]
         if d is None:
@@ -219,6 +302,11 @@ def make_config_json(
             "input": "concat(generator input, RGB image) in [-1, 1]",
             "pix2pix_compatible": pix2pix_compatible("discriminator", d),
         }
+        if d.get("name") == "multiscale_patchgan":
+            out["discriminator"]["output"] = (
+                "a list of num_scales logit maps: the input at 1x, then average-pooled (3x3, "
+                "stride 2, padding 1, count_include_pad=False) to 1/2, 1/4, ..."
+            )
     return out
 
 

@@ -148,6 +148,10 @@ class NLayerDiscriminator(nn.Module):
 
 def build(net: str, arch: Mapping[str, Any]) -> nn.Module:
     """`net` "generator" | "discriminator" with its config.json section -> an untrained module."""
+    if arch.get("name") in ("reference_unet", "multiscale_patchgan"):
+        from jaxcolor.export import torch_reference  # it imports this module
+
+        return torch_reference.build(net, arch)
     if net == "generator":
         if arch.get("name", "unet") != "unet":
             raise ExportError(f"Unknown generator {arch['name']!r}; this jaxcolor has 'unet'.")

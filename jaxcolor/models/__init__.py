@@ -10,19 +10,25 @@ from flax import nnx
 
 from jaxcolor.models.layers import count_params
 from jaxcolor.models.patchgan import PatchDiscriminator
+from jaxcolor.models.reference import MultiScaleDiscriminator, ReferenceUNet
 from jaxcolor.models.unet import UNetGenerator
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 GENERATORS = {"unet": UNetGenerator}
 DISCRIMINATORS = {"patchgan": PatchDiscriminator}
+GENERATORS["reference_unet"] = ReferenceUNet
+DISCRIMINATORS["multiscale_patchgan"] = MultiScaleDiscriminator
 
 __all__ = [
     "DTYPES",
+    "MultiScaleDiscriminator",
     "PatchDiscriminator",
+    "ReferenceUNet",
     "UNetGenerator",
     "build_discriminator",
     "build_generator",
     "count_params",
+    "takes_reference",
 ]
 
 
@@ -31,6 +37,11 @@ def compute_dtype(name: str) -> Any:
     if name not in DTYPES:
         raise ValueError(f"compute_dtype must be one of {sorted(DTYPES)}, got {name!r}")
     return DTYPES[name]
+
+
+def takes_reference(cfg: ml_collections.ConfigDict) -> bool:
+    """Whether the `model.generator` config's network is called with `reference=` (an RGB image)."""
+    return getattr(GENERATORS.get(cfg.name), "takes_reference", False)
 
 
 def _build(

@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxcolor import parallel
 from jaxcolor.data import pipeline
+from jaxcolor.models import takes_reference
 from jaxcolor.models.layers import resolve_upsample_impl
 from jaxcolor.training.step import create_train_state, jit_train_step
 
@@ -131,11 +132,14 @@ def synthetic_batch(config: ml_collections.ConfigDict, seed: int = 0) -> dict[st
     n = parallel.per_process_batch_size(config.batch_size)
     shape = (n, config.image_size, config.image_size)
     hint_channels = pipeline.condition_channels(config) - 1
-    return {
+    batch = {
         "color": rng.integers(0, 256, (*shape, 3), dtype=np.uint8),
         "sketch": rng.integers(0, 256, (*shape, 1), dtype=np.uint8),
         "hints": rng.integers(0, 256, (*shape, hint_channels), dtype=np.uint8),
     }
+    if takes_reference(config.model.generator):
+        batch["reference"] = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    return batch
 
 
 class _Setup:

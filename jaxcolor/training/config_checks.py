@@ -10,6 +10,7 @@ from jaxcolor.data.sketch import DATASET_SKETCH, parse_sketch_mix
 from jaxcolor.errors import ConfigError
 from jaxcolor.models import DTYPES
 from jaxcolor.models.layers import NORMS, UPSAMPLE_IMPLS
+from jaxcolor.models.reference import STYLE_BLOCKS, STYLE_CODES
 from jaxcolor.training.losses import GAN_MODES, RECON
 from jaxcolor.training.step import ON_NONFINITE
 
@@ -85,3 +86,57 @@ def validate(config: ml_collections.ConfigDict) -> None:
         0.0 <= config.data.val_fraction < 1.0,
         f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}",
     )
+    _validate_reference_models(config)
+
+
+def _validate_reference_models(config: ml_collections.ConfigDict) -> None:
+    """The reference-guided generator and the multi-scale discriminator (configs/reference.py)."""
+    g = config.model.generator
+    if g.name == "reference_unet":
+        multiple = 2**g.num_downs
+        _require(
+            config.image_size % multiple == 0,
+            f"image_size={config.image_size} must be a multiple of 2**model.generator.num_downs"
+            f" = {multiple}; change image_size or model.generator.num_downs.",
+        )
+        _require(
+            0.0 <= g.dropout < 1.0, f"model.generator.dropout must be in [0, 1), got {g.dropout}"
+        )
+        impl = g.get("upsample_impl", "auto")
+        _require(
+            impl in UPSAMPLE_IMPLS,
+            f"model.generator.upsample_impl must be one of {UPSAMPLE_IMPLS}, got {impl!r}",
+        )
+        _require(
+            g.style_codes in STYLE_CODES,
+            f"model.generator.style_codes must be one of {STYLE_CODES}, got {g.style_codes}",
+        )
+        _require(
+            g.style_codes == 1 or g.num_downs > STYLE_BLOCKS,
+            f"model.generator.style_codes=4 fuses codes into decoder levels 1..4 and needs "
+            f"model.generator.num_downs >= {STYLE_BLOCKS + 1}, got {g.num_downs}.",
+        )
+        _require(
+            g.style_width >= 1 and g.style_dim >= g.style_width,
+            f"model.generator.style_dim ({g.style_dim}) must be >= model.generator.style_width "
+            f"({g.style_width}) >= 1.",
+        )
+        # Four stride-2 blocks: the reference must keep at least one pixel.
+        _require(
+            config.image_size >= 2**STYLE_BLOCKS,
+            f"image_size={config.image_size} is too small for the style encoder's "
+            f"{STYLE_BLOCKS} stride-2 blocks (needs >= {2**STYLE_BLOCKS}).",
+        )
+    d = config.model.discriminator
+    if config.loss.gan_mode != "none" and d.name == "multiscale_patchgan":
+        _require(
+            d.num_scales >= 1,
+            f"model.discriminator.num_scales must be >= 1, got {d.num_scales}",
+        )
+        min_size = 2 ** (d.num_scales - 1) * 2**d.n_layers * 4
+        _require(
+            config.image_size >= min_size,
+            f"image_size={config.image_size} is too small for model.discriminator.num_scales="
+            f"{d.num_scales} PatchGANs with n_layers={d.n_layers} (the 1/{2 ** (d.num_scales - 1)}"
+            f" scale needs >= {min_size}); lower model.discriminator.num_scales or n_layers.",
+        )

@@ -50,9 +50,9 @@ class _Evaluator:
         metrics = _fetch(metrics)
         pred = np.asarray(multihost_utils.process_allgather(pred, tiled=True))
         self._writer.scalars(step, metrics, "val")
-        grid = summary.image_grid(
-            [self._host["sketch"], self._host["hints"], pred, self._host["color"]]
-        )
+        # Reference models show their reference between the hints and the prediction.
+        inputs = [self._host[k] for k in ("sketch", "hints", "reference") if k in self._host]
+        grid = summary.image_grid([*inputs, pred, self._host["color"]])
         self._writer.image(step, "val/sketch_hints_prediction_target", grid)
         self._writer.flush()
         summary.log_line(

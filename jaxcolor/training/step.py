@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 
 from jaxcolor import parallel
 from jaxcolor.evaluation import metrics as image_metrics
-from jaxcolor.models import build_discriminator, build_generator
+from jaxcolor.models import build_discriminator, build_generator, takes_reference
 from jaxcolor.training import losses
 
 PyTree = Any
@@ -53,6 +53,7 @@ class Networks:
     g_tx: optax.GradientTransformation
     d_tx: optax.GradientTransformation | None
     schedule: optax.Schedule
+    takes_reference: bool = False  # the generator is called with reference= (batch["reference"])
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -108,7 +109,8 @@ def create_train_state(
 
     state = TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(step_key), g=g, d=d)
     state = jax.device_put(state, parallel.replicated(mesh))
-    return state, Networks(g_graph, d_graph, g_tx, d_tx, schedule)
+    reference = takes_reference(config.model.generator)
+    return state, Networks(g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference)
 
 
 def model_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
@@ -116,6 +118,18 @@ def model_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     to_unit = lambda x: x.astype(jnp.float32) / 127.5 - 1.0  # noqa: E731
     condition = jnp.concatenate([to_unit(batch["sketch"]), to_unit(batch["hints"])], axis=-1)
     return condition, to_unit(batch["color"])
+
+
+def generator_kwargs(nets: Networks, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Extra generator inputs: {"reference": RGB in [-1, 1]} for reference-guided models."""
+    if not nets.takes_reference:
+        return {}
+    if "reference" not in batch:
+        raise KeyError(
+            "The generator (model.generator.name='reference_unet') needs batch['reference'], a "
+            "uint8 RGB image per example; build batches with jaxcolor.data.pipeline."
+        )
+    return {"reference": batch["reference"].astype(jnp.float32) / 127.5 - 1.0}
 
 
 def _apply(graph: nnx.GraphDef, params, stats, x, **call_kwargs):
@@ -142,10 +156,17 @@ def train_step(
     mode = loss_cfg.gan_mode
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     condition, target = model_inputs(batch)
+    extra = generator_kwargs(nets, batch)
 
     def generate(params):
         return _apply(
-            nets.g_graph, params, state.g.stats, condition, train=True, rngs=nnx.Rngs(dropout=key)
+            nets.g_graph,
+            params,
+            state.g.stats,
+            condition,
+            train=True,
+            rngs=nnx.Rngs(dropout=key),
+            **extra,
         )
 
     # One generator forward, as pix2pix: D trains on it (detached), then G's gradient flows
@@ -208,7 +229,14 @@ def train_step(
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks):
     """Generator in inference mode (running BatchNorm statistics, no dropout)."""
     condition, target = model_inputs(batch)
-    pred, _ = _apply(nets.g_graph, state.g.params, state.g.stats, condition, train=False)
+    pred, _ = _apply(
+        nets.g_graph,
+        state.g.params,
+        state.g.stats,
+        condition,
+        train=False,
+        **generator_kwargs(nets, batch),
+    )
     return pred, image_metrics.batch_means(pred, target)
 
 
