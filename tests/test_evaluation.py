@@ -168,3 +168,22 @@ def test_cli_errors_name_the_problem(tmp_path):
         evaluate.main(["--workdir", str(tmp_path)])
     with pytest.raises(SystemExit, match="--split must be one of"):
         evaluate.main(["--workdir", str(tmp_path), "--split", "test"])
+
+
+def test_reference_models_get_a_different_reference_column():
+    """The second column colorizes each image with the next image's reference: other
+    predictions, so other scores; the paired column matches a plain eval_step."""
+    from test_reference_model import small_config
+
+    c = small_config()
+    _, val = pipeline.make_sources(c)
+    mesh = parallel.create_mesh(-1)
+    state, nets = _nets(c, mesh)
+    scores = evaluator.SplitEvaluator(c, nets, mesh, val, batch_size=8)(state)
+    assert set(scores.columns) == {evaluator.PAIRED, evaluator.DIFFERENT}
+    paired, different = scores.columns[evaluator.PAIRED], scores.columns[evaluator.DIFFERENT]
+    assert paired["l1"] != pytest.approx(different["l1"], abs=1e-6)
+    assert set(scores.flat()) == {
+        *metrics.NAMES,
+        *(f"different_reference/{k}" for k in metrics.NAMES),
+    }
