@@ -168,6 +168,14 @@ def augment(sketch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 SKETCHES = {"xdog": xdog, "sobel": sobel, "highpass": highpass}
 # data.sketch value that uses the dataset's own sketches (paired data) instead of deriving one.
 DATASET_SKETCH = "dataset"
+# data.sketch prefix "model:DIR": an exported sketch extractor (task="sketch") makes the sketch
+# from the colour batch on device (jaxcolor.training.sketcher); the host derives none.
+MODEL_SKETCH = "model:"
+
+
+def is_model_sketch(spec: str) -> bool:
+    """Whether `data.sketch` names an exported sketch model ("model:DIR")."""
+    return str(spec).startswith(MODEL_SKETCH)
 
 
 @functools.lru_cache(maxsize=64)

@@ -149,8 +149,15 @@ class NLayerDiscriminator(nn.Module):
 def build(net: str, arch: Mapping[str, Any]) -> nn.Module:
     """`net` "generator" | "discriminator" with its config.json section -> an untrained module."""
     if net == "generator":
-        if arch.get("name", "unet") != "unet":
-            raise ExportError(f"Unknown generator {arch['name']!r}; this jaxcolor has 'unet'.")
+        name = arch.get("name", "unet")
+        if name == "classic_unet":
+            from jaxcolor.export.torch_classic_unet import ClassicUNet
+
+            return ClassicUNet(**arch)
+        if name != "unet":
+            raise ExportError(
+                f"Unknown generator {name!r}; this jaxcolor has {', '.join(spec.GENERATOR_NAMES)}."
+            )
         return UnetGenerator(**arch)
     if arch.get("name", "patchgan") != "patchgan":
         raise ExportError(f"Unknown discriminator {arch['name']!r}; this jaxcolor has 'patchgan'.")

@@ -8,16 +8,18 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from jaxcolor.models.classic_unet import ClassicUNetGenerator
 from jaxcolor.models.layers import count_params
 from jaxcolor.models.patchgan import PatchDiscriminator
 from jaxcolor.models.unet import UNetGenerator
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-GENERATORS = {"unet": UNetGenerator}
+GENERATORS = {"unet": UNetGenerator, "classic_unet": ClassicUNetGenerator}
 DISCRIMINATORS = {"patchgan": PatchDiscriminator}
 
 __all__ = [
     "DTYPES",
+    "ClassicUNetGenerator",
     "PatchDiscriminator",
     "UNetGenerator",
     "build_discriminator",
