@@ -193,7 +193,7 @@ class MakeExample(grain.transforms.RandomMap):
 
 def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeExample:
     return MakeExample(
-        image_size=config.image_size,
+        image_size=image_hw(config),
         sketch=config.data.sketch,
         hints=config.data.hints,
         train=train,
