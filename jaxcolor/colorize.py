@@ -23,13 +23,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     hints.add_argument(
         "--hints",
         help="hint image, or a directory with one image per sketch, named like it. blur models: "
-        "rough colours of the sketch's size; points/strokes models: coloured dots/scribbles on "
-        "white or transparent paper of the sketch's size; palette models: a colour reference "
-        "image of any size",
+        "rough colours of the sketch's size; points/strokes/scribbles models: coloured "
+        "dots/scribbles on white or transparent paper of the sketch's size; palette models: a "
+        "colour reference image of any size",
     )
     hints.add_argument(
         "--hint-points",
-        help='colour points "x,y,#rrggbb;..." in sketch pixels (points and strokes models)',
+        help='colour points "x,y,#rrggbb;..." in sketch pixels (points/strokes/scribbles models)',
     )
     parser.add_argument(
         "--point-size",

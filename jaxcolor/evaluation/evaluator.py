@@ -53,18 +53,18 @@ class Scores:
         return out
 
 
-def _score_fn(nets: step_lib.Networks, with_images: bool) -> Callable:
+def _score_fn(config, nets: step_lib.Networks, with_images: bool) -> Callable:
     """(state, batch, mask) -> ({column: {metric: sum over the masked images}}, images), where
     images = {column: prediction, "real": target} when FID is computed, else {}."""
 
     def score(state, batch, mask):
-        _, target = step_lib.model_inputs(batch)
+        _, target = step_lib.model_inputs(batch, config, sketch_model=nets.sketch_model)
         batches = {PAIRED: batch}
         if "reference" in batch:  # a reference model: also score another image's reference
             batches[DIFFERENT] = batch | {"reference": jnp.roll(batch["reference"], 1, axis=0)}
         sums, images = {}, {}
         for column, b in batches.items():
-            pred, _ = step_lib.eval_step(state, b, nets=nets)
+            pred, _ = step_lib.eval_step(state, b, nets=nets, config=config)
             per_image = metrics.per_image(pred, target)
             sums[column] = {k: jnp.where(mask, v, 0.0).sum() for k, v in per_image.items()}
             if with_images:
@@ -96,7 +96,7 @@ class SplitEvaluator:
         self._mesh, self._fid = mesh, fid
         rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
         self._score = jax.jit(
-            _score_fn(nets, fid is not None),
+            _score_fn(config, nets, fid is not None),
             in_shardings=(rep, data, data),
             out_shardings=(rep, data),
         )

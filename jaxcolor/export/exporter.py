@@ -18,6 +18,7 @@ from etils import epath
 
 import jaxcolor
 from jaxcolor import checkpoint, parallel
+from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.errors import ExportError
 from jaxcolor.export import FORMATS, convert, spec
 from jaxcolor.training.step import TrainState, create_train_state
@@ -101,6 +102,10 @@ def restore(workdir: str, step: int | None = None) -> Restored:
 def _abstract_state(config: ml_collections.ConfigDict) -> TrainState:
     """Shapes and dtypes of the run's TrainState, placed on one local device (no allocation)."""
     in_channels = spec.architectures(config.to_dict())["generator"]["in_channels"]
+    if is_model_sketch(config.data.sketch):
+        # The frozen sketch model is not part of the state: no need for its directory here.
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.data.sketch = "xdog"
     mesh = parallel.create_mesh(1)
     shapes = jax.eval_shape(
         lambda: create_train_state(config, in_channels=in_channels, mesh=mesh)[0]

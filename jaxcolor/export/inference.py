@@ -103,6 +103,12 @@ def load(model_dir: str | pathlib.Path, device: str | None = None) -> Colorizer:
     except RuntimeError as e:
         raise InputError(f"--device {device!r} is not a PyTorch device: {e}") from e
     generator, config = torch_models.load(model_dir, "generator", device=dev)
+    if config.get("task", "colorize") != "colorize":
+        raise InputError(
+            f"{model_dir} is a sketch extractor (task={config['task']!r}: colour image in, "
+            "sketch out), not a colorizer; train a colorizer with "
+            f"--config.data.sketch='model:{model_dir}' to use it."
+        )
     return Colorizer(generator, config, dev)
 
 
@@ -172,11 +178,16 @@ def parse_hint_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
     return points
 
 
+# Hint methods drawn as colour on paper, so --hints takes a drawing and --hint-points works.
+POINT_METHODS = ("points", "strokes", "scribbles")
+
+
 # What --hints means for each data.hints method (used in messages and the README).
 HINTS_IMAGE = {
     "blur": "a colour image of the sketch's size (rough colours over the sketch; blurred here)",
     "points": "a drawing of the sketch's size: coloured dots on white or transparent paper",
     "strokes": "a drawing of the sketch's size: colour scribbles on white or transparent paper",
+    "scribbles": "a drawing of the sketch's size: colour scribbles on white or transparent paper",
     "palette": "a colour reference image of any size (its 4-band palette is taken as in training)",
 }
 
@@ -196,6 +207,8 @@ def hint_channels_for(
     - points, strokes: the drawing (the sketch's size) is resized nearest-neighbour; pixels
       with every channel above hints.PAPER_LEVEL are paper, all others are hints of their own
       colour with mask 255 (hints.hints_from_drawing).
+    - scribbles: the same drawing, paper made pure white and no mask
+      (hints.scribbles_from_drawing).
     - palette: any reference image; hints.palette_colors of it, rendered at the working size.
     """
     if method == "none":
@@ -205,7 +218,7 @@ def hint_channels_for(
             )
         return np.zeros((*model_hw, 0), np.uint8)
     if hints_path is None:
-        also = ' or --hint-points "x,y,#rrggbb;..."' if method in ("points", "strokes") else ""
+        also = ' or --hint-points "x,y,#rrggbb;..."' if method in POINT_METHODS else ""
         raise InputError(
             f"This model takes colour hints (data.hints={method!r}): pass --hints IMAGE, "
             f"{HINTS_IMAGE[method]}{also}."
@@ -223,8 +236,10 @@ def hint_channels_for(
             f"Hints image {hints_path} is {image.shape[1]}x{image.shape[0]} but sketch "
             f"{sketch_path} is {original_hw[1]}x{original_hw[0]}; they must be the same size."
         )
-    if method in ("points", "strokes"):
+    if method in POINT_METHODS:
         drawing = resize_short_side(image, min(model_hw), nearest=True)
+        if method == "scribbles":
+            return hints_lib.scribbles_from_drawing(drawing)
         return hints_lib.hints_from_drawing(drawing)
     return hints_lib.make_hints(method, resize_short_side(image, min(model_hw)))
 
@@ -244,10 +259,11 @@ def reference_image(path: str | pathlib.Path, size: int) -> np.ndarray:
 
 
 def _require_point_model(method: str) -> None:
-    if method not in ("points", "strokes"):
+    if method not in POINT_METHODS:
         raise InputError(
             "--hint-points needs a model trained with point hints (data.hints='points') or "
-            f"stroke hints ('strokes'); this model was trained with data.hints={method!r}"
+            f"stroke hints ('strokes', 'scribbles'); this model was trained with "
+            f"data.hints={method!r}"
             + (": pass --hints IMAGE instead." if method != "none" else ".")
         )
 
@@ -279,7 +295,8 @@ def point_hint_channels(
         (min(int((x + 0.5) * sx), model_hw[1] - 1), min(int((y + 0.5) * sy), model_hw[0] - 1), rgb)
         for x, y, rgb in clicks
     ]
-    return hints_lib.points_from_clicks(scaled, model_hw, point_size)
+    points = hints_lib.points_from_clicks(scaled, model_hw, point_size)
+    return hints_lib.scribbles_on_paper(points) if method == "scribbles" else points
 
 
 def expand_sketches(pattern: str) -> list[pathlib.Path]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.errors import ExportError
+from jaxcolor.image_size import image_hw, to_json
 
 FORMAT = "jaxcolor-export"
 FORMAT_VERSION = 1
@@ -23,7 +24,9 @@ CONFIG_FILE = "config.json"
 GENERATOR_FILE = "generator.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 SKETCH_CHANNELS = 1
+COLOR_CHANNELS = 3
 NORMS = ("batch", "instance", "none")
+# Exportable networks by model.*.name; the generator layout and module dispatch on it.
 
 
 def uses_bias(norm: str) -> bool:
@@ -189,7 +192,37 @@ def multiscale_discriminator_layout(arch: Mapping[str, Any]) -> list[Entry]:
     return entries
 
 
-GENERATOR_LAYOUTS = {"unet": generator_layout, "reference_unet": reference_generator_layout}
+def classic_unet_block(prefix: str, path: tuple, norm: str) -> list[Entry]:
+    """One double conv: Sequential(conv, [norm,] ReLU, conv, [norm,] ReLU) as the seed nests it."""
+    step = 2 if norm == "none" else 3  # a norm module sits between each conv and its ReLU
+    bias = uses_bias(norm)
+    entries: list[Entry] = []
+    for j, (conv, nrm) in enumerate((("conv1", "norm1"), ("conv2", "norm2"))):
+        entries += _conv(f"{prefix}.{j * step}", (*path, conv), bias=bias)
+        entries += _norm(f"{prefix}.{j * step + 1}", (*path, nrm), norm)
+    return entries
+
+
+def classic_unet_layout(arch: Mapping[str, Any]) -> list[Entry]:
+    """Every tensor of the classic U-Net under the scribble seed's names (encoder1 ... final_conv);
+    Flax paths: encoders[i] / bottleneck / upconvs[i] / decoders[i] / final_conv."""
+    n, norm = arch["num_downs"], arch["norm"]
+    entries: list[Entry] = []
+    for i in range(n):
+        entries += classic_unet_block(f"encoder{i + 1}", ("encoders", i), norm)
+    entries += classic_unet_block("bottleneck", ("bottleneck",), norm)
+    for i in reversed(range(n)):
+        entries += _conv(f"upconv{i + 1}", ("upconvs", i), bias=True, kind="conv_transpose")
+        entries += classic_unet_block(f"decoder{i + 1}", ("decoders", i), norm)
+    entries += _conv("final_conv", ("final_conv",), bias=True)
+    return entries
+
+
+GENERATOR_LAYOUTS = {
+    "unet": generator_layout,
+    "classic_unet": classic_unet_layout,
+    "reference_unet": reference_generator_layout,
+}
 DISCRIMINATOR_LAYOUTS = {
     "patchgan": discriminator_layout,
     "multiscale_patchgan": multiscale_discriminator_layout,
@@ -203,6 +236,17 @@ def layout(net: str, arch: Mapping[str, Any]) -> list[Entry]:
     return DISCRIMINATOR_LAYOUTS[arch.get("name", "patchgan")](arch)
 
 
+def task(config: Mapping[str, Any]) -> str:
+    """`task` of a training config: "colorize" (also for configs from before the key) or
+    "sketch"."""
+    return config.get("task", "colorize")
+
+
+def size_multiple(arch: Mapping[str, Any]) -> int:
+    """The generator's input sides must be multiples of this (2**num_downs for both U-Nets)."""
+    return 2 ** arch["num_downs"]
+
+
 def architectures(config: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
     """Training config (plain dict) -> {"generator": arch, "discriminator": arch or None}."""
     model = config["model"]
@@ -213,7 +257,10 @@ def architectures(config: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]
             f"{sorted(DISCRIMINATOR_LAYOUTS)} can be exported; this run "
             f"uses model.generator.name={g['name']!r}, model.discriminator.name={d['name']!r}."
         )
-    in_channels = SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
+    if task(config) == "sketch":
+        in_channels = COLOR_CHANNELS
+    else:
+        in_channels = SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
     g["in_channels"] = in_channels
     d["in_channels"] = in_channels + g["out_channels"]
     gan = config["loss"]["gan_mode"] != "none"
@@ -226,6 +273,8 @@ def pix2pix_compatible(net: str, arch: Mapping[str, Any]) -> bool:
     pix2pix's norm='none' drops the conv biases (its use_bias tests for InstanceNorm only) while
     jaxcolor keeps them, and its UnetGenerator needs num_downs >= 5.
     """
+    if arch.get("name", "unet") != "unet" and net == "generator":
+        return False  # no pix2pix class has it (the classic U-Net loads into the seed's own)
     if arch["norm"] == "none":
         return False
     if arch.get("name") in ("reference_unet", "multiscale_patchgan"):
@@ -241,11 +290,13 @@ def make_config_json(
     hints = config["data"]["hints"]
     hint_channels = HINT_CHANNELS[hints]
     g = archs["generator"]
+    h, w = image_hw(config)
     out: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "jaxcolor_version": version,
         "step": step,
+        "task": task(config),
         "generator": {
             **g,
             "file": GENERATOR_FILE,
@@ -264,8 +315,9 @@ def make_config_json(
             "color_order": "RGB",
             "value_range": [-1.0, 1.0],
             "from_uint8": "x / 127.5 - 1",
-            "image_size": config["image_size"],
-            "size_multiple": 2 ** g["num_downs"],
+            "image_size": to_json(config["image_size"]),
+            "image_hw": [h, w],
+            "size_multiple": size_multiple(g),
         },
         "output": {
             "channels": g["out_channels"],
@@ -287,8 +339,22 @@ def make_config_json(
             "argument": "forward(condition, reference): a second NCHW tensor",
             "image": (
                 "a colour image whose colours the output takes; any size >= 16 px (training: "
-                f"{config['image_size']}x{config['image_size']} views of the target image)"
+                "{}x{} views of the target image)".format(*image_hw(config))
             ),
+        }
+    if task(config) == "sketch":
+        out["inputs"] |= {
+            # The sketch extractor's input is the colour image; its output the sketch.
+            "layout": [{"name": "color", "channels": COLOR_CHANNELS}],
+            "color": "RGB colour image",
+            "hints": "none",
+            "hint_channels": 0,
+        }
+        del out["inputs"]["sketch"]
+        out["output"] |= {
+            "content": "sketch: grayscale line art, dark lines on white",
+            "color_order": "gray",
+            "target_method": config["data"]["sketch"],
         }
     if with_discriminator:
         d = archs["discriminator"]

@@ -153,8 +153,14 @@ def build(net: str, arch: Mapping[str, Any]) -> nn.Module:
 
         return torch_reference.build(net, arch)
     if net == "generator":
-        if arch.get("name", "unet") != "unet":
-            raise ExportError(f"Unknown generator {arch['name']!r}; this jaxcolor has 'unet'.")
+        name = arch.get("name", "unet")
+        if name == "classic_unet":
+            from jaxcolor.export.torch_classic_unet import ClassicUNet
+
+            return ClassicUNet(**arch)
+        if name != "unet":
+            known = ", ".join(spec.GENERATOR_LAYOUTS)
+            raise ExportError(f"Unknown generator {name!r}; this jaxcolor has {known}.")
         return UnetGenerator(**arch)
     if arch.get("name", "patchgan") != "patchgan":
         raise ExportError(f"Unknown discriminator {arch['name']!r}; this jaxcolor has 'patchgan'.")

@@ -8,13 +8,14 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from jaxcolor.models.classic_unet import ClassicUNetGenerator
 from jaxcolor.models.layers import count_params
 from jaxcolor.models.patchgan import PatchDiscriminator
 from jaxcolor.models.reference import MultiScaleDiscriminator, ReferenceUNet
 from jaxcolor.models.unet import UNetGenerator
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-GENERATORS = {"unet": UNetGenerator}
+GENERATORS = {"unet": UNetGenerator, "classic_unet": ClassicUNetGenerator}
 DISCRIMINATORS = {"patchgan": PatchDiscriminator}
 GENERATORS["reference_unet"] = ReferenceUNet
 DISCRIMINATORS["multiscale_patchgan"] = MultiScaleDiscriminator
@@ -22,6 +23,7 @@ DISCRIMINATORS["multiscale_patchgan"] = MultiScaleDiscriminator
 __all__ = [
     "DTYPES",
     "MultiScaleDiscriminator",
+    "ClassicUNetGenerator",
     "PatchDiscriminator",
     "ReferenceUNet",
     "UNetGenerator",

@@ -6,8 +6,9 @@ import ml_collections
 
 from jaxcolor.data.decode import LAYOUTS
 from jaxcolor.data.hints import HINT_CHANNELS
-from jaxcolor.data.sketch import DATASET_SKETCH, parse_sketch_mix
+from jaxcolor.data.sketch import DATASET_SKETCH, is_model_sketch, parse_sketch_mix
 from jaxcolor.errors import ConfigError
+from jaxcolor.image_size import describe, image_hw
 from jaxcolor.models import DTYPES
 from jaxcolor.models.layers import NORMS, UPSAMPLE_IMPLS
 from jaxcolor.models.reference import STYLE_BLOCKS, STYLE_CODES
@@ -20,8 +21,51 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+TASKS = ("colorize", "sketch")
+# Generators whose input sides must be multiples of 2**model.generator.num_downs.
+POOLING_GENERATORS = ("unet", "classic_unet")
+
+
+def _check_image_size(config: ml_collections.ConfigDict, multiple: int, reason: str) -> None:
+    """Each side of image_size a multiple of `multiple` (named by `reason`)."""
+    h, w = image_hw(config)
+    _require(
+        h % multiple == 0 and w % multiple == 0,
+        f"image_size={describe(config.image_size)} must have each side a multiple of {reason}"
+        f" = {multiple}; change image_size or {reason.split('**')[-1]}.",
+    )
+
+
+def _check_task(config: ml_collections.ConfigDict) -> None:
+    task = config.get("task", "colorize")
+    _require(task in TASKS, f"task must be one of {TASKS}, got {task!r}")
+    model_sketch = is_model_sketch(config.data.sketch)
+    if task == "sketch":
+        out = config.model.generator.out_channels
+        _require(
+            out == 1,
+            f"task='sketch' learns a 1-channel sketch; set model.generator.out_channels=1 "
+            f"(got {out}).",
+        )
+        _require(
+            config.data.hints == "none",
+            f"task='sketch' takes the colour image alone; set data.hints='none' (got "
+            f"{config.data.hints!r}).",
+        )
+        _require(
+            not model_sketch,
+            "task='sketch' learns its targets from data.sketch; a sketch model "
+            f"(data.sketch={config.data.sketch!r}) cannot be its own target: use e.g. 'xdog'.",
+        )
+    if model_sketch:
+        from jaxcolor.training import sketcher  # reads the export's config.json only
+
+        sketcher.read_export(config)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for a config that would fail (or silently misbehave) later."""
+    image_hw(config)  # raises ConfigError naming image_size for a malformed value
     for key in ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
         _require(config[key] >= 1, f"{key} must be >= 1, got {config[key]}")
     _require(
@@ -39,13 +83,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         norm = config.model[net].norm
         _require(norm in NORMS, f"model.{net}.norm must be one of {NORMS}, got {norm!r}")
     g = config.model.generator
+    if g.name in POOLING_GENERATORS:
+        _check_image_size(config, 2**g.num_downs, "2**model.generator.num_downs")
     if g.name == "unet":
-        multiple = 2**g.num_downs
-        _require(
-            config.image_size % multiple == 0,
-            f"image_size={config.image_size} must be a multiple of 2**model.generator.num_downs"
-            f" = {multiple}; change image_size or model.generator.num_downs.",
-        )
         _require(
             0.0 <= g.dropout < 1.0, f"model.generator.dropout must be in [0, 1), got {g.dropout}"
         )
@@ -58,12 +98,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         d = config.model.discriminator
         min_size = 2**d.n_layers * 4
         _require(
-            config.image_size >= min_size,
-            f"image_size={config.image_size} is too small for a PatchGAN with "
+            min(image_hw(config)) >= min_size,
+            f"image_size={describe(config.image_size)} is too small for a PatchGAN with "
             f"model.discriminator.n_layers={d.n_layers} (needs >= {min_size}).",
         )
-    if config.data.sketch != DATASET_SKETCH:
+    if g.name == "classic_unet":
+        _require(
+            0.0 <= g.dropout < 1.0, f"model.generator.dropout must be in [0, 1), got {g.dropout}"
+        )
+    if config.data.sketch != DATASET_SKETCH and not is_model_sketch(config.data.sketch):
         parse_sketch_mix(config.data.sketch)  # raises ConfigError naming data.sketch
+    _check_task(config)
     _require(
         config.data.layout in LAYOUTS,
         f"data.layout must be one of {LAYOUTS}, got {config.data.layout!r}",
@@ -93,12 +138,7 @@ def _validate_reference_models(config: ml_collections.ConfigDict) -> None:
     """The reference-guided generator and the multi-scale discriminator (configs/reference.py)."""
     g = config.model.generator
     if g.name == "reference_unet":
-        multiple = 2**g.num_downs
-        _require(
-            config.image_size % multiple == 0,
-            f"image_size={config.image_size} must be a multiple of 2**model.generator.num_downs"
-            f" = {multiple}; change image_size or model.generator.num_downs.",
-        )
+        _check_image_size(config, 2**g.num_downs, "2**model.generator.num_downs")
         _require(
             0.0 <= g.dropout < 1.0, f"model.generator.dropout must be in [0, 1), got {g.dropout}"
         )
@@ -123,8 +163,8 @@ def _validate_reference_models(config: ml_collections.ConfigDict) -> None:
         )
         # Four stride-2 blocks: the reference must keep at least one pixel.
         _require(
-            config.image_size >= 2**STYLE_BLOCKS,
-            f"image_size={config.image_size} is too small for the style encoder's "
+            min(image_hw(config)) >= 2**STYLE_BLOCKS,
+            f"image_size={describe(config.image_size)} is too small for the style encoder's "
             f"{STYLE_BLOCKS} stride-2 blocks (needs >= {2**STYLE_BLOCKS}).",
         )
     d = config.model.discriminator
@@ -135,8 +175,9 @@ def _validate_reference_models(config: ml_collections.ConfigDict) -> None:
         )
         min_size = 2 ** (d.num_scales - 1) * 2**d.n_layers * 4
         _require(
-            config.image_size >= min_size,
-            f"image_size={config.image_size} is too small for model.discriminator.num_scales="
-            f"{d.num_scales} PatchGANs with n_layers={d.n_layers} (the 1/{2 ** (d.num_scales - 1)}"
+            min(image_hw(config)) >= min_size,
+            f"image_size={describe(config.image_size)} is too small for "
+            f"model.discriminator.num_scales={d.num_scales} PatchGANs with n_layers={d.n_layers} "
+            f"(the 1/{2 ** (d.num_scales - 1)}"
             f" scale needs >= {min_size}); lower model.discriminator.num_scales or n_layers.",
         )

@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 from jaxcolor import parallel
 from jaxcolor.evaluation import metrics as image_metrics
 from jaxcolor.models import build_discriminator, build_generator, takes_reference
-from jaxcolor.training import losses
+from jaxcolor.training import losses, sketcher
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -54,6 +54,8 @@ class Networks:
     d_tx: optax.GradientTransformation | None
     schedule: optax.Schedule
     takes_reference: bool = False  # the generator is called with reference= (batch["reference"])
+    # data.sketch = "model:DIR": the frozen sketch extractor the steps run on the colour batch.
+    sketch_model: sketcher.Sketcher | None = None
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -110,14 +112,35 @@ def create_train_state(
     state = TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(step_key), g=g, d=d)
     state = jax.device_put(state, parallel.replicated(mesh))
     reference = takes_reference(config.model.generator)
-    return state, Networks(g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference)
+    frozen = sketcher.load_sketcher(config, parallel.replicated(mesh))
+    networks = Networks(
+        g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference, sketch_model=frozen
+    )
+    return state, networks
 
 
-def model_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """uint8 batch -> (condition = sketch ++ hints, colour target), both float32 in [-1, 1]."""
+def model_inputs(
+    batch: dict[str, jax.Array],
+    config: ml_collections.ConfigDict | None = None,
+    *,
+    sketch_model: sketcher.Sketcher | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """uint8 batch -> (condition, target), both float32 in [-1, 1].
+
+    task "colorize" (the default, also without a config): condition = sketch ++ hints, target
+    the colour image; the sketch comes from `sketch_model` (data.sketch = "model:DIR") when
+    given, else from the batch. task "sketch": condition the colour image, target the sketch.
+    """
     to_unit = lambda x: x.astype(jnp.float32) / 127.5 - 1.0  # noqa: E731
-    condition = jnp.concatenate([to_unit(batch["sketch"]), to_unit(batch["hints"])], axis=-1)
-    return condition, to_unit(batch["color"])
+    color = to_unit(batch["color"])
+    if config is not None and config.get("task", "colorize") == "sketch":
+        return color, to_unit(batch["sketch"])
+    if sketch_model is not None:
+        sketch = sketcher.sketch_from_color(sketch_model, color)
+    else:
+        sketch = to_unit(batch["sketch"])
+    condition = jnp.concatenate([sketch, to_unit(batch["hints"])], axis=-1)
+    return condition, color
 
 
 def generator_kwargs(nets: Networks, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -155,7 +178,7 @@ def train_step(
     loss_cfg = config.loss
     mode = loss_cfg.gan_mode
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    condition, target = model_inputs(batch)
+    condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
     extra = generator_kwargs(nets, batch)
 
     def generate(params):
@@ -226,9 +249,9 @@ def train_step(
     return TrainState(step=state.step + 1, rng=state.rng, g=g, d=d), metrics
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks):
+def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):
     """Generator in inference mode (running BatchNorm statistics, no dropout)."""
-    condition, target = model_inputs(batch)
+    condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
     pred, _ = _apply(
         nets.g_graph,
         state.g.params,
@@ -249,8 +272,8 @@ def jit_train_step(
     return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
 
 
-def jit_eval_step(nets: Networks, mesh: Mesh):
+def jit_eval_step(nets: Networks, mesh: Mesh, config: ml_collections.ConfigDict | None = None):
     """`eval_step` compiled with the prediction left batch-sharded and metrics replicated."""
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    fn = lambda state, batch: eval_step(state, batch, nets=nets)  # noqa: E731
+    fn = lambda state, batch: eval_step(state, batch, nets=nets, config=config)  # noqa: E731
     return jax.jit(fn, in_shardings=(rep, data), out_shardings=(data, rep))
