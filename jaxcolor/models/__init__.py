@@ -10,15 +10,17 @@ from flax import nnx
 
 from jaxcolor.models.layers import count_params
 from jaxcolor.models.patchgan import PatchDiscriminator
+from jaxcolor.models.resunet import ResUNetGenerator
 from jaxcolor.models.unet import UNetGenerator
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-GENERATORS = {"unet": UNetGenerator}
+GENERATORS = {"unet": UNetGenerator, "resunet": ResUNetGenerator}
 DISCRIMINATORS = {"patchgan": PatchDiscriminator}
 
 __all__ = [
     "DTYPES",
     "PatchDiscriminator",
+    "ResUNetGenerator",
     "UNetGenerator",
     "build_discriminator",
     "build_generator",

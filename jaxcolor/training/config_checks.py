@@ -53,6 +53,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
             impl in UPSAMPLE_IMPLS,
             f"model.generator.upsample_impl must be one of {UPSAMPLE_IMPLS}, got {impl!r}",
         )
+    if g.name == "resunet":
+        _check_resunet(config)
+    _check_deep_supervision_and_pool(config)
     if config.loss.gan_mode != "none":
         d = config.model.discriminator
         min_size = 2**d.n_layers * 4
@@ -82,4 +85,46 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(
         0.0 <= config.data.val_fraction < 1.0,
         f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}",
+    )
+
+
+def _check_resunet(config: ml_collections.ConfigDict) -> None:
+    g = config.model.generator
+    multiple = 2**g.num_downs
+    _require(
+        config.image_size % multiple == 0,
+        f"image_size={config.image_size} must be a multiple of 2**model.generator.num_downs"
+        f" = {multiple}; change image_size or model.generator.num_downs.",
+    )
+    _require(
+        0 <= g.num_aux < g.num_downs,
+        f"model.generator.num_aux must be in [0, model.generator.num_downs - 1 = "
+        f"{g.num_downs - 1}], got {g.num_aux}",
+    )
+
+
+def _check_deep_supervision_and_pool(config: ml_collections.ConfigDict) -> None:
+    weights = tuple(config.loss.get("aux_weights", ()))
+    if any(w != 0 for w in weights):
+        g = config.model.generator
+        _require(
+            g.name == "resunet",
+            f"loss.aux_weights={weights} needs a generator with deep-supervision outputs "
+            f"(model.generator.name='resunet'), not {g.name!r}; set loss.aux_weights=().",
+        )
+        _require(
+            len(weights) == g.num_aux,
+            f"loss.aux_weights has {len(weights)} weights but model.generator.num_aux="
+            f"{g.num_aux}; give one weight per aux output.",
+        )
+        _require(all(w >= 0 for w in weights), f"loss.aux_weights must be >= 0, got {weights}")
+    pool = config.model.get("image_pool")
+    if pool is None:
+        return
+    _require(pool.size >= 0, f"model.image_pool.size must be >= 0 (0 = off), got {pool.size}")
+    _require(0.0 <= pool.prob <= 1.0, f"model.image_pool.prob must be in [0, 1], got {pool.prob}")
+    _require(
+        pool.size == 0 or config.loss.gan_mode != "none",
+        "model.image_pool.size > 0 needs a discriminator; set model.image_pool.size=0 with "
+        "loss.gan_mode='none'.",
     )
