@@ -171,7 +171,7 @@ def train_step(
         real_pair = jnp.concatenate([condition, target], axis=-1)
         fake_pair = jnp.concatenate([condition, jax.lax.stop_gradient(fake)], axis=-1)
         if pool is not None:
-            # D's fake half: half of them past fakes once the pool is full; G still uses `fake`.
+            # Once the pool is full a share `prob` of D's fakes are past ones; G uses `fake`.
             pool_key = jax.random.fold_in(key, POOL_STREAM)
             prob = config.model.image_pool.prob
             pool, fake_pair, from_pool = image_pool.query(pool, fake_pair, pool_key, prob)
