@@ -9,7 +9,7 @@ averaged down to their size (loss.aux_weights). Input: the sketch ++ the 12 `pal
 the last 50 fake pairs (swap probability 0.5). lambda (l1_weight) 100, Adam lr 2e-4, beta1 0.5.
 
 Parameters at full size (checked by tests/test_resunet.py with eval_shape):
-  generator 34,184,845 (34,183,935 without the two aux heads), discriminator 2,778,945.
+  generator 34,184,845 (34,183,687 without the two aux heads), discriminator 2,778,945.
 Image pool: 50 x 512 x 512 x 16 uint8 = 210 MB per device (replicated).
 
 The seed trained on Kaggle's anime-sketch-colorization-pair (colour left, sketch right):

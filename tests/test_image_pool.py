@@ -201,7 +201,10 @@ def test_pool_survives_a_checkpoint_round_trip(tiny_config, tmp_path):
     ckpt.save(8, state, data_iter, data_start=0)
     ckpt.close()
 
-    fresh, _ = create_train_state(config, in_channels=4, mesh=mesh)
+    # The restore target: the state's shapes and shardings, other values.
+    fresh = jax.jit(
+        lambda s: jax.tree.map(jnp.zeros_like, s), out_shardings=parallel.replicated(mesh)
+    )(state)
     ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints", config)
     assert ckpt.latest_step() == 8
     restored = ckpt.restore(fresh, 8, ckpt.metadata(8))

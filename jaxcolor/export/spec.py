@@ -130,18 +130,62 @@ def discriminator_layout(arch: Mapping[str, Any]) -> list[Entry]:
     return entries
 
 
+def resunet_widths(num_downs: int, ngf: int, max_mult: int) -> list[int]:
+    """Width of each level 0..num_downs of the residual attention U-Net (as models.resunet)."""
+    return [ngf * min(2**i, max_mult) for i in range(num_downs + 1)]
+
+
+def _resblock(prefix: str, path: tuple, cin: int, cout: int, norm: str) -> list[Entry]:
+    bias = uses_bias(norm)
+    entries: list[Entry] = []
+    for conv_name, norm_name in (("conv1", "norm1"), ("conv2", "norm2")) + (
+        (("proj", "proj_norm"),) if cin != cout else ()
+    ):
+        entries += _conv(f"{prefix}.{conv_name}", (*path, conv_name), bias=bias)
+        entries += _norm(f"{prefix}.{norm_name}", (*path, norm_name), norm)
+    return entries
+
+
+def resunet_layout(arch: Mapping[str, Any]) -> list[Entry]:
+    """Every tensor of the residual attention U-Net; torch names mirror the Flax paths
+    (`encoders.0.conv1.weight` <- encoders/0/conv1/kernel; norms drop Flax's `layer`)."""
+    n, norm = arch["num_downs"], arch["norm"]
+    widths = resunet_widths(n, arch["ngf"], arch["max_mult"])
+    cins = [arch["in_channels"], *widths[:-1]]
+    entries: list[Entry] = []
+    for i, (cin, w) in enumerate(zip(cins, widths, strict=True)):
+        entries += _resblock(f"encoders.{i}", ("encoders", i), cin, w, norm)
+    for i in range(n):
+        entries += _conv(f"gates.{i}.theta", ("gates", i, "theta"), bias=False)
+        entries += _conv(f"gates.{i}.phi", ("gates", i, "phi"), bias=True)
+        entries += _conv(f"gates.{i}.psi", ("gates", i, "psi"), bias=True)
+        entries += _resblock(
+            f"decoders.{i}", ("decoders", i), widths[i] + widths[i + 1], widths[i], norm
+        )
+    entries += _conv("out", ("out",), bias=True)
+    for k in range(arch["num_aux"]):
+        entries += _conv(f"aux_heads.{k}", ("aux_heads", k), bias=True)
+    return entries
+
+
+GENERATOR_LAYOUTS = {"unet": generator_layout, "resunet": resunet_layout}
+
+
 def layout(net: str, arch: Mapping[str, Any]) -> list[Entry]:
     """`net` is "generator" or "discriminator"."""
-    return generator_layout(arch) if net == "generator" else discriminator_layout(arch)
+    if net == "generator":
+        return GENERATOR_LAYOUTS[arch.get("name", "unet")](arch)
+    return discriminator_layout(arch)
 
 
 def architectures(config: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
     """Training config (plain dict) -> {"generator": arch, "discriminator": arch or None}."""
     model = config["model"]
     g, d = dict(model["generator"]), dict(model["discriminator"])
-    if g["name"] != "unet" or d["name"] != "patchgan":
+    if g["name"] not in GENERATOR_LAYOUTS or d["name"] != "patchgan":
         raise ExportError(
-            f"Only the unet generator and patchgan discriminator can be exported; this run "
+            f"Only the {'/'.join(GENERATOR_LAYOUTS)} generators and the patchgan discriminator "
+            f"can be exported; this run "
             f"uses model.generator.name={g['name']!r}, model.discriminator.name={d['name']!r}."
         )
     in_channels = SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
@@ -157,7 +201,7 @@ def pix2pix_compatible(net: str, arch: Mapping[str, Any]) -> bool:
     pix2pix's norm='none' drops the conv biases (its use_bias tests for InstanceNorm only) while
     jaxcolor keeps them, and its UnetGenerator needs num_downs >= 5.
     """
-    if arch["norm"] == "none":
+    if arch["norm"] == "none" or arch.get("name") == "resunet":
         return False
     return net == "discriminator" or arch["num_downs"] >= 5
 
@@ -207,6 +251,12 @@ def make_config_json(
             "(PyTorch tracks the unbiased one); eval-mode outputs are identical."
         ),
     }
+    if g.get("name") == "resunet":
+        out["generator"]["aux_outputs"] = (
+            f"generator.safetensors includes the {g['num_aux']} deep-supervision heads "
+            "(aux_heads.K: 1x1 conv + tanh at 1/2**(K+1) resolution); forward(x) returns only the "
+            "final image, forward(x, return_aux=True) also the aux images."
+        )
     if with_discriminator:
         d = archs["discriminator"]
         if d is None:

@@ -149,8 +149,14 @@ class NLayerDiscriminator(nn.Module):
 def build(net: str, arch: Mapping[str, Any]) -> nn.Module:
     """`net` "generator" | "discriminator" with its config.json section -> an untrained module."""
     if net == "generator":
+        if arch.get("name") == "resunet":
+            from jaxcolor.export.torch_resunet import ResUNetGenerator
+
+            return ResUNetGenerator(**arch)
         if arch.get("name", "unet") != "unet":
-            raise ExportError(f"Unknown generator {arch['name']!r}; this jaxcolor has 'unet'.")
+            raise ExportError(
+                f"Unknown generator {arch['name']!r}; this jaxcolor has 'unet' and 'resunet'."
+            )
         return UnetGenerator(**arch)
     if arch.get("name", "patchgan") != "patchgan":
         raise ExportError(f"Unknown discriminator {arch['name']!r}; this jaxcolor has 'patchgan'.")
