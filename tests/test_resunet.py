@@ -169,9 +169,9 @@ def _export_config():
 def test_jax_and_pytorch_agree_random_and_trained():
     c = _export_config()
     archs = spec.architectures(c.to_dict())
-    assert spec.make_config_json(c.to_dict(), step=0, version="x", with_discriminator=False)[
-        "generator"
-    ]["aux_outputs"]
+    exported = spec.make_config_json(c.to_dict(), step=0, version="x", with_discriminator=False)
+    assert exported["generator"]["aux_outputs"] and not exported["generator"]["pix2pix_compatible"]
+    assert exported["inputs"]["size_multiple"] == 2**c.model.generator.num_downs
     random = _random_nets(c)
     diffs = _parity(c, random)
     assert max(diffs.values()) <= TOL, diffs
