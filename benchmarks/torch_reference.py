@@ -141,7 +141,7 @@ def run(
     *,
     variant: str,
     batch: int,
-    image_size: int,
+    image_size: int | tuple[int, int],
     steps: int,
     warmup: int = 1,
     device: str = "cpu",
@@ -152,9 +152,10 @@ def run(
     model = Pix2Pix(arch, variant, device)
     gen = torch.Generator(device="cpu").manual_seed(0)
     cin = arch["generator"]["in_channels"]
-    shape = (batch, cin, image_size, image_size)
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    shape = (batch, cin, h, w)
     condition = model.prepare((torch.rand(shape, generator=gen) * 2 - 1).to(device))
-    target_shape = (batch, arch["generator"]["out_channels"], image_size, image_size)
+    target_shape = (batch, arch["generator"]["out_channels"], h, w)
     target = model.prepare((torch.rand(target_shape, generator=gen) * 2 - 1).to(device))
     start = time.perf_counter()
     for _ in range(warmup):

@@ -12,7 +12,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.batch_size = 64  # global, across all devices and hosts
     c.num_steps = 100_000
-    c.image_size = 256
+    # Square side, or a (height, width) pair such as (160, 256); any type may replace the other
+    # (also on the command line: --config.image_size=64 or --config.image_size='(160, 256)').
+    c.image_size = ml_collections.FieldReference(256, field_type=object)
+    # What the generator learns: "colorize" (sketch + hints -> colour image) or "sketch"
+    # (colour image -> 1-channel sketch, e.g. configs/sketch_extractor.py).
+    c.task = "colorize"
     c.compute_dtype = "bfloat16"  # activations; parameters and optimizer state stay float32
     c.init_from = ""  # PyTorch weights to start from: a .safetensors generator or an export dir
 
@@ -26,10 +31,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.val_fraction = 0.02  # image folders: share held out for validation
     # One of xdog | sobel | highpass or a weighted mix "xdog:0.7,sobel:0.2,highpass:0.1";
     # parameters are drawn per example (see jaxcolor/data/sketch.py); "dataset" uses the real
-    # sketches of paired data (data.layout="paired" or a TFDS dataset with a "sketch" feature).
+    # sketches of paired data (data.layout="paired" or a TFDS dataset with a "sketch" feature);
+    # "model:DIR" runs an exported sketch extractor (task="sketch") on device, frozen.
     c.data.sketch = "xdog"
     c.data.sketch_augment = True  # random Otsu binarisation, line thickness and intensity
-    # blur | points | strokes | palette | none (input layout: jaxcolor/data/hints.py)
+    # blur | points | strokes | scribbles | palette | none (layout: jaxcolor/data/hints.py)
     c.data.hints = "blur"
     c.data.random_flip = True
     c.data.num_workers = 8  # Grain worker processes per host; 0 reads in the main process
@@ -78,6 +84,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every = 100
     c.eval_every = 2_000
     c.eval_batch_size = 16  # the fixed validation batch; a multiple of the device count
+    # Mean L1/PSNR/SSIM over the whole validation split (eval_val/* in TensorBoard) every N
+    # steps and at the end; 0 = off. The same numbers as python -m jaxcolor.evaluate.
+    c.eval_split_every = 10_000
+    c.eval_max_images = 2_000  # cap per split evaluation; 0 = every validation image
     c.checkpoint_every = 2_000
     c.keep_checkpoints = 3
     # JAX persistent compilation cache: "auto" = WORKDIR/compile_cache (gs:// works), so a

@@ -29,5 +29,6 @@ def get_config():
     c.log_every = 25
     c.eval_every = 100
     c.eval_batch_size = 16
+    c.eval_split_every = 300  # once, at the end: the 40 validation images
     c.checkpoint_every = 100
     return c

@@ -100,8 +100,15 @@ def torch_reference():
 def _compare(args, config) -> dict[str, Any]:
     import jax
 
+    from jaxcolor.image_size import image_hw
     from jaxcolor.training import benchmark
 
+    if config.model.generator.name != "unet" or config.loss.gan_mode == "none":
+        raise SystemExit(
+            "bench compare times pix2pix (model.generator.name='unet' with a discriminator); "
+            f"this config has model.generator.name={config.model.generator.name!r}, "
+            f"loss.gan_mode={config.loss.gan_mode!r}. Use bench train for it."
+        )
     reference = torch_reference()
     if jax.device_count() != 1:
         print(f"note: JAX uses {jax.device_count()} devices, PyTorch one", file=sys.stderr)
@@ -114,7 +121,7 @@ def _compare(args, config) -> dict[str, Any]:
             arch,
             variant=variant,
             batch=config.batch_size,
-            image_size=config.image_size,
+            image_size=image_hw(config),
             steps=args.steps,
             warmup=args.warmup,
             device=device,
@@ -129,7 +136,7 @@ def _compare(args, config) -> dict[str, Any]:
         "mode": "compare",
         "shapes": {
             "batch_size": config.batch_size,
-            "image_size": config.image_size,
+            "image_size": jax_result["image_size"],
             "condition_channels": arch["generator"]["in_channels"],
             "jax_compute_dtype": config.compute_dtype,
         },
@@ -160,6 +167,7 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 def _data(args, config) -> dict[str, Any]:
     from jaxcolor.data import throughput
+    from jaxcolor.image_size import to_json
 
     with config.unlocked():
         config.batch_size = args.batch_size
@@ -176,7 +184,7 @@ def _data(args, config) -> dict[str, Any]:
     )
     return {
         "mode": "data",
-        "image_size": config.image_size,
+        "image_size": to_json(config.image_size),
         "source": args.images or f"{args.files} synthetic {args.source_size}px JPEGs",
         "sketch": args.sketch,
         "hints": args.hints,

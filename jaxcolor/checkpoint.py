@@ -27,7 +27,7 @@ STATE, DATA, METADATA = "state", "data", "metadata"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 # Config keys that decide the shapes in the state: a mismatch here means "another run".
 # image_size shapes the image pool (model.image_pool.size > 0).
-SHAPE_KEYS = ("model", "data.hints", "loss.gan_mode", "image_size")
+SHAPE_KEYS = ("model", "data.hints", "loss.gan_mode", "task", "image_size")
 
 
 class Checkpointer:

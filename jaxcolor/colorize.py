@@ -1,4 +1,5 @@
-"""`python -m jaxcolor.colorize --model DIR --sketch S.png [--hints H.png] --out O.png`.
+"""`python -m jaxcolor.colorize --model DIR --sketch S.png [--hints H.png] [--reference R.png]
+--out O.png`.
 
 PyTorch inference with an export of python -m jaxcolor.export; imports no JAX.
 """
@@ -22,13 +23,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     hints.add_argument(
         "--hints",
         help="hint image, or a directory with one image per sketch, named like it. blur models: "
-        "rough colours of the sketch's size; points/strokes models: coloured dots/scribbles on "
-        "white or transparent paper of the sketch's size; palette models: a colour reference "
-        "image of any size",
+        "rough colours of the sketch's size; points/strokes/scribbles models: coloured "
+        "dots/scribbles on white or transparent paper of the sketch's size; palette models: a "
+        "colour reference image of any size",
     )
     hints.add_argument(
         "--hint-points",
-        help='colour points "x,y,#rrggbb;..." in sketch pixels (points and strokes models)',
+        help='colour points "x,y,#rrggbb;..." in sketch pixels (points/strokes/scribbles models)',
     )
     parser.add_argument(
         "--point-size",
@@ -36,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=3,
         help="side in pixels (at the model's working size) of each --hint-points square "
         "(training draws 1-9; default 3)",
+    )
+    parser.add_argument(
+        "--reference",
+        help="reference-guided models (configs/reference.py): a colour image whose colours the "
+        "result takes (any size; its centre square is used)",
     )
     parser.add_argument(
         "--size",
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             hint_points=args.hint_points,
             size=args.size,
             point_size=args.point_size,
+            reference=args.reference,
         )
     except JaxcolorError as e:
         sys.exit(f"jaxcolor.colorize: error: {e}")

@@ -83,7 +83,7 @@ def test_dropout_rng_differs_per_step_and_eval_is_deterministic(tiny_config):
     pred_a, _ = evaluate(state, batch)
     pred_b, metrics = evaluate(state, batch)
     np.testing.assert_array_equal(pred_a, pred_b)
-    assert set(metrics) == {"l1", "psnr"}
+    assert set(metrics) == {"l1", "psnr", "ssim"}
     assert pred_a.sharding.spec == parallel.batch_sharding(mesh).spec
 
 

@@ -8,6 +8,9 @@ export), built by `jaxcolor.training.step.model_inputs` and `jaxcolor.export.inf
       blur     R, G, B             the colour image Gaussian-blurred (sigma 20 px at 256 px)
       points   R, G, B, mask       square patches (1-9 px) of the patch-mean colour; 0 outside
       strokes  R, G, B, mask       scribbles, one colour each (taken under the stroke); 0 outside
+      scribbles R, G, B            the same scribbles without a mask: drawn on white paper (255),
+                                   as the scribble seed's 4-channel (sketch + RGB) U-Net takes them;
+                                   near-white colours (all channels > PAPER_LEVEL) read as paper
       palette  R1,G1,B1 .. R4,G4,B4  4 planes: plane i holds, over each of 4 horizontal bands,
                                    that band's i-th most frequent (quantised) colour
       none     (nothing)           automatic colorization: the sketch alone
@@ -29,7 +32,14 @@ import cv2
 import numpy as np
 
 # Number of hint channels each method produces; the generator's input width depends on it.
-HINT_CHANNELS = {"blur": 3, "points": 4, "strokes": 4, "palette": 12, "none": 0}
+HINT_CHANNELS = {
+    "blur": 3,
+    "points": 4,
+    "strokes": 4,
+    "scribbles": 3,
+    "palette": 12,
+    "none": 0,
+}
 
 REFERENCE_SIZE = 256
 MASK_ON = 255
@@ -200,6 +210,29 @@ def hints_from_drawing(image: np.ndarray) -> np.ndarray:
     return out
 
 
+def scribbles_on_paper(hints: np.ndarray) -> np.ndarray:
+    """R, G, B, mask hints -> R, G, B on white paper (H, W, 3): the `scribbles` layout.
+
+    Pixels without a hint, and hints whose every channel is above PAPER_LEVEL (which a drawing
+    could not tell from paper), become 255.
+    """
+    rgb, mask = hints[..., :3], hints[..., 3] == MASK_ON
+    paper = ~mask | (rgb > PAPER_LEVEL).all(axis=-1)
+    return np.where(paper[..., None], np.uint8(255), rgb).astype(np.uint8)
+
+
+def scribble_hints(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The `strokes` scribbles drawn on white paper, uint8 (H, W, 3): R, G, B (no mask)."""
+    _check_rgb(image, "scribble_hints")
+    return scribbles_on_paper(stroke_hints(image, rng))
+
+
+def scribbles_from_drawing(image: np.ndarray) -> np.ndarray:
+    """A user's scribble drawing (colour on white/transparent paper) -> `scribbles` (H, W, 3),
+    with the same paper rule as training."""
+    return scribbles_on_paper(hints_from_drawing(image))
+
+
 # ---------------------------------------------------------------------------------------------
 # palette: the colour histogram of the residual-attention U-Net seed (Chen et al., "Automatic
 # Colorization of Anime Sketch Image with Enhanced Residual U-net and Auxiliary Classifier GAN":
@@ -262,6 +295,7 @@ HINTS = {
     "blur": blur_hints,
     "points": point_hints,
     "strokes": stroke_hints,
+    "scribbles": scribble_hints,
     "palette": palette_hints,
     "none": no_hints,
 }

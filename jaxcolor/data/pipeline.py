@@ -17,6 +17,8 @@ from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data import sources
 from jaxcolor.errors import ConfigError
+from jaxcolor.image_size import hw, image_hw
+from jaxcolor.models import takes_reference
 
 SYNTHETIC = "synthetic"
 FOLDER = "folder:"
@@ -25,10 +27,35 @@ TFDS = "tfds:"
 TFDS_VAL_SPLITS = ("validation", "val", "test")
 # pix2pix resizes to 286 and random-crops 256: the same 1.117 ratio at any size.
 CROP_MARGIN = 286 / 256
+# Training references (reference-guided models): a crop of 60-90 % of the short side, so even
+# an image already at image_size is zoomed, never the target's own framing.
+REFERENCE_CROP = (0.6, 0.9)
+
+
+def reference_view(image: np.ndarray, size, rng: np.random.Generator) -> np.ndarray:
+    """A training reference: another random square crop (side REFERENCE_CROP of the short side)
+    of the colour image, resized to the training size (int or (h, w)) and flipped at random.
+
+    The colours are left alone (they are what the model must transfer); the different crop,
+    scale and flip keep the target's pixels from lining up with the reference's.
+    """
+    h, w = image.shape[:2]
+    side = max(1, round(min(h, w) * rng.uniform(*REFERENCE_CROP)))
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = image[y : y + side, x : x + side]
+    th, tw = hw(size)
+    interp = cv2.INTER_AREA if side > max(th, tw) else cv2.INTER_LINEAR
+    view = cv2.resize(crop, (tw, th), interpolation=interp)
+    if rng.random() < 0.5:
+        view = view[:, ::-1]
+    return np.ascontiguousarray(view)
 
 
 def condition_channels(config: ml_collections.ConfigDict) -> int:
-    """Generator input channels: the 1-channel sketch plus the hint channels."""
+    """Generator input channels: the 1-channel sketch plus the hint channels; with
+    task="sketch" the RGB colour image."""
+    if config.get("task", "colorize") == "sketch":
+        return 3
     return 1 + hints_lib.HINT_CHANNELS[config.data.hints]
 
 
@@ -73,11 +100,15 @@ def make_sources(config: ml_collections.ConfigDict):
                 "or a TFDS dataset with a 'sketch' feature); the synthetic set has none."
             )
         train = sources.SyntheticCartoonSource(
-            config.data.num_synthetic, config.image_size, seed=config.seed
+            config.data.num_synthetic, image_hw(config), seed=config.seed
         )
-        # Disjoint images: the validation set is drawn with another seed.
+        # Disjoint images: the validation set is drawn with another seed; data.val_fraction of
+        # the training set's size, and at least the fixed evaluation batch.
+        num_val = max(
+            config.eval_batch_size, round(config.data.num_synthetic * config.data.val_fraction), 1
+        )
         val = sources.SyntheticCartoonSource(
-            max(config.eval_batch_size, 1), config.image_size, seed=config.seed + 1_000_003
+            num_val, image_hw(config), seed=config.seed + 1_000_003
         )
         return train, val
     if not spec.startswith((FOLDER, TFDS)):
@@ -102,11 +133,11 @@ def make_sources(config: ml_collections.ConfigDict):
                 "data.layout='paired' (colour left, sketch right) or prepare the data with "
                 "--layout paired, or derive sketches (data.sketch='xdog')"
             )
-        # Training decodes JPEGs at a reduced scale where the random crop allows it.
-        train = sources.DecodedSource(
-            train, min_side=math.ceil(config.image_size * CROP_MARGIN), paired=paired
-        )
-        val = sources.DecodedSource(val, min_side=config.image_size, paired=paired)
+        # Training decodes JPEGs at a reduced scale where the random crop allows it; the
+        # longer crop side bounds the short side needed for any aspect ratio.
+        side = max(image_hw(config))
+        train = sources.DecodedSource(train, min_side=math.ceil(side * CROP_MARGIN), paired=paired)
+        val = sources.DecodedSource(val, min_side=side, paired=paired)
         train.first_usable()  # fail now, not inside a worker, if nothing can be used
         val.first_usable()
     except (OSError, ValueError) as e:  # missing, empty, unreadable, wrong format
@@ -114,12 +145,20 @@ def make_sources(config: ml_collections.ConfigDict):
     return train, val
 
 
-def _square_crop_resize(image: np.ndarray, size: int, rng: np.random.Generator | None):
-    """Resize the short side (with pix2pix's crop margin when training), crop a size x size."""
+def _square_crop_resize(image: np.ndarray, size, rng: np.random.Generator | None):
+    """Resize to cover the crop (with pix2pix's crop margin when training), crop size (h, w).
+
+    `size` is an int (square) or (height, width). The scale makes the image cover
+    round(side * CROP_MARGIN) on both axes when training (random crop), exactly the crop's
+    sides in evaluation (centre crop); for a square crop that is "resize the short side".
+    """
+    th, tw = hw(size)
     h, w = image.shape[:2]
-    short = round(size * CROP_MARGIN) if rng is not None else size
-    scale = short / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    if rng is not None:
+        scale = max(round(th * CROP_MARGIN) / h, round(tw * CROP_MARGIN) / w)
+    else:
+        scale = max(th / h, tw / w)
+    nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
     # INTER_AREA at a fractional ratio costs ~6x INTER_LINEAR (3.3 vs 0.5 ms at 512 -> 286 px);
     # down to half size bilinear barely aliases, and JPEGs arrive pre-reduced to that range.
     if scale < 0.5:
@@ -127,23 +166,26 @@ def _square_crop_resize(image: np.ndarray, size: int, rng: np.random.Generator |
     else:
         interp = cv2.INTER_LINEAR if scale < 1 else cv2.INTER_CUBIC
     image = cv2.resize(image, (nw, nh), interpolation=interp)
+    if image.ndim == 2:  # cv2 drops a single channel
+        image = image[..., None]
     if rng is None:  # evaluation: centre crop
-        y, x = (nh - size) // 2, (nw - size) // 2
+        y, x = (nh - th) // 2, (nw - tw) // 2
     else:
-        y, x = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
-    return image[y : y + size, x : x + size]
+        y, x = int(rng.integers(0, nh - th + 1)), int(rng.integers(0, nw - tw + 1))
+    return image[y : y + th, x : x + tw]
 
 
 @dataclasses.dataclass(frozen=True)
 class MakeExample(grain.transforms.RandomMap):
     """Image (array, or DecodedSource element) -> {color, sketch, hints, skipped} uint8/int32."""
 
-    image_size: int
+    image_size: int | tuple[int, int]  # square side or (height, width)
     sketch: str
     hints: str
     train: bool
     random_flip: bool
     sketch_augment: bool = True
+    reference: bool = False  # add a "reference" RGB image (reference-guided generators)
 
     def random_map(self, element, rng: np.random.Generator):
         if isinstance(element, dict):
@@ -151,10 +193,15 @@ class MakeExample(grain.transforms.RandomMap):
             skipped = element["skipped"]
         else:
             color, real_sketch, skipped = element, None, np.int32(0)
+        reference = None
+        if self.reference and self.train:  # drawn first, from the whole uncropped image
+            reference = reference_view(color, self.image_size, rng)
         use_real = self.sketch == sketch_lib.DATASET_SKETCH
+        # A sketch model runs on device inside the step: the host ships no sketch.
+        on_device = sketch_lib.is_model_sketch(self.sketch)
         if use_real:  # crop and flip the colour image and its sketch together
             color = np.concatenate([color, real_sketch], axis=-1)
-        if color.shape[:2] != (self.image_size, self.image_size):
+        if color.shape[:2] != hw(self.image_size):
             color = _square_crop_resize(color, self.image_size, rng if self.train else None)
         if self.train and self.random_flip and rng.random() < 0.5:
             color = color[:, ::-1]
@@ -163,25 +210,31 @@ class MakeExample(grain.transforms.RandomMap):
             if self.sketch_augment:
                 sketch = sketch_lib.augment(sketch, rng)
         color = np.ascontiguousarray(color)
-        if not use_real:
+        if not use_real and not on_device:
             # The example's rng (per index, also in evaluation) keeps both deterministic.
             sketch = sketch_lib.make_sketch(self.sketch, color, rng, augmented=self.sketch_augment)
-        return {
-            "color": color,
-            "sketch": sketch,
+        example = {"color": color}
+        if not on_device:
+            example["sketch"] = sketch
+        example |= {
             "hints": hints_lib.make_hints(self.hints, color, rng),
             "skipped": skipped,  # unusable files passed over to reach this one (counted)
         }
+        if self.reference:
+            # Evaluation: the target's own view (the "paired" reference).
+            example["reference"] = color.copy() if reference is None else reference
+        return example
 
 
 def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeExample:
     return MakeExample(
-        image_size=config.image_size,
+        image_size=image_hw(config),
         sketch=config.data.sketch,
         hints=config.data.hints,
         train=train,
         random_flip=config.data.random_flip,
         sketch_augment=config.data.get("sketch_augment", True),
+        reference=takes_reference(config.model.generator),
     )
 
 
@@ -268,3 +321,10 @@ def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.
     first = jax.process_index() * per_process
     rows = examples[first : first + per_process]
     return {k: np.stack([e[k] for e in rows]) for k in rows[0]}
+
+
+def eval_examples(config: ml_collections.ConfigDict, source) -> grain.MapDataset:
+    """Every example of `source` as evaluation sees it (centre crop, fixed per-index
+    sketch/hints), repeated without end so a last partial batch can be padded."""
+    ds = grain.MapDataset.source(source).seed(config.seed).repeat()
+    return ds.random_map(_example_transform(config, train=False))

@@ -164,10 +164,25 @@ def augment(sketch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(s)[..., None]
 
 
+def xdog_fixed(image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """XDoG with its fixed default parameters even when given an rng: one consistent line style,
+    as the sketch-extractor seed generated its targets ("the same parameters in XDoG")."""
+    del rng
+    return xdog(image)
+
+
 # Sketch extractors by `data.sketch` name.
-SKETCHES = {"xdog": xdog, "sobel": sobel, "highpass": highpass}
+SKETCHES = {"xdog": xdog, "xdog_fixed": xdog_fixed, "sobel": sobel, "highpass": highpass}
 # data.sketch value that uses the dataset's own sketches (paired data) instead of deriving one.
 DATASET_SKETCH = "dataset"
+# data.sketch prefix "model:DIR": an exported sketch extractor (task="sketch") makes the sketch
+# from the colour batch on device (jaxcolor.training.sketcher); the host derives none.
+MODEL_SKETCH = "model:"
+
+
+def is_model_sketch(spec: str) -> bool:
+    """Whether `data.sketch` names an exported sketch model ("model:DIR")."""
+    return str(spec).startswith(MODEL_SKETCH)
 
 
 @functools.lru_cache(maxsize=64)

@@ -18,6 +18,7 @@ import ml_collections
 import psutil
 
 from jaxcolor.data import pipeline, sources
+from jaxcolor.image_size import describe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +104,7 @@ def run(
             config.data.source = f"folder:{folder}"
             config.data.val_fraction = 0.0
         echo(
-            f"Input pipeline: {source_size}px JPEGs -> {config.image_size}px crops, "
+            f"Input pipeline: {source_size}px JPEGs -> {describe(config.image_size)}px crops, "
             f"sketch={config.data.sketch}, hints={config.data.hints}, per-process batch "
             f"{config.batch_size}, {os.cpu_count()} CPUs visible"
         )

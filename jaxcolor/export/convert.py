@@ -46,6 +46,8 @@ def to_torch_array(kind: str, x: np.ndarray) -> np.ndarray:
         x = x.transpose(3, 2, 0, 1)
     elif kind == "conv_transpose":
         x = x[::-1, ::-1].transpose(2, 3, 0, 1)
+    elif kind == "linear":  # Flax (in, out) -> torch.nn.Linear (out, in)
+        x = x.T
     return np.ascontiguousarray(x)
 
 
@@ -56,6 +58,8 @@ def to_flax_array(kind: str, x: np.ndarray) -> np.ndarray:
         x = x.transpose(2, 3, 1, 0)
     elif kind == "conv_transpose":
         x = x.transpose(2, 3, 0, 1)[::-1, ::-1]
+    elif kind == "linear":
+        x = x.T
     return np.ascontiguousarray(x)
 
 
@@ -194,6 +198,8 @@ def _torch_shape(kind: str, flax_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(flax_shape[i] for i in (3, 2, 0, 1))
     if kind == "conv_transpose":
         return tuple(flax_shape[i] for i in (2, 3, 0, 1))
+    if kind == "linear":
+        return tuple(reversed(flax_shape))
     return tuple(flax_shape)
 
 

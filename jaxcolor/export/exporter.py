@@ -18,6 +18,7 @@ from etils import epath
 
 import jaxcolor
 from jaxcolor import checkpoint, parallel
+from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.errors import ExportError
 from jaxcolor.export import FORMATS, convert, spec
 from jaxcolor.training.step import TrainState, create_train_state
@@ -101,6 +102,10 @@ def restore(workdir: str, step: int | None = None) -> Restored:
 def _abstract_state(config: ml_collections.ConfigDict) -> TrainState:
     """Shapes and dtypes of the run's TrainState, placed on one local device (no allocation)."""
     in_channels = spec.architectures(config.to_dict())["generator"]["in_channels"]
+    if is_model_sketch(config.data.sketch):
+        # The frozen sketch model is not part of the state: no need for its directory here.
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.data.sketch = "xdog"
     mesh = parallel.create_mesh(1)
     shapes = jax.eval_shape(
         lambda: create_train_state(config, in_channels=in_channels, mesh=mesh)[0]
@@ -182,6 +187,8 @@ def _traced_exports(out: pathlib.Path, config_json: dict, formats) -> dict[str, 
     generator, _ = torch_models.load(out, "generator")
     size = config_json["inputs"]["size_multiple"]
     example = torch.zeros(1, config_json["generator"]["in_channels"], size, size)
+    if "reference" in config_json["inputs"]:  # reference-guided: forward(condition, reference)
+        example = (example, torch.zeros(1, 3, size, size))
     written = {}
     if "torchscript" in formats:
         with torch.no_grad(), warnings.catch_warnings():
@@ -202,17 +209,22 @@ def _export_onnx(generator, example, path: pathlib.Path) -> None:
     if importlib.util.find_spec("onnx") is None:
         raise ExportError("--format onnx needs the onnx package: pip install 'jaxcolor[onnx]'.")
     dynamic = {0: "batch", 2: "height", 3: "width"}
+    if isinstance(example, tuple):  # reference-guided: a second input, the reference image
+        names = ["condition", "reference"]
+        axes = {"condition": dynamic, "reference": dynamic, "color": dynamic}
+    else:
+        names, axes, example = ["condition"], {"condition": dynamic, "color": dynamic}, (example,)
     with warnings.catch_warnings():
         # The TorchScript-based exporter (deprecated, still shipped in torch 2.x) needs no
         # onnxscript and keeps batch, height and width dynamic without shape guards.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             generator,
-            (example,),
+            example,
             str(path),
-            input_names=["condition"],
+            input_names=names,
             output_names=["color"],
-            dynamic_axes={"condition": dynamic, "color": dynamic},
+            dynamic_axes=axes,
             opset_version=17,
             dynamo=False,
         )

@@ -44,15 +44,32 @@ class Colorizer:
     def multiple(self) -> int:
         return int(self.config["inputs"]["size_multiple"])
 
-    def __call__(self, sketch: np.ndarray, hint_channels: np.ndarray) -> np.ndarray:
-        """uint8 (H, W, 1) sketch + uint8 (H, W, C) hints -> uint8 (H, W, 3) RGB."""
+    @property
+    def takes_reference(self) -> bool:
+        """Reference-guided models take a colour reference image besides the sketch."""
+        return "reference" in self.config["inputs"]
+
+    def __call__(
+        self, sketch: np.ndarray, hint_channels: np.ndarray, reference: np.ndarray | None = None
+    ) -> np.ndarray:
+        """uint8 (H, W, 1) sketch + uint8 (H, W, C) hints (+ uint8 (H', W', 3) reference for
+        reference-guided models) -> uint8 (H, W, 3) RGB."""
         condition = np.concatenate([sketch, hint_channels], axis=-1)
         x = torch.from_numpy(condition).to(self.device).permute(2, 0, 1)[None].float()
         x = x / 127.5 - 1.0
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.multiple)
+        inputs = [x]
+        if self.takes_reference:
+            if reference is None:
+                raise InputError(
+                    "This model is reference-guided: pass --reference IMAGE, a colour image "
+                    "whose colours the result takes."
+                )
+            r = torch.from_numpy(np.ascontiguousarray(reference)).to(self.device)
+            inputs.append(r.permute(2, 0, 1)[None].float() / 127.5 - 1.0)
         with torch.inference_mode():
-            y = self.generator(x)
+            y = self.generator(*inputs)
         top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
         y = y[0, :, top : top + h, left : left + w]
         y = ((y + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
@@ -86,6 +103,12 @@ def load(model_dir: str | pathlib.Path, device: str | None = None) -> Colorizer:
     except RuntimeError as e:
         raise InputError(f"--device {device!r} is not a PyTorch device: {e}") from e
     generator, config = torch_models.load(model_dir, "generator", device=dev)
+    if config.get("task", "colorize") != "colorize":
+        raise InputError(
+            f"{model_dir} is a sketch extractor (task={config['task']!r}: colour image in, "
+            "sketch out), not a colorizer; train a colorizer with "
+            f"--config.data.sketch='model:{model_dir}' to use it."
+        )
     return Colorizer(generator, config, dev)
 
 
@@ -155,11 +178,16 @@ def parse_hint_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
     return points
 
 
+# Hint methods drawn as colour on paper, so --hints takes a drawing and --hint-points works.
+POINT_METHODS = ("points", "strokes", "scribbles")
+
+
 # What --hints means for each data.hints method (used in messages and the README).
 HINTS_IMAGE = {
     "blur": "a colour image of the sketch's size (rough colours over the sketch; blurred here)",
     "points": "a drawing of the sketch's size: coloured dots on white or transparent paper",
     "strokes": "a drawing of the sketch's size: colour scribbles on white or transparent paper",
+    "scribbles": "a drawing of the sketch's size: colour scribbles on white or transparent paper",
     "palette": "a colour reference image of any size (its 4-band palette is taken as in training)",
 }
 
@@ -179,6 +207,8 @@ def hint_channels_for(
     - points, strokes: the drawing (the sketch's size) is resized nearest-neighbour; pixels
       with every channel above hints.PAPER_LEVEL are paper, all others are hints of their own
       colour with mask 255 (hints.hints_from_drawing).
+    - scribbles: the same drawing, paper made pure white and no mask
+      (hints.scribbles_from_drawing).
     - palette: any reference image; hints.palette_colors of it, rendered at the working size.
     """
     if method == "none":
@@ -188,7 +218,7 @@ def hint_channels_for(
             )
         return np.zeros((*model_hw, 0), np.uint8)
     if hints_path is None:
-        also = ' or --hint-points "x,y,#rrggbb;..."' if method in ("points", "strokes") else ""
+        also = ' or --hint-points "x,y,#rrggbb;..."' if method in POINT_METHODS else ""
         raise InputError(
             f"This model takes colour hints (data.hints={method!r}): pass --hints IMAGE, "
             f"{HINTS_IMAGE[method]}{also}."
@@ -206,17 +236,34 @@ def hint_channels_for(
             f"Hints image {hints_path} is {image.shape[1]}x{image.shape[0]} but sketch "
             f"{sketch_path} is {original_hw[1]}x{original_hw[0]}; they must be the same size."
         )
-    if method in ("points", "strokes"):
+    if method in POINT_METHODS:
         drawing = resize_short_side(image, min(model_hw), nearest=True)
+        if method == "scribbles":
+            return hints_lib.scribbles_from_drawing(drawing)
         return hints_lib.hints_from_drawing(drawing)
     return hints_lib.make_hints(method, resize_short_side(image, min(model_hw)))
 
 
+def reference_image(path: str | pathlib.Path, size: int) -> np.ndarray:
+    """--reference -> uint8 (size, size, 3) RGB: the short side scaled to `size` (the training
+    image size) and the centre square, as validation references are made."""
+    image = read_image(path, "Reference image")
+    if image.shape[-1] != 3:
+        raise InputError(
+            f"Reference image {path} is grayscale; the reference must be a colour (RGB) image."
+        )
+    image = resize_short_side(image, size)
+    h, w = image.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(image[top : top + size, left : left + size])
+
+
 def _require_point_model(method: str) -> None:
-    if method not in ("points", "strokes"):
+    if method not in POINT_METHODS:
         raise InputError(
             "--hint-points needs a model trained with point hints (data.hints='points') or "
-            f"stroke hints ('strokes'); this model was trained with data.hints={method!r}"
+            f"stroke hints ('strokes', 'scribbles'); this model was trained with "
+            f"data.hints={method!r}"
             + (": pass --hints IMAGE instead." if method != "none" else ".")
         )
 
@@ -248,7 +295,8 @@ def point_hint_channels(
         (min(int((x + 0.5) * sx), model_hw[1] - 1), min(int((y + 0.5) * sy), model_hw[0] - 1), rgb)
         for x, y, rgb in clicks
     ]
-    return hints_lib.points_from_clicks(scaled, model_hw, point_size)
+    points = hints_lib.points_from_clicks(scaled, model_hw, point_size)
+    return hints_lib.scribbles_on_paper(points) if method == "scribbles" else points
 
 
 def expand_sketches(pattern: str) -> list[pathlib.Path]:
@@ -316,9 +364,23 @@ def colorize_files(
     hint_points: str | None = None,
     size: int | None = None,
     point_size: int = hints_lib.INFERENCE_POINT_SIZE,
+    reference: str | None = None,
 ) -> list[pathlib.Path]:
-    """Colorizes every sketch matching `sketch`; returns the written image paths."""
+    """Colorizes every sketch matching `sketch`; returns the written image paths.
+
+    `reference`: the colour image a reference-guided model takes its colours from (required
+    for those models, refused for the others).
+    """
     method = model.hints
+    if model.takes_reference and reference is None:
+        raise InputError(
+            "This model is reference-guided (model.generator.name='reference_unet'): pass "
+            "--reference IMAGE, a colour image whose colours the result takes."
+        )
+    if reference is not None and not model.takes_reference:
+        raise InputError(
+            "--reference is for reference-guided models; this model was trained without one."
+        )
     clicks = None
     if hint_points is not None:
         clicks = parse_hint_points(hint_points)  # report a malformed list first
@@ -332,6 +394,9 @@ def colorize_files(
     sketches = expand_sketches(sketch)
     outputs = output_paths(sketches, out)
     hint_files = [hints_for(path, hints) for path in sketches]  # fail before the slow part
+    reference_u8 = None
+    if reference is not None:
+        reference_u8 = reference_image(reference, int(model.config["inputs"]["image_size"]))
     for path, hint_file, dest in zip(sketches, hint_files, outputs, strict=True):
         image = read_image(path, "Sketch")
         sketch_u8 = resize_short_side(to_sketch(image), size)
@@ -340,7 +405,7 @@ def colorize_files(
             hint_u8 = point_hint_channels(method, clicks, point_size=point_size, **where)
         else:
             hint_u8 = hint_channels_for(method, hint_file, **where)
-        rgb = model(sketch_u8, hint_u8)
+        rgb = model(sketch_u8, hint_u8, reference_u8)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(dest), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
             raise InputError(f"Could not write {dest} (unsupported extension or not writable).")

@@ -16,6 +16,7 @@ from typing import Any
 
 from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.errors import ExportError
+from jaxcolor.image_size import image_hw, to_json
 
 FORMAT = "jaxcolor-export"
 FORMAT_VERSION = 1
@@ -23,7 +24,9 @@ CONFIG_FILE = "config.json"
 GENERATOR_FILE = "generator.safetensors"
 DISCRIMINATOR_FILE = "discriminator.safetensors"
 SKETCH_CHANNELS = 1
+COLOR_CHANNELS = 3
 NORMS = ("batch", "instance", "none")
+# Exportable networks by model.*.name; the generator layout and module dispatch on it.
 
 
 def uses_bias(norm: str) -> bool:
@@ -52,7 +55,8 @@ class Entry:
 
     collection: "params" (nnx.Param), "stats" (nnx.BatchStat) or "torch" (no Flax counterpart:
     BatchNorm's num_batches_tracked). kind: "conv" (HWIO <-> OIHW), "conv_transpose" (HWIO <->
-    flipped (in, out, kh, kw)), "vector" (copied) or "count" (int64 scalar).
+    flipped (in, out, kh, kw)), "linear" ((in, out) <-> (out, in)), "vector" (copied) or "count"
+    (int64 scalar).
     """
 
     key: str
@@ -130,6 +134,90 @@ def discriminator_layout(arch: Mapping[str, Any]) -> list[Entry]:
     return entries
 
 
+# ---------------------------------------------------------------------------------------------
+# Reference-guided generator and multi-scale discriminator (configs/reference.py). The PyTorch
+# modules (jaxcolor.export.torch_reference) name their attributes after the Flax paths.
+
+REFERENCE_STYLE_BLOCKS = 4
+
+
+def reference_style_widths(style_width: int, style_dim: int) -> list[int]:
+    """Style block widths (as jaxcolor.models.reference.style_widths)."""
+    blocks = REFERENCE_STYLE_BLOCKS
+    return [min(style_width * 2**i, style_dim) for i in range(blocks - 1)] + [style_dim]
+
+
+def reference_fused_levels(num_downs: int, style_codes: int) -> tuple[int, ...]:
+    """AdaIN-modulated decoder levels, outermost first (as jaxcolor.models.reference)."""
+    if style_codes == 1:
+        return tuple(range(1, num_downs))
+    return tuple(range(1, REFERENCE_STYLE_BLOCKS + 1))
+
+
+def reference_code_index(level: int, style_codes: int) -> int:
+    """The style block whose pooled code modulates decoder `level`."""
+    return REFERENCE_STYLE_BLOCKS - 1 if style_codes == 1 else level - 1
+
+
+def reference_generator_layout(arch: Mapping[str, Any]) -> list[Entry]:
+    """Every tensor of the reference U-Net: style encoder, U-Net levels, AdaIN projections."""
+    n, norm = arch["num_downs"], arch["norm"]
+    fused = reference_fused_levels(n, arch["style_codes"])
+    entries = _conv("style.stem", ("style", "stem"), bias=True)
+    for i in range(REFERENCE_STYLE_BLOCKS):
+        for name in ("conv1", "conv2", "shortcut"):
+            entries += _conv(f"style.blocks.{i}.{name}", ("style", "blocks", i, name), bias=True)
+    for level in range(n):
+        entries += _conv(f"downs.{level}", ("downs", level), bias=uses_bias(norm))
+        down_norm = norm if 0 < level < n - 1 else "none"
+        entries += _norm(f"down_norms.{level}", ("down_norms", level), down_norm)
+    for level in reversed(range(n)):
+        up_norm = "none" if level == 0 or level in fused else norm
+        entries += _conv(
+            f"ups.{level}", ("ups", level), bias=uses_bias(up_norm), kind="conv_transpose"
+        )
+        entries += _norm(f"up_norms.{level}", ("up_norms", level), up_norm)
+    for k in range(len(fused)):
+        entries += _conv(f"adain.{k}.proj", ("adain", k, "proj"), bias=True, kind="linear")
+    return entries
+
+
+def multiscale_discriminator_layout(arch: Mapping[str, Any]) -> list[Entry]:
+    """`scales.{i}.` + one PatchGAN's layout per scale (1x, 1/2, 1/4, ...)."""
+    entries = []
+    for i in range(arch["num_scales"]):
+        for e in discriminator_layout(arch):
+            path = ("scales", i, *e.path) if e.path else ()
+            entries.append(Entry(f"scales.{i}.{e.key}", e.collection, path, e.kind))
+    return entries
+
+
+def classic_unet_block(prefix: str, path: tuple, norm: str) -> list[Entry]:
+    """One double conv: Sequential(conv, [norm,] ReLU, conv, [norm,] ReLU) as the seed nests it."""
+    step = 2 if norm == "none" else 3  # a norm module sits between each conv and its ReLU
+    bias = uses_bias(norm)
+    entries: list[Entry] = []
+    for j, (conv, nrm) in enumerate((("conv1", "norm1"), ("conv2", "norm2"))):
+        entries += _conv(f"{prefix}.{j * step}", (*path, conv), bias=bias)
+        entries += _norm(f"{prefix}.{j * step + 1}", (*path, nrm), norm)
+    return entries
+
+
+def classic_unet_layout(arch: Mapping[str, Any]) -> list[Entry]:
+    """Every tensor of the classic U-Net under the scribble seed's names (encoder1 ... final_conv);
+    Flax paths: encoders[i] / bottleneck / upconvs[i] / decoders[i] / final_conv."""
+    n, norm = arch["num_downs"], arch["norm"]
+    entries: list[Entry] = []
+    for i in range(n):
+        entries += classic_unet_block(f"encoder{i + 1}", ("encoders", i), norm)
+    entries += classic_unet_block("bottleneck", ("bottleneck",), norm)
+    for i in reversed(range(n)):
+        entries += _conv(f"upconv{i + 1}", ("upconvs", i), bias=True, kind="conv_transpose")
+        entries += classic_unet_block(f"decoder{i + 1}", ("decoders", i), norm)
+    entries += _conv("final_conv", ("final_conv",), bias=True)
+    return entries
+
+
 def resunet_widths(num_downs: int, ngf: int, max_mult: int) -> list[int]:
     """Width of each level 0..num_downs of the residual attention U-Net (as models.resunet)."""
     return [ngf * min(2**i, max_mult) for i in range(num_downs + 1)]
@@ -168,27 +256,50 @@ def resunet_layout(arch: Mapping[str, Any]) -> list[Entry]:
     return entries
 
 
-GENERATOR_LAYOUTS = {"unet": generator_layout, "resunet": resunet_layout}
+GENERATOR_LAYOUTS = {
+    "unet": generator_layout,
+    "classic_unet": classic_unet_layout,
+    "reference_unet": reference_generator_layout,
+    "resunet": resunet_layout,
+}
+DISCRIMINATOR_LAYOUTS = {
+    "patchgan": discriminator_layout,
+    "multiscale_patchgan": multiscale_discriminator_layout,
+}
 
 
 def layout(net: str, arch: Mapping[str, Any]) -> list[Entry]:
     """`net` is "generator" or "discriminator"."""
     if net == "generator":
         return GENERATOR_LAYOUTS[arch.get("name", "unet")](arch)
-    return discriminator_layout(arch)
+    return DISCRIMINATOR_LAYOUTS[arch.get("name", "patchgan")](arch)
+
+
+def task(config: Mapping[str, Any]) -> str:
+    """`task` of a training config: "colorize" (also for configs from before the key) or
+    "sketch"."""
+    return config.get("task", "colorize")
+
+
+def size_multiple(arch: Mapping[str, Any]) -> int:
+    """The generator's input sides must be multiples of this (2**num_downs for both U-Nets)."""
+    return 2 ** arch["num_downs"]
 
 
 def architectures(config: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
     """Training config (plain dict) -> {"generator": arch, "discriminator": arch or None}."""
     model = config["model"]
     g, d = dict(model["generator"]), dict(model["discriminator"])
-    if g["name"] not in GENERATOR_LAYOUTS or d["name"] != "patchgan":
+    if g["name"] not in GENERATOR_LAYOUTS or d["name"] not in DISCRIMINATOR_LAYOUTS:
         raise ExportError(
-            f"Only the {'/'.join(GENERATOR_LAYOUTS)} generators and the patchgan discriminator "
-            f"can be exported; this run "
+            f"Only the generators {sorted(GENERATOR_LAYOUTS)} and discriminators "
+            f"{sorted(DISCRIMINATOR_LAYOUTS)} can be exported; this run "
             f"uses model.generator.name={g['name']!r}, model.discriminator.name={d['name']!r}."
         )
-    in_channels = SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
+    if task(config) == "sketch":
+        in_channels = COLOR_CHANNELS
+    else:
+        in_channels = SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
     g["in_channels"] = in_channels
     d["in_channels"] = in_channels + g["out_channels"]
     gan = config["loss"]["gan_mode"] != "none"
@@ -201,8 +312,12 @@ def pix2pix_compatible(net: str, arch: Mapping[str, Any]) -> bool:
     pix2pix's norm='none' drops the conv biases (its use_bias tests for InstanceNorm only) while
     jaxcolor keeps them, and its UnetGenerator needs num_downs >= 5.
     """
-    if arch["norm"] == "none" or arch.get("name") == "resunet":
+    if arch.get("name", "unet") != "unet" and net == "generator":
+        return False  # no pix2pix class has it (the classic U-Net loads into the seed's own)
+    if arch["norm"] == "none":
         return False
+    if arch.get("name") in ("reference_unet", "multiscale_patchgan"):
+        return False  # no pix2pix counterpart
     return net == "discriminator" or arch["num_downs"] >= 5
 
 
@@ -214,11 +329,13 @@ def make_config_json(
     hints = config["data"]["hints"]
     hint_channels = HINT_CHANNELS[hints]
     g = archs["generator"]
+    h, w = image_hw(config)
     out: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "jaxcolor_version": version,
         "step": step,
+        "task": task(config),
         "generator": {
             **g,
             "file": GENERATOR_FILE,
@@ -237,8 +354,9 @@ def make_config_json(
             "color_order": "RGB",
             "value_range": [-1.0, 1.0],
             "from_uint8": "x / 127.5 - 1",
-            "image_size": config["image_size"],
-            "size_multiple": 2 ** g["num_downs"],
+            "image_size": to_json(config["image_size"]),
+            "image_hw": [h, w],
+            "size_multiple": size_multiple(g),
         },
         "output": {
             "channels": g["out_channels"],
@@ -257,6 +375,32 @@ def make_config_json(
             "(aux_heads.K: 1x1 conv + tanh at 1/2**(K+1) resolution); forward(x) returns only the "
             "final image, forward(x, return_aux=True) also the aux images."
         )
+    if g.get("name") == "reference_unet":
+        out["inputs"]["reference"] = {
+            "channels": 3,
+            "color_order": "RGB",
+            "value_range": [-1.0, 1.0],
+            "from_uint8": "x / 127.5 - 1",
+            "argument": "forward(condition, reference): a second NCHW tensor",
+            "image": (
+                "a colour image whose colours the output takes; any size >= 16 px (training: "
+                "{}x{} views of the target image)".format(*image_hw(config))
+            ),
+        }
+    if task(config) == "sketch":
+        out["inputs"] |= {
+            # The sketch extractor's input is the colour image; its output the sketch.
+            "layout": [{"name": "color", "channels": COLOR_CHANNELS}],
+            "color": "RGB colour image",
+            "hints": "none",
+            "hint_channels": 0,
+        }
+        del out["inputs"]["sketch"]
+        out["output"] |= {
+            "content": "sketch: grayscale line art, dark lines on white",
+            "color_order": "gray",
+            "target_method": config["data"]["sketch"],
+        }
     if with_discriminator:
         d = archs["discriminator"]
         if d is None:
@@ -269,6 +413,11 @@ def make_config_json(
             "input": "concat(generator input, RGB image) in [-1, 1]",
             "pix2pix_compatible": pix2pix_compatible("discriminator", d),
         }
+        if d.get("name") == "multiscale_patchgan":
+            out["discriminator"]["output"] = (
+                "a list of num_scales logit maps: the input at 1x, then average-pooled (3x3, "
+                "stride 2, padding 1, count_include_pad=False) to 1/2, 1/4, ..."
+            )
     return out
 
 

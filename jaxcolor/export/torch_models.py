@@ -148,15 +148,23 @@ class NLayerDiscriminator(nn.Module):
 
 def build(net: str, arch: Mapping[str, Any]) -> nn.Module:
     """`net` "generator" | "discriminator" with its config.json section -> an untrained module."""
+    if arch.get("name") in ("reference_unet", "multiscale_patchgan"):
+        from jaxcolor.export import torch_reference  # it imports this module
+
+        return torch_reference.build(net, arch)
     if net == "generator":
-        if arch.get("name") == "resunet":
+        name = arch.get("name", "unet")
+        if name == "classic_unet":
+            from jaxcolor.export.torch_classic_unet import ClassicUNet
+
+            return ClassicUNet(**arch)
+        if name == "resunet":
             from jaxcolor.export.torch_resunet import ResUNetGenerator
 
             return ResUNetGenerator(**arch)
-        if arch.get("name", "unet") != "unet":
-            raise ExportError(
-                f"Unknown generator {arch['name']!r}; this jaxcolor has 'unet' and 'resunet'."
-            )
+        if name != "unet":
+            known = ", ".join(spec.GENERATOR_LAYOUTS)
+            raise ExportError(f"Unknown generator {name!r}; this jaxcolor has {known}.")
         return UnetGenerator(**arch)
     if arch.get("name", "patchgan") != "patchgan":
         raise ExportError(f"Unknown discriminator {arch['name']!r}; this jaxcolor has 'patchgan'.")

@@ -8,23 +8,35 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from jaxcolor.models.classic_unet import ClassicUNetGenerator
 from jaxcolor.models.layers import count_params
 from jaxcolor.models.patchgan import PatchDiscriminator
+from jaxcolor.models.reference import MultiScaleDiscriminator, ReferenceUNet
 from jaxcolor.models.resunet import ResUNetGenerator
 from jaxcolor.models.unet import UNetGenerator
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-GENERATORS = {"unet": UNetGenerator, "resunet": ResUNetGenerator}
+GENERATORS = {
+    "unet": UNetGenerator,
+    "classic_unet": ClassicUNetGenerator,
+    "resunet": ResUNetGenerator,
+}
 DISCRIMINATORS = {"patchgan": PatchDiscriminator}
+GENERATORS["reference_unet"] = ReferenceUNet
+DISCRIMINATORS["multiscale_patchgan"] = MultiScaleDiscriminator
 
 __all__ = [
     "DTYPES",
+    "MultiScaleDiscriminator",
+    "ClassicUNetGenerator",
     "PatchDiscriminator",
+    "ReferenceUNet",
     "ResUNetGenerator",
     "UNetGenerator",
     "build_discriminator",
     "build_generator",
     "count_params",
+    "takes_reference",
 ]
 
 
@@ -33,6 +45,11 @@ def compute_dtype(name: str) -> Any:
     if name not in DTYPES:
         raise ValueError(f"compute_dtype must be one of {sorted(DTYPES)}, got {name!r}")
     return DTYPES[name]
+
+
+def takes_reference(cfg: ml_collections.ConfigDict) -> bool:
+    """Whether the `model.generator` config's network is called with `reference=` (an RGB image)."""
+    return getattr(GENERATORS.get(cfg.name), "takes_reference", False)
 
 
 def _build(

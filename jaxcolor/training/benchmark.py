@@ -26,6 +26,9 @@ import numpy as np
 
 from jaxcolor import parallel
 from jaxcolor.data import pipeline
+from jaxcolor.data.sketch import is_model_sketch
+from jaxcolor.image_size import hw, image_hw, to_json
+from jaxcolor.models import takes_reference
 from jaxcolor.models.layers import resolve_upsample_impl
 from jaxcolor.training.step import create_train_state, jit_train_step
 
@@ -58,28 +61,47 @@ def _conv_out(size: int, stride: int) -> int:
     return (size + 2 - 4) // stride + 1  # k4, p1
 
 
-def generator_forward_flops(g: ml_collections.ConfigDict, in_channels: int, size: int) -> int:
-    """2 x MACs of one U-Net forward on one image (convs k4 s2 p1, up-convs k4 s2)."""
+def classic_unet_forward_flops(g, in_channels: int, size) -> int:
+    """2 x MACs of one classic U-Net forward (3x3 double convs, 2x2 s2 up-convs, 1x1 head)."""
+    h, w = hw(size)
+    widths = [g["ngf"] * 2**i for i in range(g["num_downs"] + 1)]
+    total = 0
+    for i, width in enumerate(widths):  # encoders, then the bottleneck (i == num_downs)
+        pixels = (h // 2**i) * (w // 2**i)
+        cin = in_channels if i == 0 else widths[i - 1]
+        total += pixels * 9 * (cin + width) * width
+        if i < g["num_downs"]:
+            # the up-conv into level i (4 taps per input pixel) and the decoder double conv
+            total += pixels * widths[i + 1] * width + pixels * 9 * (2 * width + width) * width
+    return 2 * (total + h * w * widths[0] * g["out_channels"])
+
+
+def generator_forward_flops(g: ml_collections.ConfigDict, in_channels: int, size) -> int:
+    """2 x MACs of one U-Net forward on one image (convs k4 s2 p1, up-convs k4 s2); `size` is
+    an int or (height, width)."""
+    if g.get("name", "unet") == "classic_unet":
+        return classic_unet_forward_flops(g, in_channels, size)
+    h, w = hw(size)
     widths = [g.ngf * min(2**i, 8) for i in range(g.num_downs)]
     total = 0
     for i, width in enumerate(widths):
         cin = in_channels if i == 0 else widths[i - 1]
-        out = size // 2 ** (i + 1)
-        total += out * out * 16 * cin * width  # down conv
+        out = (h // 2 ** (i + 1)) * (w // 2 ** (i + 1))  # output pixels
+        total += out * 16 * cin * width  # down conv
         up_in = width if i == g.num_downs - 1 else 2 * width
         up_out = g.out_channels if i == 0 else widths[i - 1]
-        total += out * out * 16 * up_in * up_out  # up conv: each input pixel meets 16 taps
+        total += out * 16 * up_in * up_out  # up conv: each input pixel meets 16 taps
     return 2 * total
 
 
-def discriminator_forward_flops(d: ml_collections.ConfigDict, in_channels: int, size: int) -> int:
+def discriminator_forward_flops(d: ml_collections.ConfigDict, in_channels: int, size) -> int:
     """2 x MACs of one PatchGAN forward on one image (k4 p1 convs, strides 2, ..., 2, 1, 1)."""
     widths = [d.ndf * min(2**i, 8) for i in range(d.n_layers + 1)] + [1]
     strides = [2] * d.n_layers + [1, 1]
-    total, cin, h = 0, in_channels, size
+    (h, w), cin, total = hw(size), in_channels, 0
     for width, stride in zip(widths, strides, strict=True):
-        h = _conv_out(h, stride)
-        total += h * h * 16 * cin * width
+        h, w = _conv_out(h, stride), _conv_out(w, stride)
+        total += h * w * 16 * cin * width
         cin = width
     return 2 * total
 
@@ -87,16 +109,26 @@ def discriminator_forward_flops(d: ml_collections.ConfigDict, in_channels: int, 
 def analytic_step_flops(config: ml_collections.ConfigDict) -> dict[str, int]:
     """Per-image FLOPs of one GAN step by the convention in the module docstring."""
     cin = pipeline.condition_channels(config)
-    size = config.image_size
+    size = image_hw(config)
     g = generator_forward_flops(config.model.generator, cin, size)
     d = 0
     if config.loss.gan_mode != "none":
         out = config.model.generator.out_channels
         d = discriminator_forward_flops(config.model.discriminator, cin + out, size)
+    # data.sketch = "model:DIR": the frozen extractor runs forward only, once per step.
+    sketcher = 0
+    if is_model_sketch(config.data.sketch):
+        from jaxcolor.training import sketcher as sketcher_lib
+
+        arch = sketcher_lib.read_export(config)["generator"]
+        sketcher = generator_forward_flops(
+            ml_collections.ConfigDict(arch), arch["in_channels"], size
+        )
     return {
         "g_forward": g,
         "d_forward": d,
-        "step": FWD_BWD * (g + (D_PASSES * d if d else 0)),
+        "sketcher_forward": sketcher,
+        "step": FWD_BWD * (g + (D_PASSES * d if d else 0)) + sketcher,
     }
 
 
@@ -129,13 +161,18 @@ def synthetic_batch(config: ml_collections.ConfigDict, seed: int = 0) -> dict[st
     """Random uint8 arrays shaped like one process's pipeline batch (colour, sketch, hints)."""
     rng = np.random.default_rng(seed)
     n = parallel.per_process_batch_size(config.batch_size)
-    shape = (n, config.image_size, config.image_size)
-    hint_channels = pipeline.condition_channels(config) - 1
-    return {
+    shape = (n, *image_hw(config))
+    hint_channels = pipeline.hints_lib.HINT_CHANNELS[config.data.hints]
+    batch = {
         "color": rng.integers(0, 256, (*shape, 3), dtype=np.uint8),
         "sketch": rng.integers(0, 256, (*shape, 1), dtype=np.uint8),
         "hints": rng.integers(0, 256, (*shape, hint_channels), dtype=np.uint8),
     }
+    if takes_reference(config.model.generator):
+        batch["reference"] = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    if is_model_sketch(config.data.sketch):  # made on device from the colours
+        del batch["sketch"]
+    return batch
 
 
 class _Setup:
@@ -179,7 +216,7 @@ def _report(config, setup: _Setup, step_s: float) -> dict[str, Any]:
         "device_kind": setup.devices[0].device_kind,
         "devices": n_dev,
         "batch_size": batch,
-        "image_size": config.image_size,
+        "image_size": to_json(config.image_size),
         "compute_dtype": config.compute_dtype,
         "upsample_impl": resolve_upsample_impl(config.model.generator.get("upsample_impl", "auto")),
         "compile_s": round(setup.compile_s, 3),

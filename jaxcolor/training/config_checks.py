@@ -6,10 +6,12 @@ import ml_collections
 
 from jaxcolor.data.decode import LAYOUTS
 from jaxcolor.data.hints import HINT_CHANNELS
-from jaxcolor.data.sketch import DATASET_SKETCH, parse_sketch_mix
+from jaxcolor.data.sketch import DATASET_SKETCH, is_model_sketch, parse_sketch_mix
 from jaxcolor.errors import ConfigError
+from jaxcolor.image_size import describe, image_hw
 from jaxcolor.models import DTYPES
 from jaxcolor.models.layers import NORMS, UPSAMPLE_IMPLS
+from jaxcolor.models.reference import STYLE_BLOCKS, STYLE_CODES
 from jaxcolor.training.losses import GAN_MODES, RECON
 from jaxcolor.training.step import ON_NONFINITE
 
@@ -19,8 +21,51 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+TASKS = ("colorize", "sketch")
+# Generators whose input sides must be multiples of 2**model.generator.num_downs.
+POOLING_GENERATORS = ("unet", "classic_unet")
+
+
+def _check_image_size(config: ml_collections.ConfigDict, multiple: int, reason: str) -> None:
+    """Each side of image_size a multiple of `multiple` (named by `reason`)."""
+    h, w = image_hw(config)
+    _require(
+        h % multiple == 0 and w % multiple == 0,
+        f"image_size={describe(config.image_size)} must have each side a multiple of {reason}"
+        f" = {multiple}; change image_size or {reason.split('**')[-1]}.",
+    )
+
+
+def _check_task(config: ml_collections.ConfigDict) -> None:
+    task = config.get("task", "colorize")
+    _require(task in TASKS, f"task must be one of {TASKS}, got {task!r}")
+    model_sketch = is_model_sketch(config.data.sketch)
+    if task == "sketch":
+        out = config.model.generator.out_channels
+        _require(
+            out == 1,
+            f"task='sketch' learns a 1-channel sketch; set model.generator.out_channels=1 "
+            f"(got {out}).",
+        )
+        _require(
+            config.data.hints == "none",
+            f"task='sketch' takes the colour image alone; set data.hints='none' (got "
+            f"{config.data.hints!r}).",
+        )
+        _require(
+            not model_sketch,
+            "task='sketch' learns its targets from data.sketch; a sketch model "
+            f"(data.sketch={config.data.sketch!r}) cannot be its own target: use e.g. 'xdog'.",
+        )
+    if model_sketch:
+        from jaxcolor.training import sketcher  # reads the export's config.json only
+
+        sketcher.read_export(config)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for a config that would fail (or silently misbehave) later."""
+    image_hw(config)  # raises ConfigError naming image_size for a malformed value
     for key in ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
         _require(config[key] >= 1, f"{key} must be >= 1, got {config[key]}")
     _require(
@@ -38,13 +83,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         norm = config.model[net].norm
         _require(norm in NORMS, f"model.{net}.norm must be one of {NORMS}, got {norm!r}")
     g = config.model.generator
+    if g.name in POOLING_GENERATORS:
+        _check_image_size(config, 2**g.num_downs, "2**model.generator.num_downs")
     if g.name == "unet":
-        multiple = 2**g.num_downs
-        _require(
-            config.image_size % multiple == 0,
-            f"image_size={config.image_size} must be a multiple of 2**model.generator.num_downs"
-            f" = {multiple}; change image_size or model.generator.num_downs.",
-        )
         _require(
             0.0 <= g.dropout < 1.0, f"model.generator.dropout must be in [0, 1), got {g.dropout}"
         )
@@ -60,12 +101,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         d = config.model.discriminator
         min_size = 2**d.n_layers * 4
         _require(
-            config.image_size >= min_size,
-            f"image_size={config.image_size} is too small for a PatchGAN with "
+            min(image_hw(config)) >= min_size,
+            f"image_size={describe(config.image_size)} is too small for a PatchGAN with "
             f"model.discriminator.n_layers={d.n_layers} (needs >= {min_size}).",
         )
-    if config.data.sketch != DATASET_SKETCH:
+    if g.name == "classic_unet":
+        _require(
+            0.0 <= g.dropout < 1.0, f"model.generator.dropout must be in [0, 1), got {g.dropout}"
+        )
+    if config.data.sketch != DATASET_SKETCH and not is_model_sketch(config.data.sketch):
         parse_sketch_mix(config.data.sketch)  # raises ConfigError naming data.sketch
+    _check_task(config)
     _require(
         config.data.layout in LAYOUTS,
         f"data.layout must be one of {LAYOUTS}, got {config.data.layout!r}",
@@ -82,20 +128,67 @@ def validate(config: ml_collections.ConfigDict) -> None:
         config.train.max_nonfinite >= 1,
         f"train.max_nonfinite must be >= 1, got {config.train.max_nonfinite}",
     )
+    for key in ("eval_split_every", "eval_max_images"):
+        _require(config[key] >= 0, f"{key} must be >= 0 (0 = off / all images), got {config[key]}")
     _require(
         0.0 <= config.data.val_fraction < 1.0,
         f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}",
     )
+    _validate_reference_models(config)
+
+
+def _validate_reference_models(config: ml_collections.ConfigDict) -> None:
+    """The reference-guided generator and the multi-scale discriminator (configs/reference.py)."""
+    g = config.model.generator
+    if g.name == "reference_unet":
+        _check_image_size(config, 2**g.num_downs, "2**model.generator.num_downs")
+        _require(
+            0.0 <= g.dropout < 1.0, f"model.generator.dropout must be in [0, 1), got {g.dropout}"
+        )
+        impl = g.get("upsample_impl", "auto")
+        _require(
+            impl in UPSAMPLE_IMPLS,
+            f"model.generator.upsample_impl must be one of {UPSAMPLE_IMPLS}, got {impl!r}",
+        )
+        _require(
+            g.style_codes in STYLE_CODES,
+            f"model.generator.style_codes must be one of {STYLE_CODES}, got {g.style_codes}",
+        )
+        _require(
+            g.style_codes == 1 or g.num_downs > STYLE_BLOCKS,
+            f"model.generator.style_codes=4 fuses codes into decoder levels 1..4 and needs "
+            f"model.generator.num_downs >= {STYLE_BLOCKS + 1}, got {g.num_downs}.",
+        )
+        _require(
+            g.style_width >= 1 and g.style_dim >= g.style_width,
+            f"model.generator.style_dim ({g.style_dim}) must be >= model.generator.style_width "
+            f"({g.style_width}) >= 1.",
+        )
+        # Four stride-2 blocks: the reference must keep at least one pixel.
+        _require(
+            min(image_hw(config)) >= 2**STYLE_BLOCKS,
+            f"image_size={describe(config.image_size)} is too small for the style encoder's "
+            f"{STYLE_BLOCKS} stride-2 blocks (needs >= {2**STYLE_BLOCKS}).",
+        )
+    d = config.model.discriminator
+    if config.loss.gan_mode != "none" and d.name == "multiscale_patchgan":
+        _require(
+            d.num_scales >= 1,
+            f"model.discriminator.num_scales must be >= 1, got {d.num_scales}",
+        )
+        min_size = 2 ** (d.num_scales - 1) * 2**d.n_layers * 4
+        _require(
+            min(image_hw(config)) >= min_size,
+            f"image_size={describe(config.image_size)} is too small for "
+            f"model.discriminator.num_scales={d.num_scales} PatchGANs with n_layers={d.n_layers} "
+            f"(the 1/{2 ** (d.num_scales - 1)}"
+            f" scale needs >= {min_size}); lower model.discriminator.num_scales or n_layers.",
+        )
 
 
 def _check_resunet(config: ml_collections.ConfigDict) -> None:
     g = config.model.generator
-    multiple = 2**g.num_downs
-    _require(
-        config.image_size % multiple == 0,
-        f"image_size={config.image_size} must be a multiple of 2**model.generator.num_downs"
-        f" = {multiple}; change image_size or model.generator.num_downs.",
-    )
+    _check_image_size(config, 2**g.num_downs, "2**model.generator.num_downs")
     _require(
         0 <= g.num_aux < g.num_downs,
         f"model.generator.num_aux must be in [0, model.generator.num_downs - 1 = "

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxcolor.image_size import image_hw
+
 
 @flax.struct.dataclass
 class ImagePool:
@@ -41,7 +43,7 @@ def create(config: ml_collections.ConfigDict, channels: int) -> ImagePool | None
     size = pool_size(config)
     if size == 0 or config.loss.gan_mode == "none":
         return None
-    h = w = config.image_size
+    h, w = image_hw(config)
     return ImagePool(
         images=jnp.zeros((size, h, w, channels), jnp.uint8), count=jnp.zeros((), jnp.int32)
     )

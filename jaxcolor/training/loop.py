@@ -16,8 +16,9 @@ from jax.experimental import multihost_utils
 from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.data import pipeline
 from jaxcolor.errors import NonFiniteError, WorkdirError
+from jaxcolor.evaluation import evaluator as split_eval
 from jaxcolor.export.convert import init_state_from_torch
-from jaxcolor.training import config_checks
+from jaxcolor.training import config_checks, sketcher
 from jaxcolor.training.step import (
     NONFINITE,
     TrainState,
@@ -35,13 +36,17 @@ class _Evaluator:
     """Runs the generator on the fixed validation batch; writes val scalars and the image grid."""
 
     def __init__(self, config, nets, mesh, val_host: dict[str, np.ndarray], writer):
-        self._step_fn = jit_eval_step(nets, mesh)
+        self._step_fn = jit_eval_step(nets, mesh, config)
         self._batch = parallel.to_global(val_host, parallel.batch_sharding(mesh))
         # The grid shows the global batch, so gather every process's rows once.
         self._host = {
             k: np.asarray(multihost_utils.process_allgather(v, tiled=True))
             for k, v in self._batch.items()
         }
+        if nets.sketch_model is not None:  # data.sketch = "model:DIR": made on device, once
+            sketch = jax.jit(lambda b: _model_sketch(nets.sketch_model, b))(self._batch)
+            self._host["sketch"] = np.asarray(multihost_utils.process_allgather(sketch, tiled=True))
+        self._task = config.get("task", "colorize")
         self._writer = writer
 
     def __call__(self, step: int, state: TrainState) -> dict[str, float]:
@@ -49,13 +54,27 @@ class _Evaluator:
         metrics = _fetch(metrics)
         pred = np.asarray(multihost_utils.process_allgather(pred, tiled=True))
         self._writer.scalars(step, metrics, "val")
-        grid = summary.image_grid(
-            [self._host["sketch"], self._host["hints"], pred, self._host["color"]]
-        )
-        self._writer.image(step, "val/sketch_hints_prediction_target", grid)
+        if self._task == "sketch":
+            grid = summary.image_grid([self._host["color"], pred, self._host["sketch"]])
+            self._writer.image(step, "val/color_prediction_target", grid)
+        else:
+            # Reference models show their reference between the hints and the prediction.
+            inputs = [self._host[k] for k in ("sketch", "hints", "reference") if k in self._host]
+            grid = summary.image_grid([*inputs, pred, self._host["color"]])
+            self._writer.image(step, "val/sketch_hints_prediction_target", grid)
         self._writer.flush()
-        summary.log_line(f"eval step {step}: val l1 {metrics['l1']:.4f} psnr {metrics['psnr']:.2f}")
+        summary.log_line(
+            f"eval step {step}: val l1 {metrics['l1']:.4f} psnr {metrics['psnr']:.2f} "
+            f"ssim {metrics['ssim']:.4f}"
+        )
         return metrics
+
+
+def _model_sketch(sketch_model: sketcher.Sketcher, batch) -> jax.Array:
+    """The validation batch's sketches as the steps see them, as uint8 for the grid."""
+    color = batch["color"].astype(jax.numpy.float32) / 127.5 - 1.0
+    sketch = sketcher.sketch_from_color(sketch_model, color)
+    return jax.numpy.round((sketch + 1.0) * 127.5).astype(jax.numpy.uint8)
 
 
 def _prepare_workdir(path: str) -> epath.Path:
@@ -246,6 +265,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         evaluate = _Evaluator(
             config, nets, mesh, pipeline.validation_batch(config, val_source), writer
         )
+        split_evaluator = None
+        if config.eval_split_every > 0:
+            split_evaluator = split_eval.SplitEvaluator(
+                config,
+                nets,
+                mesh,
+                val_source,
+                batch_size=config.eval_batch_size,
+                max_images=config.eval_max_images,
+            )
         train_step = jit_train_step(nets, config, mesh)
         data_sharding = parallel.batch_sharding(mesh)
         progress = summary.Progress(start, config.num_steps, config.batch_size)
@@ -295,6 +324,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                     pending = None
                 evaluate(step, state)
                 progress.reset(step)
+            if (
+                split_evaluator is not None
+                and not preempted
+                and (step % config.eval_split_every == 0 or last)
+            ):
+                _evaluate_split(split_evaluator, step, state, writer)
+                progress.reset(step)
             if preempted or last or ckpt.should_save(step):
                 guard.check(through=step)  # never checkpoint a step that went non-finite
                 ckpt.save(step, state, train_iter, data_start=data_start)
@@ -320,6 +356,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             f"{writer.logdir}   checkpoints: {ckpt.directory} (latest step {ckpt.latest_step()})"
         )
         return state
+
+
+def _evaluate_split(evaluator, step: int, state: TrainState, writer: summary.Writer) -> None:
+    """The whole validation split (up to eval_max_images): `eval_val/*` scalars + a console line."""
+    scores = evaluator(state)
+    split_eval.write(scores, step=step, split="val", writer=writer, json_path=None)
+    summary.log_line(split_eval.describe(scores, "val", step) + f" ({scores.seconds:.1f}s)")
 
 
 def _log_train(

@@ -9,8 +9,18 @@ GAN_MODES = ("vanilla", "lsgan", "hinge", "none")
 RECON = ("l1", "l2")
 
 
+def _per_scale(fn, *logits):
+    """A multi-scale discriminator's logits (one array per scale) -> mean of `fn` per scale."""
+    return sum(fn(*scale) for scale in zip(*logits, strict=True)) / len(logits[0])
+
+
 def discriminator_loss(mode: str, real: jax.Array, fake: jax.Array) -> jax.Array:
-    """pix2pix's D objective: mean over patches of the real and fake terms, times 0.5."""
+    """pix2pix's D objective: mean over patches of the real and fake terms, times 0.5.
+
+    Lists of logits (a multi-scale D) give the mean of the per-scale losses.
+    """
+    if isinstance(real, list | tuple):
+        return _per_scale(lambda r, f: discriminator_loss(mode, r, f), real, fake)
     if mode == "vanilla":  # BCE with logits against 1 (real) and 0 (fake)
         loss = jax.nn.softplus(-real).mean() + jax.nn.softplus(fake).mean()
     elif mode == "lsgan":
@@ -23,7 +33,9 @@ def discriminator_loss(mode: str, real: jax.Array, fake: jax.Array) -> jax.Array
 
 
 def generator_gan_loss(mode: str, fake: jax.Array) -> jax.Array:
-    """The generator's adversarial term: make D call its output real."""
+    """The generator's adversarial term: make D call its output real (per-scale mean for lists)."""
+    if isinstance(fake, list | tuple):
+        return _per_scale(lambda f: generator_gan_loss(mode, f), fake)
     if mode == "vanilla":
         return jax.nn.softplus(-fake).mean()
     if mode == "lsgan":
@@ -34,7 +46,12 @@ def generator_gan_loss(mode: str, fake: jax.Array) -> jax.Array:
 
 
 def real_probability(mode: str, logits: jax.Array) -> jax.Array:
-    """D's mean score, comparable across modes: sigmoid for vanilla, the raw output otherwise."""
+    """D's mean score, comparable across modes: sigmoid for vanilla, the raw output otherwise.
+
+    Lists of logits (a multi-scale D) give the mean over scales.
+    """
+    if isinstance(logits, list | tuple):
+        return _per_scale(lambda x: real_probability(mode, x), logits)
     return jax.nn.sigmoid(logits).mean() if mode == "vanilla" else logits.mean()
 
 
@@ -45,12 +62,6 @@ def reconstruction_loss(kind: str, pred: jax.Array, target: jax.Array) -> jax.Ar
     if kind == "l2":
         return jnp.square(pred - target).mean()
     raise ValueError(f"loss.recon must be one of {RECON}, got {kind!r}")
-
-
-def psnr(pred: jax.Array, target: jax.Array) -> jax.Array:
-    """Mean per-image PSNR in dB for images in [-1, 1] (peak-to-peak 2)."""
-    mse = jnp.square(pred - target).mean(axis=tuple(range(1, pred.ndim)))
-    return (10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))).mean()
 
 
 def downsample_mean(x: jax.Array, factor: int) -> jax.Array:

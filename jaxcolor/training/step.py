@@ -15,8 +15,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from jaxcolor import parallel
-from jaxcolor.models import build_discriminator, build_generator
-from jaxcolor.training import image_pool, losses
+from jaxcolor.evaluation import metrics as image_metrics
+from jaxcolor.models import build_discriminator, build_generator, takes_reference
+from jaxcolor.training import image_pool, losses, sketcher
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -54,6 +55,9 @@ class Networks:
     g_tx: optax.GradientTransformation
     d_tx: optax.GradientTransformation | None
     schedule: optax.Schedule
+    takes_reference: bool = False  # the generator is called with reference= (batch["reference"])
+    # data.sketch = "model:DIR": the frozen sketch extractor the steps run on the colour batch.
+    sketch_model: sketcher.Sketcher | None = None
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -112,14 +116,48 @@ def create_train_state(
         step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(step_key), g=g, d=d, pool=pool
     )
     state = jax.device_put(state, parallel.replicated(mesh))
-    return state, Networks(g_graph, d_graph, g_tx, d_tx, schedule)
+    reference = takes_reference(config.model.generator)
+    frozen = sketcher.load_sketcher(config, parallel.replicated(mesh))
+    networks = Networks(
+        g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference, sketch_model=frozen
+    )
+    return state, networks
 
 
-def model_inputs(batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """uint8 batch -> (condition = sketch ++ hints, colour target), both float32 in [-1, 1]."""
+def model_inputs(
+    batch: dict[str, jax.Array],
+    config: ml_collections.ConfigDict | None = None,
+    *,
+    sketch_model: sketcher.Sketcher | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """uint8 batch -> (condition, target), both float32 in [-1, 1].
+
+    task "colorize" (the default, also without a config): condition = sketch ++ hints, target
+    the colour image; the sketch comes from `sketch_model` (data.sketch = "model:DIR") when
+    given, else from the batch. task "sketch": condition the colour image, target the sketch.
+    """
     to_unit = lambda x: x.astype(jnp.float32) / 127.5 - 1.0  # noqa: E731
-    condition = jnp.concatenate([to_unit(batch["sketch"]), to_unit(batch["hints"])], axis=-1)
-    return condition, to_unit(batch["color"])
+    color = to_unit(batch["color"])
+    if config is not None and config.get("task", "colorize") == "sketch":
+        return color, to_unit(batch["sketch"])
+    if sketch_model is not None:
+        sketch = sketcher.sketch_from_color(sketch_model, color)
+    else:
+        sketch = to_unit(batch["sketch"])
+    condition = jnp.concatenate([sketch, to_unit(batch["hints"])], axis=-1)
+    return condition, color
+
+
+def generator_kwargs(nets: Networks, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Extra generator inputs: {"reference": RGB in [-1, 1]} for reference-guided models."""
+    if not nets.takes_reference:
+        return {}
+    if "reference" not in batch:
+        raise KeyError(
+            "The generator (model.generator.name='reference_unet') needs batch['reference'], a "
+            "uint8 RGB image per example; build batches with jaxcolor.data.pipeline."
+        )
+    return {"reference": batch["reference"].astype(jnp.float32) / 127.5 - 1.0}
 
 
 def _apply(graph: nnx.GraphDef, params, stats, x, **call_kwargs):
@@ -145,9 +183,11 @@ def train_step(
     loss_cfg = config.loss
     mode = loss_cfg.gan_mode
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    condition, target = model_inputs(batch)
+    condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
+    extra = generator_kwargs(nets, batch)
     aux_weights = deep_supervision_weights(config)
-    g_kwargs = {"return_aux": True} if aux_weights else {}
+    if aux_weights:
+        extra["return_aux"] = True
 
     def generate(params):
         return _apply(
@@ -157,7 +197,7 @@ def train_step(
             condition,
             train=True,
             rngs=nnx.Rngs(dropout=key),
-            **g_kwargs,
+            **extra,
         )
 
     # One generator forward, as pix2pix: D trains on it (detached), then G's gradient flows
@@ -236,15 +276,18 @@ def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, 
     return weights if any(w != 0 for w in weights) else ()
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks):
+def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):
     """Generator in inference mode (running BatchNorm statistics, no dropout)."""
-    condition, target = model_inputs(batch)
-    pred, _ = _apply(nets.g_graph, state.g.params, state.g.stats, condition, train=False)
-    metrics = {
-        "l1": jnp.abs(pred - target).mean(),
-        "psnr": losses.psnr(pred, target),
-    }
-    return pred, metrics
+    condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
+    pred, _ = _apply(
+        nets.g_graph,
+        state.g.params,
+        state.g.stats,
+        condition,
+        train=False,
+        **generator_kwargs(nets, batch),
+    )
+    return pred, image_metrics.batch_means(pred, target)
 
 
 def jit_train_step(
@@ -256,8 +299,8 @@ def jit_train_step(
     return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
 
 
-def jit_eval_step(nets: Networks, mesh: Mesh):
+def jit_eval_step(nets: Networks, mesh: Mesh, config: ml_collections.ConfigDict | None = None):
     """`eval_step` compiled with the prediction left batch-sharded and metrics replicated."""
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    fn = lambda state, batch: eval_step(state, batch, nets=nets)  # noqa: E731
+    fn = lambda state, batch: eval_step(state, batch, nets=nets, config=config)  # noqa: E731
     return jax.jit(fn, in_shardings=(rep, data), out_shardings=(data, rep))

@@ -1,0 +1,51 @@
+"""The scribble seed's classic U-Net: grayscale Sobel sketch + RGB scribbles -> colour, MSE.
+
+Seed 000 (UAN anime colouriser): Ronneberger U-Net with double 3x3 conv + ReLU blocks
+64-128-256-512, a 1024 bottleneck, 2x2 max-pool down, 2x2 stride-2 transposed-conv up, 1x1
+output conv and tanh, no normalisation; 4 input channels = the grayscale sketch plus the RGB
+scribble image (`data.hints = "scribbles"`: colour strokes on white paper, no mask channel);
+Sobel edge sketches; MSE loss, no discriminator; Adam lr 1e-4 (PyTorch's default betas);
+160x256 (height x width) images, batch 16.
+
+Parameters: generator 31,032,451 (no discriminator), checked by tests/test_classic_models.py.
+
+Train with:  python -m jaxcolor.train --config configs/unet_scribbles.py --workdir DIR
+(another size: --config.image_size='(192, 320)'; a square one: --config.image_size=256).
+"""
+
+import importlib.util
+import pathlib
+
+
+def _default():
+    # Loaded by path so the config works whatever the current directory is.
+    path = pathlib.Path(__file__).with_name("default.py")
+    spec = importlib.util.spec_from_file_location("jaxcolor_configs_default", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def get_config():
+    """default.py with the seed's network, inputs, loss and optimizer."""
+    c = _default()
+    c.batch_size = 16
+    c.image_size = (160, 256)  # height, width: each a multiple of 2**num_downs = 16
+    c.data.sketch = "sobel"
+    c.data.hints = "scribbles"  # 3 channels: with the sketch, the seed's 4-channel input
+
+    g = c.model.generator
+    g.name = "classic_unet"
+    g.num_downs = 4  # 4 max-pools: 64-128-256-512 blocks, 1024 bottleneck
+    g.ngf = 64
+    g.norm = "none"
+    g.dropout = 0.0
+    g.out_channels = 3
+
+    c.loss.gan_mode = "none"
+    c.loss.recon = "l2"  # MSE
+    c.loss.l1_weight = 1.0  # the loss is the plain MSE
+    c.optimizer.learning_rate = 1e-4
+    c.optimizer.b1 = 0.9  # torch.optim.Adam's defaults
+    c.optimizer.b2 = 0.999
+    return c

@@ -1,0 +1,172 @@
+"""PyTorch (NCHW) reference-guided generator and multi-scale discriminator; imports no JAX.
+
+Attribute names mirror the Flax modules of jaxcolor.models.reference, so state_dict keys are
+the Flax paths (see jaxcolor.export.spec.reference_generator_layout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from jaxcolor.errors import ExportError
+from jaxcolor.export import spec
+from jaxcolor.export.torch_models import NLayerDiscriminator, norm_layer
+
+
+class ResBlock(nn.Module):
+    """conv3x3 s2, ReLU, conv3x3, plus a 1x1 s2 shortcut; ReLU after the sum; no norms."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1)
+        self.shortcut = nn.Conv2d(cin, cout, 1, stride=2, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv2(torch.relu(self.conv1(x))) + self.shortcut(x))
+
+
+class StyleEncoder(nn.Module):
+    """(B, 3, H, W) reference in [-1, 1] -> one globally pooled code per ResNet block."""
+
+    def __init__(self, style_width: int, style_dim: int):
+        super().__init__()
+        widths = spec.reference_style_widths(style_width, style_dim)
+        self.stem = nn.Conv2d(3, style_width, 3, stride=1, padding=1)
+        cins = [style_width, *widths[:-1]]
+        self.blocks = nn.ModuleList(ResBlock(a, b) for a, b in zip(cins, widths, strict=True))
+
+    def forward(self, reference: torch.Tensor) -> list[torch.Tensor]:
+        h = torch.relu(self.stem(reference))
+        codes = []
+        for block in self.blocks:
+            h = block(h)
+            codes.append(h.mean(dim=(2, 3)))
+        return codes
+
+
+class AdaIN(nn.Module):
+    """InstanceNorm2d (no affine), then x * (1 + gamma(code)) + beta(code) per channel."""
+
+    def __init__(self, code_dim: int, features: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(features, eps=1e-5, affine=False, track_running_stats=False)
+        self.proj = nn.Linear(code_dim, 2 * features)
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.proj(code).chunk(2, dim=1)
+        return self.norm(x) * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class ReferenceUnetGenerator(nn.Module):
+    """forward(condition (B, in_channels, H, W), reference (B, 3, H', W')), both in [-1, 1] ->
+    (B, out_channels, H, W) in [-1, 1]; H, W multiples of 2**num_downs, H', W' >= 16."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int = 3,
+        num_downs: int = 8,
+        ngf: int = 64,
+        norm: str = "batch",
+        dropout: float = 0.5,
+        style_width: int = 64,
+        style_dim: int = 256,
+        style_codes: int = 1,
+        **_: Any,
+    ):
+        super().__init__()
+        widths = spec.unet_widths(num_downs, ngf)
+        codes = spec.reference_style_widths(style_width, style_dim)
+        self.num_downs, self.style_codes = num_downs, style_codes
+        self.fused = spec.reference_fused_levels(num_downs, style_codes)
+        self.dropout_levels = set(spec.unet_dropout_levels(num_downs, dropout))
+        inner = num_downs - 1
+        self.style = StyleEncoder(style_width, style_dim)
+        self.downs, self.down_norms = nn.ModuleList(), nn.ModuleList()
+        self.ups, self.up_norms = nn.ModuleList(), nn.ModuleList()
+        for i, width in enumerate(widths):
+            cin = in_channels if i == 0 else widths[i - 1]
+            self.downs.append(
+                nn.Conv2d(cin, width, 4, stride=2, padding=1, bias=spec.uses_bias(norm))
+            )
+            self.down_norms.append(norm_layer(norm if 0 < i < inner else "none", width))
+            up_in = width if i == inner else 2 * width
+            up_out = out_channels if i == 0 else widths[i - 1]
+            up_norm = "none" if i == 0 or i in self.fused else norm
+            self.ups.append(
+                nn.ConvTranspose2d(
+                    up_in, up_out, 4, stride=2, padding=1, bias=spec.uses_bias(up_norm)
+                )
+            )
+            self.up_norms.append(norm_layer(up_norm, up_out))
+        self.adain = nn.ModuleList(
+            AdaIN(codes[spec.reference_code_index(level, style_codes)], widths[level - 1])
+            for level in self.fused
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        codes = self.style(reference)
+        adain = dict(zip(self.fused, self.adain, strict=True))
+        skips = []
+        h = x
+        for i in range(self.num_downs):
+            if i > 0:
+                h = nn.functional.leaky_relu(h, 0.2)
+            h = self.down_norms[i](self.downs[i](h))
+            skips.append(h)
+        u = skips.pop()
+        for i in reversed(range(self.num_downs)):
+            u = self.up_norms[i](self.ups[i](torch.relu(u)))
+            if i in adain:
+                u = adain[i](u, codes[spec.reference_code_index(i, self.style_codes)])
+            if i in self.dropout_levels:
+                u = self.dropout(u)
+            if i > 0:
+                u = torch.cat([skips.pop(), u], 1)
+        return torch.tanh(u)
+
+
+class MultiscaleDiscriminator(nn.Module):
+    """pix2pixHD's multi-scale D: (B, C, H, W) -> [logits at 1x, 1/2, 1/4, ...]."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "instance",
+        num_scales: int = 3,
+        **_: Any,
+    ):
+        super().__init__()
+        self.scales = nn.ModuleList(
+            NLayerDiscriminator(in_channels=in_channels, ndf=ndf, n_layers=n_layers, norm=norm)
+            for _ in range(num_scales)
+        )
+        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        logits = []
+        for i, d in enumerate(self.scales):
+            if i > 0:
+                x = self.downsample(x)
+            logits.append(d(x))
+        return logits
+
+
+def build(net: str, arch: Mapping[str, Any]) -> nn.Module:
+    """config.json section of a reference_unet generator or multiscale_patchgan discriminator."""
+    name = arch.get("name")
+    if net == "generator" and name == "reference_unet":
+        return ReferenceUnetGenerator(**arch)
+    if net == "discriminator" and name == "multiscale_patchgan":
+        return MultiscaleDiscriminator(**arch)
+    raise ExportError(f"{net} {name!r} is not a reference-guided model's network.")
