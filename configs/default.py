@@ -57,11 +57,19 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.discriminator.ndf = 64
     c.model.discriminator.n_layers = 3  # 70x70 receptive field
     c.model.discriminator.norm = "batch"
+    # pix2pix's ImagePool: D's fake half comes from the last `size` generated (condition, fake)
+    # pairs with probability `prob` once the pool is full; 0 = off (D sees the current fakes).
+    c.model.image_pool = ml_collections.ConfigDict()
+    c.model.image_pool.size = 0
+    c.model.image_pool.prob = 0.5
 
     c.loss = ml_collections.ConfigDict()
     c.loss.gan_mode = "vanilla"  # vanilla | lsgan | hinge | none (generator alone, no D)
     c.loss.recon = "l1"  # l1 | l2: reconstruction term against the colour image
     c.loss.l1_weight = 100.0
+    # Deep supervision (generators with aux outputs, e.g. resunet): weight of the L1 loss of each
+    # intermediate RGB output against the target averaged down to its size; () = off.
+    c.loss.aux_weights = ()
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-4

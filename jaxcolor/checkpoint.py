@@ -26,7 +26,8 @@ from jaxcolor.training.step import TrainState
 STATE, DATA, METADATA = "state", "data", "metadata"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 # Config keys that decide the shapes in the state: a mismatch here means "another run".
-SHAPE_KEYS = ("model", "data.hints", "loss.gan_mode", "task")
+# image_size shapes the image pool (model.image_pool.size > 0).
+SHAPE_KEYS = ("model", "data.hints", "loss.gan_mode", "task", "image_size")
 
 
 class Checkpointer:

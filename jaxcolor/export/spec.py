@@ -218,10 +218,49 @@ def classic_unet_layout(arch: Mapping[str, Any]) -> list[Entry]:
     return entries
 
 
+def resunet_widths(num_downs: int, ngf: int, max_mult: int) -> list[int]:
+    """Width of each level 0..num_downs of the residual attention U-Net (as models.resunet)."""
+    return [ngf * min(2**i, max_mult) for i in range(num_downs + 1)]
+
+
+def _resblock(prefix: str, path: tuple, cin: int, cout: int, norm: str) -> list[Entry]:
+    bias = uses_bias(norm)
+    entries: list[Entry] = []
+    for conv_name, norm_name in (("conv1", "norm1"), ("conv2", "norm2")) + (
+        (("proj", "proj_norm"),) if cin != cout else ()
+    ):
+        entries += _conv(f"{prefix}.{conv_name}", (*path, conv_name), bias=bias)
+        entries += _norm(f"{prefix}.{norm_name}", (*path, norm_name), norm)
+    return entries
+
+
+def resunet_layout(arch: Mapping[str, Any]) -> list[Entry]:
+    """Every tensor of the residual attention U-Net; torch names mirror the Flax paths
+    (`encoders.0.conv1.weight` <- encoders/0/conv1/kernel; norms drop Flax's `layer`)."""
+    n, norm = arch["num_downs"], arch["norm"]
+    widths = resunet_widths(n, arch["ngf"], arch["max_mult"])
+    cins = [arch["in_channels"], *widths[:-1]]
+    entries: list[Entry] = []
+    for i, (cin, w) in enumerate(zip(cins, widths, strict=True)):
+        entries += _resblock(f"encoders.{i}", ("encoders", i), cin, w, norm)
+    for i in range(n):
+        entries += _conv(f"gates.{i}.theta", ("gates", i, "theta"), bias=False)
+        entries += _conv(f"gates.{i}.phi", ("gates", i, "phi"), bias=True)
+        entries += _conv(f"gates.{i}.psi", ("gates", i, "psi"), bias=True)
+        entries += _resblock(
+            f"decoders.{i}", ("decoders", i), widths[i] + widths[i + 1], widths[i], norm
+        )
+    entries += _conv("out", ("out",), bias=True)
+    for k in range(arch["num_aux"]):
+        entries += _conv(f"aux_heads.{k}", ("aux_heads", k), bias=True)
+    return entries
+
+
 GENERATOR_LAYOUTS = {
     "unet": generator_layout,
     "classic_unet": classic_unet_layout,
     "reference_unet": reference_generator_layout,
+    "resunet": resunet_layout,
 }
 DISCRIMINATOR_LAYOUTS = {
     "patchgan": discriminator_layout,
@@ -330,6 +369,12 @@ def make_config_json(
             "(PyTorch tracks the unbiased one); eval-mode outputs are identical."
         ),
     }
+    if g.get("name") == "resunet":
+        out["generator"]["aux_outputs"] = (
+            f"generator.safetensors includes the {g['num_aux']} deep-supervision heads "
+            "(aux_heads.K: 1x1 conv + tanh at 1/2**(K+1) resolution); forward(x) returns only the "
+            "final image, forward(x, return_aux=True) also the aux images."
+        )
     if g.get("name") == "reference_unet":
         out["inputs"]["reference"] = {
             "channels": 3,

@@ -158,6 +158,10 @@ def build(net: str, arch: Mapping[str, Any]) -> nn.Module:
             from jaxcolor.export.torch_classic_unet import ClassicUNet
 
             return ClassicUNet(**arch)
+        if name == "resunet":
+            from jaxcolor.export.torch_resunet import ResUNetGenerator
+
+            return ResUNetGenerator(**arch)
         if name != "unet":
             known = ", ".join(spec.GENERATOR_LAYOUTS)
             raise ExportError(f"Unknown generator {name!r}; this jaxcolor has {known}.")

@@ -12,10 +12,15 @@ from jaxcolor.models.classic_unet import ClassicUNetGenerator
 from jaxcolor.models.layers import count_params
 from jaxcolor.models.patchgan import PatchDiscriminator
 from jaxcolor.models.reference import MultiScaleDiscriminator, ReferenceUNet
+from jaxcolor.models.resunet import ResUNetGenerator
 from jaxcolor.models.unet import UNetGenerator
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-GENERATORS = {"unet": UNetGenerator, "classic_unet": ClassicUNetGenerator}
+GENERATORS = {
+    "unet": UNetGenerator,
+    "classic_unet": ClassicUNetGenerator,
+    "resunet": ResUNetGenerator,
+}
 DISCRIMINATORS = {"patchgan": PatchDiscriminator}
 GENERATORS["reference_unet"] = ReferenceUNet
 DISCRIMINATORS["multiscale_patchgan"] = MultiScaleDiscriminator
@@ -26,6 +31,7 @@ __all__ = [
     "ClassicUNetGenerator",
     "PatchDiscriminator",
     "ReferenceUNet",
+    "ResUNetGenerator",
     "UNetGenerator",
     "build_discriminator",
     "build_generator",

@@ -76,11 +76,33 @@ def classic_unet_forward_flops(g, in_channels: int, size) -> int:
     return 2 * (total + h * w * widths[0] * g["out_channels"])
 
 
+def resunet_forward_flops(g, in_channels: int, size) -> int:
+    """2 x MACs of one residual attention U-Net forward (3x3 residual blocks with 1x1
+    projections, attention gates; the deep-supervision heads, used only in training, left out)."""
+    h, w = hw(size)
+    widths = [g["ngf"] * min(2**i, g["max_mult"]) for i in range(g["num_downs"] + 1)]
+    pixels = [(h // 2**i) * (w // 2**i) for i in range(g["num_downs"] + 1)]
+
+    def block(cin: int, cout: int) -> int:  # per pixel
+        return 9 * cin * cout + 9 * cout * cout + (cin * cout if cin != cout else 0)
+
+    total = 0
+    for i, width in enumerate(widths):
+        total += pixels[i] * block(in_channels if i == 0 else widths[i - 1], width)
+        if i < g["num_downs"]:
+            inter = max(width // 2, 1)
+            gate = 4 * width * inter + widths[i + 1] * inter + inter  # theta, phi, psi
+            total += pixels[i + 1] * gate + pixels[i] * block(width + widths[i + 1], width)
+    return 2 * (total + pixels[0] * widths[0] * g["out_channels"])
+
+
 def generator_forward_flops(g: ml_collections.ConfigDict, in_channels: int, size) -> int:
     """2 x MACs of one U-Net forward on one image (convs k4 s2 p1, up-convs k4 s2); `size` is
     an int or (height, width)."""
     if g.get("name", "unet") == "classic_unet":
         return classic_unet_forward_flops(g, in_channels, size)
+    if g.get("name", "unet") == "resunet":
+        return resunet_forward_flops(g, in_channels, size)
     h, w = hw(size)
     widths = [g.ngf * min(2**i, 8) for i in range(g.num_downs)]
     total = 0

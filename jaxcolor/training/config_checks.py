@@ -94,6 +94,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
             impl in UPSAMPLE_IMPLS,
             f"model.generator.upsample_impl must be one of {UPSAMPLE_IMPLS}, got {impl!r}",
         )
+    if g.name == "resunet":
+        _check_resunet(config)
+    _check_deep_supervision_and_pool(config)
     if config.loss.gan_mode != "none":
         d = config.model.discriminator
         min_size = 2**d.n_layers * 4
@@ -181,3 +184,40 @@ def _validate_reference_models(config: ml_collections.ConfigDict) -> None:
             f"(the 1/{2 ** (d.num_scales - 1)}"
             f" scale needs >= {min_size}); lower model.discriminator.num_scales or n_layers.",
         )
+
+
+def _check_resunet(config: ml_collections.ConfigDict) -> None:
+    g = config.model.generator
+    _check_image_size(config, 2**g.num_downs, "2**model.generator.num_downs")
+    _require(
+        0 <= g.num_aux < g.num_downs,
+        f"model.generator.num_aux must be in [0, model.generator.num_downs - 1 = "
+        f"{g.num_downs - 1}], got {g.num_aux}",
+    )
+
+
+def _check_deep_supervision_and_pool(config: ml_collections.ConfigDict) -> None:
+    weights = tuple(config.loss.get("aux_weights", ()))
+    if any(w != 0 for w in weights):
+        g = config.model.generator
+        _require(
+            g.name == "resunet",
+            f"loss.aux_weights={weights} needs a generator with deep-supervision outputs "
+            f"(model.generator.name='resunet'), not {g.name!r}; set loss.aux_weights=().",
+        )
+        _require(
+            len(weights) == g.num_aux,
+            f"loss.aux_weights has {len(weights)} weights but model.generator.num_aux="
+            f"{g.num_aux}; give one weight per aux output.",
+        )
+        _require(all(w >= 0 for w in weights), f"loss.aux_weights must be >= 0, got {weights}")
+    pool = config.model.get("image_pool")
+    if pool is None:
+        return
+    _require(pool.size >= 0, f"model.image_pool.size must be >= 0 (0 = off), got {pool.size}")
+    _require(0.0 <= pool.prob <= 1.0, f"model.image_pool.prob must be in [0, 1], got {pool.prob}")
+    _require(
+        pool.size == 0 or config.loss.gan_mode != "none",
+        "model.image_pool.size > 0 needs a discriminator; set model.image_pool.size=0 with "
+        "loss.gan_mode='none'.",
+    )

@@ -62,3 +62,23 @@ def reconstruction_loss(kind: str, pred: jax.Array, target: jax.Array) -> jax.Ar
     if kind == "l2":
         return jnp.square(pred - target).mean()
     raise ValueError(f"loss.recon must be one of {RECON}, got {kind!r}")
+
+
+def downsample_mean(x: jax.Array, factor: int) -> jax.Array:
+    """(B, H, W, C) -> (B, H / factor, W / factor, C) by averaging factor x factor blocks."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
+def deep_supervision_losses(aux: list[jax.Array], target: jax.Array) -> dict[str, jax.Array]:
+    """{"g_aux1": L1(aux[0], target at its resolution), ...} for the deep-supervision heads.
+
+    The target is averaged down to each head's resolution rather than the head upsampled: the
+    head then answers for the coarse colours its level can represent, at 1/4, 1/16 of the cost,
+    instead of being pushed towards detail that only the finer levels hold.
+    """
+    out = {}
+    for k, a in enumerate(aux, 1):
+        factor = target.shape[1] // a.shape[1]
+        out[f"g_aux{k}"] = jnp.abs(a - downsample_mean(target, factor)).mean()
+    return out

@@ -17,12 +17,13 @@ from jax.sharding import Mesh
 from jaxcolor import parallel
 from jaxcolor.evaluation import metrics as image_metrics
 from jaxcolor.models import build_discriminator, build_generator, takes_reference
-from jaxcolor.training import losses, sketcher
+from jaxcolor.training import image_pool, losses, sketcher
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
 NONFINITE = "nonfinite"  # metric: True when this step's losses or gradients had a NaN/Inf
 ON_NONFINITE = ("stop", "skip")
+POOL_STREAM = 0x9001  # folded into the step key for the image pool's draws
 
 
 @flax.struct.dataclass
@@ -42,6 +43,7 @@ class TrainState:
     rng: jax.Array  # raw uint32 key data; each step folds its index in
     g: NetState
     d: NetState | None  # None when loss.gan_mode == "none"
+    pool: image_pool.ImagePool | None = None  # D's past fakes; None when model.image_pool.size=0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +111,10 @@ def create_train_state(
         d_tx = adam()
         d = NetState(d_params, d_stats, d_tx.init(d_params))
 
-    state = TrainState(step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(step_key), g=g, d=d)
+    pool = image_pool.create(config, in_channels + config.model.generator.out_channels)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(step_key), g=g, d=d, pool=pool
+    )
     state = jax.device_put(state, parallel.replicated(mesh))
     reference = takes_reference(config.model.generator)
     frozen = sketcher.load_sketcher(config, parallel.replicated(mesh))
@@ -180,6 +185,9 @@ def train_step(
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
     extra = generator_kwargs(nets, batch)
+    aux_weights = deep_supervision_weights(config)
+    if aux_weights:
+        extra["return_aux"] = True
 
     def generate(params):
         return _apply(
@@ -194,13 +202,20 @@ def train_step(
 
     # One generator forward, as pix2pix: D trains on it (detached), then G's gradient flows
     # back through the same activations via the saved VJP.
-    fake, g_vjp, g_stats = jax.vjp(generate, state.g.params, has_aux=True)
+    g_out, g_vjp, g_stats = jax.vjp(generate, state.g.params, has_aux=True)
+    fake = g_out[0] if aux_weights else g_out
     metrics: Metrics = {"lr": nets.schedule(state.step)}
 
-    d = state.d
+    d, pool = state.d, state.pool
     if mode != "none":
         real_pair = jnp.concatenate([condition, target], axis=-1)
         fake_pair = jnp.concatenate([condition, jax.lax.stop_gradient(fake)], axis=-1)
+        if pool is not None:
+            # Once the pool is full a share `prob` of D's fakes are past ones; G uses `fake`.
+            pool_key = jax.random.fold_in(key, POOL_STREAM)
+            prob = config.model.image_pool.prob
+            pool, fake_pair, from_pool = image_pool.query(pool, fake_pair, pool_key, prob)
+            metrics["d_pool_fraction"] = from_pool.mean()
 
         def d_loss_fn(params):
             real_logits, stats = _apply(nets.d_graph, params, state.d.stats, real_pair, train=True)
@@ -219,10 +234,14 @@ def train_step(
             "d_grad_norm": optax.tree.norm(d_grads),
         }
 
-    def g_loss_fn(generated):
+    def g_loss_fn(g_out):
+        generated = g_out[0] if aux_weights else g_out
         recon = losses.reconstruction_loss(loss_cfg.recon, generated, target)
         parts = {f"g_{loss_cfg.recon}": recon}
         loss = loss_cfg.l1_weight * recon
+        if aux_weights:
+            parts |= losses.deep_supervision_losses(g_out[1], target)
+            loss = loss + sum(w * parts[f"g_aux{k}"] for k, w in enumerate(aux_weights, 1))
         stats = d.stats if d is not None else None
         if mode != "none":
             # The freshly updated D judges the fake, as pix2pix's backward_G does.
@@ -232,7 +251,7 @@ def train_step(
             loss = loss + parts["g_gan"]
         return loss, (parts, stats)
 
-    (g_loss, (g_parts, d_stats_after_g)), dfake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+    (g_loss, (g_parts, d_stats_after_g)), dfake = jax.value_and_grad(g_loss_fn, has_aux=True)(g_out)
     (g_grads,) = g_vjp(dfake)
     g = _update(nets.g_tx, state.g, g_grads, g_stats)
     if d is not None:
@@ -242,11 +261,19 @@ def train_step(
     # gradient shows up here (a gradient norm is non-finite iff some element is).
     finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in metrics.values()]))
     if config.train.on_nonfinite == "skip":
-        g, d = jax.tree.map(
-            lambda new, old: jnp.where(finite, new, old), (g, d), (state.g, state.d)
+        g, d, pool = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old),
+            (g, d, pool),
+            (state.g, state.d, state.pool),
         )
     metrics[NONFINITE] = jnp.logical_not(finite)
-    return TrainState(step=state.step + 1, rng=state.rng, g=g, d=d), metrics
+    return TrainState(step=state.step + 1, rng=state.rng, g=g, d=d, pool=pool), metrics
+
+
+def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, ...]:
+    """`loss.aux_weights` when any is non-zero (the generator then returns its aux outputs)."""
+    weights = tuple(float(w) for w in config.loss.get("aux_weights", ()))
+    return weights if any(w != 0 for w in weights) else ()
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):
