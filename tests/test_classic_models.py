@@ -420,6 +420,17 @@ def test_unet_scribbles_trains_on_non_square_images():
     assert xla is None or 0.9 < xla / report["g_forward"] <= 1.0, (xla, report)
 
 
+def test_unet_scribbles_trains_without_hints():
+    """Automatic colorization (data.hints='none'): the classic U-Net reads the sketch alone."""
+    config = _scribbles()
+    config.data.hints = "none"
+    config_checks.validate(config)
+    batch = _host_batch(config, 8, train=True)
+    assert batch["hints"].shape == (8, 32, 48, 0)
+    _, _, losses, _ = _train_steps(config, 12, batch)
+    assert np.isfinite(losses).all() and losses[-1] < 0.9 * losses[0], losses
+
+
 # ---------------------------------------------------------------------------------------------
 # Scribble hints: training and colorize build the same 3 channels
 
