@@ -310,10 +310,9 @@ def pop_skipped(batch: dict[str, np.ndarray]) -> int:
 
 def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.ndarray]:
     """The fixed evaluation batch: this process's rows of the first `eval_batch_size` examples."""
-    ds = grain.MapDataset.source(source).seed(config.seed)
-    ds = ds.random_map(_example_transform(config, train=False))
-    # Small splits: repeat images to fill the fixed batch (unusable ones are replaced anyway).
-    examples = [ds[i % len(ds)] for i in range(config.eval_batch_size)]
+    # Small splits: images repeat to fill the fixed batch (unusable ones are replaced anyway).
+    ds = eval_examples(config, source)
+    examples = [ds[i % len(source)] for i in range(config.eval_batch_size)]
     for e in examples:
         del e["skipped"]
     # The contiguous block this process's devices hold (see parallel.create_mesh).
@@ -325,6 +324,7 @@ def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.
 
 def eval_examples(config: ml_collections.ConfigDict, source) -> grain.MapDataset:
     """Every example of `source` as evaluation sees it (centre crop, fixed per-index
-    sketch/hints), repeated without end so a last partial batch can be padded."""
-    ds = grain.MapDataset.source(source).seed(config.seed).repeat()
-    return ds.random_map(_example_transform(config, train=False))
+    sketch/hints), repeated without end so a last partial batch can be padded (later passes
+    draw other sketches; they only pad). The first pass is what `validation_batch` shows."""
+    ds = grain.MapDataset.source(source).seed(config.seed)
+    return ds.random_map(_example_transform(config, train=False)).repeat()
