@@ -58,13 +58,12 @@ def _score_fn(config, nets: step_lib.Networks, with_images: bool) -> Callable:
     images = {column: prediction, "real": target} when FID is computed, else {}."""
 
     def score(state, batch, mask):
-        _, target = step_lib.model_inputs(batch, config, sketch_model=nets.sketch_model)
         batches = {PAIRED: batch}
         if "reference" in batch:  # a reference model: also score another image's reference
             batches[DIFFERENT] = batch | {"reference": jnp.roll(batch["reference"], 1, axis=0)}
         sums, images = {}, {}
         for column, b in batches.items():
-            pred, _ = step_lib.eval_step(state, b, nets=nets, config=config)
+            pred, target = step_lib.predict(state, b, nets=nets, config=config)
             per_image = metrics.per_image(pred, target)
             sums[column] = {k: jnp.where(mask, v, 0.0).sum() for k, v in per_image.items()}
             if with_images:
@@ -102,7 +101,7 @@ class SplitEvaluator:
         )
 
     def _batches(self):
-        """This process's rows of each global batch, and which of them are real images."""
+        """This process's rows of each global batch, and the global batch's real-image mask."""
         n, b = self.num_images, self._batch
         local = b // jax.process_count()
         rows = pipeline.ProcessRows(
@@ -112,10 +111,9 @@ class SplitEvaluator:
             jax.process_count(),
         )
         rows = rows[: math.ceil(n / b) * local].to_iter_dataset(grain.ReadOptions(num_threads=8))
-        first = jax.process_index() * local
         for s, batch in enumerate(rows.batch(local, drop_remainder=True)):
             pipeline.pop_skipped(batch)
-            yield batch, s * b + first + np.arange(local) < n
+            yield batch, s * b + np.arange(b) < n  # padding rows past the split's end
 
     def __call__(self, state: step_lib.TrainState) -> Scores:
         began = time.perf_counter()
@@ -123,12 +121,16 @@ class SplitEvaluator:
         sharding = parallel.batch_sharding(self._mesh)
         if self._fid is not None:
             self._fid.reset()
-        for s, (host_batch, valid) in enumerate(self._batches()):
-            batch = parallel.to_global(host_batch | {"valid": valid}, sharding)
+        local = self._batch // jax.process_count()
+        first = jax.process_index() * local
+        for host_batch, valid in self._batches():
+            # Every process knows the whole mask; each ships its rows with its batch.
+            rows = {"valid": valid[first : first + local]}
+            batch = parallel.to_global(host_batch | rows, sharding)
             mask = batch.pop("valid")
             totals, images = self._score(state, batch, mask)
-            if self._fid is not None:  # the global batch's mask, known to every process
-                self._fid.update(images, s * self._batch + np.arange(self._batch) < self.num_images)
+            if self._fid is not None:
+                self._fid.update(images, valid)
             for column, values in jax.device_get(totals).items():
                 acc = sums.setdefault(column, dict.fromkeys(values, 0.0))
                 for k, v in values.items():

@@ -276,8 +276,11 @@ def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, 
     return weights if any(w != 0 for w in weights) else ()
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):
-    """Generator in inference mode (running BatchNorm statistics, no dropout)."""
+def predict(
+    state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None
+) -> tuple[jax.Array, jax.Array]:
+    """(prediction, target) of the generator in inference mode (running BatchNorm statistics,
+    no dropout), both float32 in [-1, 1]."""
     condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
     pred, _ = _apply(
         nets.g_graph,
@@ -287,6 +290,12 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks,
         train=False,
         **generator_kwargs(nets, batch),
     )
+    return pred, target
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):
+    """(prediction, batch means of l1 / psnr / ssim) of the generator in inference mode."""
+    pred, target = predict(state, batch, nets=nets, config=config)
     return pred, image_metrics.batch_means(pred, target)
 
 
