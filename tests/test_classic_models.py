@@ -426,7 +426,7 @@ def test_unet_scribbles_trains_without_hints():
     config.data.hints = "none"
     config_checks.validate(config)
     batch = _host_batch(config, 8, train=True)
-    assert batch["hints"].shape == (8, 32, 48, 0)
+    assert "hints" not in batch  # no zero-channel array: nothing to send between processes
     _, _, losses, _ = _train_steps(config, 12, batch)
     assert np.isfinite(losses).all() and losses[-1] < 0.9 * losses[0], losses
 
@@ -530,7 +530,7 @@ def test_model_sketches_train_a_colorizer_without_hints(sketch_export, tmp_path)
     config.data.update(sketch=f"model:{out}", hints="none")  # automatic colorization
     config_checks.validate(config)
     host = _host_batch(config, 8)
-    assert "sketch" not in host and host["hints"].shape == (8, 32, 48, 0)
+    assert "sketch" not in host and "hints" not in host
 
     state = train_and_evaluate(config, str(tmp_path / "color"))
     assert int(state.step) == 3

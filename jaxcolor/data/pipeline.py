@@ -216,10 +216,11 @@ class MakeExample(grain.transforms.RandomMap):
         example = {"color": color}
         if not on_device:
             example["sketch"] = sketch
-        example |= {
-            "hints": hints_lib.make_hints(self.hints, color, rng),
-            "skipped": skipped,  # unusable files passed over to reach this one (counted)
-        }
+        if hints_lib.HINT_CHANNELS[self.hints]:
+            # hints="none" ships no array at all: a zero-channel one cannot cross Grain's
+            # worker boundary (shared memory has no zero-byte blocks).
+            example["hints"] = hints_lib.make_hints(self.hints, color, rng)
+        example["skipped"] = skipped  # unusable files passed over to reach this one (counted)
         if self.reference:
             # Evaluation: the target's own view (the "paired" reference).
             example["reference"] = color.copy() if reference is None else reference

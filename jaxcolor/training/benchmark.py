@@ -188,8 +188,9 @@ def synthetic_batch(config: ml_collections.ConfigDict, seed: int = 0) -> dict[st
     batch = {
         "color": rng.integers(0, 256, (*shape, 3), dtype=np.uint8),
         "sketch": rng.integers(0, 256, (*shape, 1), dtype=np.uint8),
-        "hints": rng.integers(0, 256, (*shape, hint_channels), dtype=np.uint8),
     }
+    if hint_channels:  # data.hints = "none": no hints array, as the pipeline
+        batch["hints"] = rng.integers(0, 256, (*shape, hint_channels), dtype=np.uint8)
     if takes_reference(config.model.generator):
         batch["reference"] = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     if is_model_sketch(config.data.sketch):  # made on device from the colours

@@ -144,8 +144,9 @@ def model_inputs(
         sketch = sketcher.sketch_from_color(sketch_model, color)
     else:
         sketch = to_unit(batch["sketch"])
-    condition = jnp.concatenate([sketch, to_unit(batch["hints"])], axis=-1)
-    return condition, color
+    if "hints" not in batch:  # data.hints = "none": the sketch alone
+        return sketch, color
+    return jnp.concatenate([sketch, to_unit(batch["hints"])], axis=-1), color
 
 
 def generator_kwargs(nets: Networks, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
