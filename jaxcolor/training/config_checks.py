@@ -9,7 +9,7 @@ from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.data.sketch import DATASET_SKETCH, is_model_sketch, parse_sketch_mix
 from jaxcolor.errors import ConfigError
 from jaxcolor.image_size import describe, image_hw
-from jaxcolor.models import DTYPES
+from jaxcolor.models import DISCRIMINATORS, DTYPES, GENERATORS
 from jaxcolor.models.layers import NORMS, UPSAMPLE_IMPLS
 from jaxcolor.models.reference import STYLE_BLOCKS, STYLE_CODES
 from jaxcolor.training.losses import GAN_MODES, RECON
@@ -63,18 +63,32 @@ def _check_task(config: ml_collections.ConfigDict) -> None:
         sketcher.read_export(config)
 
 
+def _check_network_names(config: ml_collections.ConfigDict) -> None:
+    """The networks exist (the discriminator only where a GAN loss uses one)."""
+    nets = [("generator", GENERATORS)]
+    if config.loss.gan_mode != "none":
+        nets.append(("discriminator", DISCRIMINATORS))
+    for net, registry in nets:
+        name = config.model[net].name
+        _require(
+            name in registry,
+            f"model.{net}.name={name!r} is not a known {net}; choose one of {sorted(registry)}.",
+        )
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for a config that would fail (or silently misbehave) later."""
     image_hw(config)  # raises ConfigError naming image_size for a malformed value
+    _require(
+        config.loss.gan_mode in GAN_MODES,
+        f"loss.gan_mode must be one of {GAN_MODES}, got {config.loss.gan_mode!r}",
+    )
+    _check_network_names(config)  # every later rule reads the options of these networks
     for key in ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
         _require(config[key] >= 1, f"{key} must be >= 1, got {config[key]}")
     _require(
         config.compute_dtype in DTYPES,
         f"compute_dtype must be one of {sorted(DTYPES)}, got {config.compute_dtype!r}",
-    )
-    _require(
-        config.loss.gan_mode in GAN_MODES,
-        f"loss.gan_mode must be one of {GAN_MODES}, got {config.loss.gan_mode!r}",
     )
     _require(
         config.loss.recon in RECON, f"loss.recon must be one of {RECON}, got {config.loss.recon!r}"
