@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import logging as std_logging
 import os
 import pathlib
@@ -10,6 +11,8 @@ import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxcolor import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config .py file (e.g. configs/tiny.py).", lock_config=True
@@ -106,4 +109,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=functools.partial(cli.parse_config_flags, "jaxcolor.train"))
