@@ -4,7 +4,7 @@
 - train: the jitted step on a synthetic device-resident batch: compile time, step time,
   images/s, FLOPs per image (XLA and analytic), MFU, peak device memory.
 - e2e: the same fed by the real input pipeline; reports whether the step is input-bound.
-- compare: `train` and benchmarks/torch_reference.py (PyTorch) on the same device and shapes,
+- compare: `train` and jaxcolor.torch_bench (PyTorch) on the same device and shapes,
   in one process; prints JAX img/s / PyTorch img/s per PyTorch variant.
 - data: the host input pipeline alone (decode, crop, sketch, hints, batch) for each Grain
   worker count: images/s and images per CPU-second (see jaxcolor.data.throughput).
@@ -27,26 +27,49 @@ from typing import Any
 from absl import flags
 from ml_collections import config_flags
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-TORCH_REFERENCE = REPO / "benchmarks" / "torch_reference.py"
+from jaxcolor import cli
+
+PROG = "jaxcolor.bench"
+# The configs live in the repository (configs/), not in the installed package: the default is
+# the checkout's, found from the current directory or from this file in an editable install.
+DEFAULT_CONFIG = pathlib.Path("configs") / "default.py"
+
+
+def default_config() -> str:
+    """configs/default.py of the checkout this runs in; a one-line error where there is none."""
+    for root in (pathlib.Path.cwd(), pathlib.Path(__file__).resolve().parents[1]):
+        if (root / DEFAULT_CONFIG).is_file():
+            return str(root / DEFAULT_CONFIG)
+    sys.exit(
+        f"{PROG}: error: no --config given and there is no {DEFAULT_CONFIG} here (the configs "
+        "are in the jaxcolor repository, not in the installed package): pass --config "
+        "PATH/TO/jaxcolor/configs/default.py, or run from a checkout."
+    )
 
 
 def load_config(path: str, overrides: list[str]):
-    """configs/*.py plus `--config.key=value` overrides, parsed as jaxcolor.train does."""
+    """configs/*.py plus `--config.key=value` overrides, parsed and validated as
+    jaxcolor.train does: a mistake exits with one line."""
+    from jaxcolor.training import config_checks
+
     bad = [a for a in overrides if not a.startswith("--config.")]
     if bad:
-        raise SystemExit(f"Unexpected arguments {bad}; config overrides look like --config.key=v")
+        sys.exit(
+            f"{PROG}: error: unexpected arguments {bad}; config overrides look like "
+            "--config.key=value"
+        )
     argv = ["bench", f"--config={path}", *overrides]
     values = flags.FlagValues()
     config_flags.DEFINE_config_file(
         "config", path, flag_values=values, lock_config=True, sys_argv=argv
     )
-    values(argv)
+    cli.parse_config_flags(PROG, argv, values)
+    config_checks.validate(values.config)
     return values.config
 
 
 def _common(p: argparse.ArgumentParser, steps: int) -> None:
-    p.add_argument("--config", default=str(REPO / "configs" / "default.py"), help="config .py")
+    p.add_argument("--config", help="config .py (default: the checkout's configs/default.py)")
     p.add_argument("--steps", type=int, default=steps, help="timed steps (after the warmup)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -65,7 +88,7 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--torch-variants",
         default="eager_fp32,eager_bf16_cl,compile",
-        help="comma-separated PyTorch variants (benchmarks/torch_reference.py VARIANTS)",
+        help="comma-separated PyTorch variants (jaxcolor.torch_bench.VARIANTS)",
     )
     p.add_argument("--torch-device", help="default: cuda when JAX runs on a GPU, else cpu")
 
@@ -83,18 +106,12 @@ def _e2e(args, config) -> dict[str, Any]:
 
 
 def torch_reference():
-    """benchmarks/torch_reference.py as a module; needs a repo checkout and PyTorch."""
-    if not TORCH_REFERENCE.is_file():
-        raise SystemExit(
-            f"bench compare needs {TORCH_REFERENCE}, which is in the jaxcolor repository but not "
-            "in an installed package: run it from a checkout (pip install -e .)."
-        )
+    """jaxcolor.torch_bench (the PyTorch GAN step), which needs PyTorch."""
     if importlib.util.find_spec("torch") is None:
-        raise SystemExit("bench compare needs PyTorch: pip install -e '.[serve]'.")
-    spec = importlib.util.spec_from_file_location("jaxcolor_torch_reference", TORCH_REFERENCE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+        sys.exit(f"{PROG}: error: bench compare needs PyTorch: pip install 'jaxcolor[serve]'.")
+    from jaxcolor import torch_bench
+
+    return torch_bench
 
 
 def _compare(args, config) -> dict[str, Any]:
@@ -150,7 +167,7 @@ def _compare(args, config) -> dict[str, Any]:
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=str(REPO / "configs" / "default.py"), help="config .py")
+    p.add_argument("--config", help="config .py (default: the checkout's configs/default.py)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument(
         "--workers", type=int, nargs="+", default=[0, 1, 2], help="Grain worker counts to run"
@@ -219,9 +236,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from jaxcolor.errors import JaxcolorError
+
     args, overrides = parser().parse_known_args(argv)
-    config = load_config(args.config, overrides)
-    result = SUBCOMMANDS[args.command][2](args, config)
+    try:
+        config = load_config(args.config or default_config(), overrides)
+        result = SUBCOMMANDS[args.command][2](args, config)
+    except JaxcolorError as e:  # a config or data mistake: the message says what to change
+        sys.exit(f"{PROG}: error: {e}")
     text = json.dumps(result, indent=2, default=str)
     print(text)
     if args.json:

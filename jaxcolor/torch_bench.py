@@ -1,6 +1,6 @@
 """The pix2pix GAN step in PyTorch, as the seed projects train it, for side-by-side speed.
 
-    python benchmarks/torch_reference.py [--image-size 256] [--batch 4] [--steps 3]
+    python -m jaxcolor.torch_bench [--image-size 256] [--batch 4] [--steps 3]
         [--variants eager_fp32,eager_bf16_cl,compile] [--device cpu|cuda] [--ngf 64 ...]
 
 Same networks as jaxcolor (pix2pix `UnetGenerator` + 70x70 `NLayerDiscriminator`, from
@@ -15,8 +15,9 @@ Denormals: XLA:CPU flushes them to zero, PyTorch by default does not, and pix2pi
 produces enough of them (small N(0, 0.02) weights and gradients) that eager fp32 ran ~7x slower
 here (2.57 s vs 0.37 s per tiny step). `run` therefore calls `torch.set_flush_denormal(True)`
 by default so the reference is as fast as PyTorch gets (`--keep-denormals` for pix2pix as
-published). `python -m jaxcolor.bench compare` imports `run` from here; a variant that fails (e.g.
-torch.compile without a C++ compiler) is reported as "failed: reason".
+published). `python -m jaxcolor.bench compare` imports `run` from here (so this module is part
+of the installed package; it needs PyTorch, `pip install 'jaxcolor[serve]'`); a variant that
+fails (e.g. torch.compile without a C++ compiler) is reported as "failed: reason".
 """
 
 from __future__ import annotations
