@@ -15,12 +15,13 @@ import pytest  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def load_config(name: str):
-    """configs/<name>.py -> ConfigDict, loaded by path as config_flags does."""
+def load_config(name: str, *args: str):
+    """configs/<name>.py -> ConfigDict, loaded by path as config_flags does; `args` are what
+    follows the file name (`configs/pod.py:16` -> "16")."""
     spec = importlib.util.spec_from_file_location(f"{name}_config", REPO / "configs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(*args)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ FLOPs are counted two ways and both are reported:
   the device count, over the global batch). It includes every op XLA emits (elementwise,
   normalisation, optimizer), and counts what the chosen formulation computes (e.g. the zero
   taps of a transposed convolution on the dilated input where XLA keeps them).
-- `analytic`: 2 x MACs of every conv and transposed conv forward (a k4-s2 transposed conv
+- `analytic`: 2 x MACs of every conv, transposed conv and linear forward (a k4-s2 transposed conv
   counted on its real taps, i.e. as the convolution it is the gradient of), x 3 for forward
   plus backward (input and weight gradients), summed over the passes in one step: the
   generator once, the discriminator three times (real and fake in D's update, fake in G's).
@@ -30,6 +30,8 @@ from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.image_size import hw, image_hw, to_json
 from jaxcolor.models import takes_reference
 from jaxcolor.models.layers import resolve_upsample_impl
+from jaxcolor.models.reference import code_index, fused_levels, style_widths
+from jaxcolor.models.unet import level_widths
 from jaxcolor.training.step import create_train_state, jit_train_step
 
 # Peak dense bf16 FLOP/s per device, by a lower-case substring of `device.device_kind`; the
@@ -96,13 +98,54 @@ def resunet_forward_flops(g, in_channels: int, size) -> int:
     return 2 * (total + pixels[0] * widths[0] * g["out_channels"])
 
 
+def _same_out(size: int, stride: int) -> int:
+    return (size - 1) // stride + 1  # odd k, p = k // 2 (the style encoder's convs)
+
+
+def style_encoder_forward_flops(g, size) -> int:
+    """2 x MACs of the reference U-Net's style encoder on one (H, W, 3) reference: the 3x3 stem,
+    4 ResNet blocks (3x3 s2, 3x3, 1x1 s2 shortcut); the pooling is not a conv."""
+    h, w = hw(size)
+    total = h * w * 9 * 3 * g.style_width
+    cin = g.style_width
+    for cout in style_widths(g.style_width, g.style_dim):
+        h, w = _same_out(h, 2), _same_out(w, 2)
+        total += h * w * (9 * cin * cout + 9 * cout * cout + cin * cout)
+        cin = cout
+    return 2 * total
+
+
+def adain_forward_flops(g) -> int:
+    """2 x MACs of the reference U-Net's AdaIN projections (code -> gamma, beta per level)."""
+    codes = style_widths(g.style_width, g.style_dim)
+    widths = level_widths(g.num_downs, g.ngf)
+    return 2 * sum(
+        codes[code_index(level, g.style_codes)] * 2 * widths[level - 1]
+        for level in fused_levels(g.num_downs, g.style_codes)
+    )
+
+
+def reference_unet_forward_flops(g, in_channels: int, size) -> int:
+    """2 x MACs of one reference U-Net forward: the pix2pix U-Net, the style encoder on a
+    reference of the training image's size, and the AdaIN projections."""
+    unet = pix2pix_unet_forward_flops(g, in_channels, size)
+    return unet + style_encoder_forward_flops(g, size) + adain_forward_flops(g)
+
+
 def generator_forward_flops(g: ml_collections.ConfigDict, in_channels: int, size) -> int:
-    """2 x MACs of one U-Net forward on one image (convs k4 s2 p1, up-convs k4 s2); `size` is
-    an int or (height, width)."""
-    if g.get("name", "unet") == "classic_unet":
+    """2 x MACs of one generator forward on one image; `size` is an int or (height, width)."""
+    name = g.get("name", "unet")
+    if name == "classic_unet":
         return classic_unet_forward_flops(g, in_channels, size)
-    if g.get("name", "unet") == "resunet":
+    if name == "resunet":
         return resunet_forward_flops(g, in_channels, size)
+    if name == "reference_unet":
+        return reference_unet_forward_flops(g, in_channels, size)
+    return pix2pix_unet_forward_flops(g, in_channels, size)
+
+
+def pix2pix_unet_forward_flops(g, in_channels: int, size) -> int:
+    """2 x MACs of one pix2pix U-Net forward (convs k4 s2 p1, up-convs k4 s2)."""
     h, w = hw(size)
     widths = [g.ngf * min(2**i, 8) for i in range(g.num_downs)]
     total = 0
@@ -117,7 +160,19 @@ def generator_forward_flops(g: ml_collections.ConfigDict, in_channels: int, size
 
 
 def discriminator_forward_flops(d: ml_collections.ConfigDict, in_channels: int, size) -> int:
-    """2 x MACs of one PatchGAN forward on one image (k4 p1 convs, strides 2, ..., 2, 1, 1)."""
+    """2 x MACs of one discriminator forward on one image; the multi-scale one sums its
+    PatchGANs over the inputs average-pooled (k3 s2 p1) to 1x, 1/2, 1/4, ..."""
+    if d.get("name", "patchgan") != "multiscale_patchgan":
+        return patchgan_forward_flops(d, in_channels, size)
+    (h, w), total = hw(size), 0
+    for _ in range(d.num_scales):
+        total += patchgan_forward_flops(d, in_channels, (h, w))
+        h, w = _same_out(h, 2), _same_out(w, 2)  # reference.downsample's output size
+    return total
+
+
+def patchgan_forward_flops(d, in_channels: int, size) -> int:
+    """2 x MACs of one PatchGAN forward (k4 p1 convs, strides 2, ..., 2, 1, 1)."""
     widths = [d.ndf * min(2**i, 8) for i in range(d.n_layers + 1)] + [1]
     strides = [2] * d.n_layers + [1, 1]
     (h, w), cin, total = hw(size), in_channels, 0
