@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.errors import InputError
 from jaxcolor.export import torch_models
+from jaxcolor.image_size import hw
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -43,6 +44,11 @@ class Colorizer:
     @property
     def multiple(self) -> int:
         return int(self.config["inputs"]["size_multiple"])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the training images (config.json: an int if square, or [h, w])."""
+        return hw(self.config["inputs"]["image_size"])
 
     @property
     def takes_reference(self) -> bool:
@@ -244,18 +250,25 @@ def hint_channels_for(
     return hints_lib.make_hints(method, resize_short_side(image, min(model_hw)))
 
 
-def reference_image(path: str | pathlib.Path, size: int) -> np.ndarray:
-    """--reference -> uint8 (size, size, 3) RGB: the short side scaled to `size` (the training
-    image size) and the centre square, as validation references are made."""
+def reference_image(path: str | pathlib.Path, size: int | Sequence[int]) -> np.ndarray:
+    """--reference -> uint8 (h, w, 3) RGB at the training image size (an int or (h, w)): scaled
+    to cover (h, w) and centre-cropped, as validation makes the target's own view (for a
+    square size: the short side scaled to `size`, the centre square)."""
     image = read_image(path, "Reference image")
     if image.shape[-1] != 3:
         raise InputError(
             f"Reference image {path} is grayscale; the reference must be a colour (RGB) image."
         )
-    image = resize_short_side(image, size)
+    th, tw = hw(size)
     h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(image[top : top + size, left : left + size])
+    scale = max(th / h, tw / w)
+    if scale != 1:
+        nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        image = cv2.resize(image, (nw, nh), interpolation=interp)
+    h, w = image.shape[:2]
+    top, left = (h - th) // 2, (w - tw) // 2
+    return np.ascontiguousarray(image[top : top + th, left : left + tw])
 
 
 def _require_point_model(method: str) -> None:
@@ -396,7 +409,7 @@ def colorize_files(
     hint_files = [hints_for(path, hints) for path in sketches]  # fail before the slow part
     reference_u8 = None
     if reference is not None:
-        reference_u8 = reference_image(reference, int(model.config["inputs"]["image_size"]))
+        reference_u8 = reference_image(reference, model.image_size)
     for path, hint_file, dest in zip(sketches, hint_files, outputs, strict=True):
         image = read_image(path, "Sketch")
         sketch_u8 = resize_short_side(to_sketch(image), size)
