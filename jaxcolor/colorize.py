@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--reference",
         help="reference-guided models (configs/reference.py): a colour image whose colours the "
-        "result takes (any size; its centre square is used)",
+        "result takes (any size; scaled to cover the training image size and centre-cropped to it)",
     )
     parser.add_argument(
         "--size",

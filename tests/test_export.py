@@ -15,11 +15,13 @@ import pytest
 import torch
 from conftest import REPO, load_config
 from flax import nnx
+from PIL import Image
 from safetensors.torch import save_file
 from tensorboard.backend.event_processing import event_accumulator
 from torch import nn
 
 from jaxcolor import parallel
+from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import pipeline, sources
 from jaxcolor.data import sketch as sketch_lib
@@ -608,7 +610,7 @@ def test_colorize_bad_inputs_get_clear_messages(trained_run, tmp_path):
     _, sketch, hints = _write_inputs(tmp_path, "s", (32, 32))
     _, _, other_hints = _write_inputs(tmp_path / "other", "s", (40, 32))
     (tmp_path / "notes.png").write_text("not an image")
-    cv2.imwrite(str(tmp_path / "gray.png"), np.full((32, 32), 128, np.uint8))
+    cv2.imwrite(str(tmp_path / "dot.png"), np.full((5, 5), 128, np.uint8))
     out = str(tmp_path / "o.png")
 
     def fails(match, **kwargs):
@@ -618,13 +620,24 @@ def test_colorize_bad_inputs_get_clear_messages(trained_run, tmp_path):
 
     fails("Sketch .*missing.png does not exist", sketch=str(tmp_path / "missing.png"))
     fails("notes.png is not an image", sketch=str(tmp_path / "notes.png"))
+    fails("dot.png is not an image .*only 5x5 px", sketch=str(tmp_path / "dot.png"))
     fails("matches no image files", sketch=str(tmp_path / "*.jpg"))
     with pytest.raises(InputError, match="would overwrite the sketch"):
         inference.colorize_files(model, str(tmp_path / "s*.png"), str(tmp_path), hints=hints)
     fails("Hints image .*missing.png does not exist", hints=str(tmp_path / "missing.png"))
     fails("is 32x40 but sketch .* is 32x32; they must be the same size", hints=str(other_hints))
-    fails("gray.png has 1 channel .* must be a colour", hints=str(tmp_path / "gray.png"))
+    fails(
+        "Hints image .*notes.png is not an image colorize can use: not an image",
+        hints=str(tmp_path / "notes.png"),
+    )
     fails("takes colour hints .*pass --hints", hints=None)
+    # A grayscale hints file is used as its gray RGB, as training decodes a grayscale image.
+    cv2.imwrite(str(tmp_path / "gray.png"), np.full((32, 32), 128, np.uint8))
+    cv2.imwrite(str(tmp_path / "gray_rgb.png"), np.full((32, 32, 3), 128, np.uint8))
+    from_gray = inference.colorize_files(model, str(sketch), out, hints=str(tmp_path / "gray.png"))
+    expected = _read_rgb(from_gray[0])
+    inference.colorize_files(model, str(sketch), out, hints=str(tmp_path / "gray_rgb.png"))
+    np.testing.assert_array_equal(_read_rgb(out), expected)
     fails(
         "--hint-points needs a model trained with point hints",
         hints=None,
@@ -707,6 +720,15 @@ def test_colorize_builds_each_hint_kind_as_training_does(tiny_config, tmp_path, 
     got = _read_rgb(written)
     assert got.shape == (32, 48, 3)
     assert np.abs(got - _expected_rgb(nets, sketch, expected)).max() <= 1
+    if method != "palette":  # the same drawing on transparent paper (alpha 0 is white paper)
+        rgba = np.concatenate([drawing, np.full((32, 48, 1), 255, np.uint8)], axis=-1)
+        rgba[(drawing == 255).all(axis=-1)] = (0, 0, 0, 0)
+        transparent = tmp_path / "transparent.png"
+        cv2.imwrite(str(transparent), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+        (written,) = inference.colorize_files(
+            model, str(sketch), str(tmp_path / "t.png"), hints=transparent
+        )
+        np.testing.assert_array_equal(_read_rgb(written), got)
     if method == "palette":
         with pytest.raises(InputError, match="--hint-points needs a model trained with point"):
             inference.colorize_files(model, str(sketch), str(tmp_path), hint_points="1,2,#ffffff")
@@ -749,3 +771,57 @@ def test_colorize_scales_hint_points_with_size(tiny_config, tmp_path):
         model, str(sketch), str(tmp_path / "o.png"), hint_points="47,31,#010203", size=64
     )
     assert cv2.imread(str(written)).shape == (64, 96, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# colorize reads user images with the training decoder (jaxcolor.data.decode)
+
+
+def _colorize_one(model, sketch, out, **kwargs):
+    (written,) = inference.colorize_files(model, str(sketch), str(out), **kwargs)
+    return _read_rgb(written)
+
+
+def _write_pil(image: Image.Image, path: pathlib.Path, **save_kwargs) -> pathlib.Path:
+    image.save(path, **save_kwargs)
+    return path
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_colorize_applies_exif_orientation(tiny_config, tmp_path, orientation):
+    # A phone-style file: the pixels stored rotated, EXIF says how to show them upright.
+    config = _config(tiny_config, **ARCHS["instance"])  # data.hints = "none"
+    _export_random(config, tmp_path / "model")
+    model = inference.load(tmp_path / "model", "cpu")
+    _, upright, _ = _write_inputs(tmp_path, "upright", (32, 48))
+    stored = Image.open(upright).transpose(
+        Image.Transpose.ROTATE_90 if orientation == 6 else Image.Transpose.ROTATE_270
+    )
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    rotated = _write_pil(stored, tmp_path / "rotated.png", exif=exif)
+    assert stored.size == (32, 48)  # (width, height): stored on its side
+    np.testing.assert_array_equal(
+        decode_lib.decode(rotated.read_bytes()), decode_lib.decode(upright.read_bytes())
+    )
+
+    got = _colorize_one(model, rotated, tmp_path / "from_rotated.png")
+    assert got.shape == (32, 48, 3)  # the upright size, as training sees the file
+    np.testing.assert_array_equal(got, _colorize_one(model, upright, tmp_path / "o.png"))
+
+
+def test_colorize_decodes_cmyk_as_training_does(tiny_config, tmp_path):
+    config = _config(tiny_config, **ARCHS["instance"])  # data.hints = "none"
+    _export_random(config, tmp_path / "model")
+    model = inference.load(tmp_path / "model", "cpu")
+    color, _, _ = _write_inputs(tmp_path, "s", (32, 48))
+    cmyk = _write_pil(Image.fromarray(color).convert("CMYK"), tmp_path / "cmyk.jpg")
+    assert Image.open(cmyk).mode == "CMYK"
+    # What training makes of the file, stored losslessly as RGB (OpenCV's own CMYK conversion
+    # rounds differently, up to one level per channel).
+    trained_rgb = decode_lib.decode(cmyk.read_bytes())
+    rgb = tmp_path / "as_training.png"
+    cv2.imwrite(str(rgb), cv2.cvtColor(trained_rgb, cv2.COLOR_RGB2BGR))
+
+    got = _colorize_one(model, cmyk, tmp_path / "from_cmyk.png")
+    np.testing.assert_array_equal(got, _colorize_one(model, rgb, tmp_path / "o.png"))

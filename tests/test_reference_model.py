@@ -286,10 +286,8 @@ def test_average_pool_downsampling_matches_pix2pixhd():
     np.testing.assert_allclose(np.asarray(downsample(jnp.asarray(x))), expected, atol=1e-6)
 
 
-def test_colorize_with_a_reference_matches_jax(tmp_path):
-    config = small_config("none")
-    nets, state = _random_state(config)
-    model_dir = tmp_path / "export"
+def _export_generator(config, state, model_dir):
+    """The generator of `state` written as an export directory; returns its config.json."""
     model_dir.mkdir()
     arch = spec.architectures(config.to_dict())["generator"]
     tensors = convert.flax_to_torch("generator", arch, state.g.params, state.g.stats, step=1)
@@ -298,6 +296,25 @@ def test_colorize_with_a_reference_matches_jax(tmp_path):
         config.to_dict(), step=1, version="test", with_discriminator=False
     )
     (model_dir / spec.CONFIG_FILE).write_text(json.dumps(config_json))
+    return config_json
+
+
+def _jax_colorize(nets, state, sketch, reference):
+    """uint8 (H, W, 1) sketch + uint8 reference -> the JAX generator's uint8-scaled RGB."""
+    g = nnx.merge(nets.g_graph, state.g.params, state.g.stats)
+    y = g(
+        jnp.asarray(sketch[None], jnp.float32) / 127.5 - 1,
+        train=False,
+        reference=jnp.asarray(reference[None], jnp.float32) / 127.5 - 1,
+    )
+    return np.round((np.asarray(y[0]) + 1) * 127.5).astype(int)
+
+
+def test_colorize_with_a_reference_matches_jax(tmp_path):
+    config = small_config("none")
+    nets, state = _random_state(config)
+    model_dir = tmp_path / "export"
+    config_json = _export_generator(config, state, model_dir)
 
     rng = np.random.default_rng(0)
     sketch = rng.integers(0, 256, (32, 32, 1), np.uint8)
@@ -319,13 +336,7 @@ def test_colorize_with_a_reference_matches_jax(tmp_path):
 
     view = inference.reference_image(tmp_path / "ref.png", 32)
     assert view.shape == (32, 32, 3)
-    g = nnx.merge(nets.g_graph, state.g.params, state.g.stats)
-    y = g(
-        jnp.asarray(sketch[None], jnp.float32) / 127.5 - 1,
-        train=False,
-        reference=jnp.asarray(view[None], jnp.float32) / 127.5 - 1,
-    )
-    expected = np.round((np.asarray(y[0]) + 1) * 127.5).astype(int)
+    expected = _jax_colorize(nets, state, sketch, view)
     assert np.abs(got - expected).max() <= 1  # rounding at a .5 boundary at most
 
     written = exporter._traced_exports(model_dir, config_json, ("torchscript",))
@@ -334,3 +345,34 @@ def test_colorize_with_a_reference_matches_jax(tmp_path):
     x, r = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 3, 24, 24) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(traced(x, r), eager(x, r), rtol=0, atol=1e-5)
+
+
+def test_colorize_with_a_reference_for_a_non_square_model(tmp_path):
+    # config.json stores a (height, width) image_size as [h, w]; the reference is prepared at
+    # that size the way validation prepares the target's own view (cover it, centre crop).
+    config = small_config("none")
+    config.image_size = (32, 64)
+    config_checks.validate(config)
+    nets, state = _random_state(config)
+    config_json = _export_generator(config, state, tmp_path / "export")
+    assert config_json["inputs"]["image_size"] == [32, 64]
+
+    rng = np.random.default_rng(1)
+    sketch = rng.integers(0, 256, (32, 64, 1), np.uint8)
+    # 30x40: scaled by 1.6 to 48x64 to cover 32x64, then its centre rows.
+    reference = rng.integers(0, 256, (30, 40, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "sketch.png"), sketch)
+    cv2.imwrite(str(tmp_path / "ref.png"), cv2.cvtColor(reference, cv2.COLOR_RGB2BGR))
+    colorizer = inference.load(tmp_path / "export", "cpu")
+    (out,) = inference.colorize_files(
+        colorizer,
+        str(tmp_path / "sketch.png"),
+        str(tmp_path / "out.png"),
+        reference=str(tmp_path / "ref.png"),
+    )
+    got = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB).astype(int)
+    assert got.shape == (32, 64, 3)
+
+    view = inference.reference_image(tmp_path / "ref.png", (32, 64))
+    np.testing.assert_array_equal(view, pipeline._square_crop_resize(reference, (32, 64), None))
+    assert np.abs(got - _jax_colorize(nets, state, sketch, view)).max() <= 1

@@ -2,7 +2,8 @@
 
 The inputs are prepared exactly as in training (jaxcolor.training.step.model_inputs): the sketch
 as one grayscale channel, then the hint channels made by the same jaxcolor.data.hints function,
-all scaled from uint8 to [-1, 1]. Any size works: the image is padded to a multiple of
+all scaled from uint8 to [-1, 1]. Every image file (sketch, hints, reference) is decoded by
+training's decoder, jaxcolor.data.decode. Any size works: the image is padded to a multiple of
 2**num_downs and the output cropped back.
 """
 
@@ -19,9 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.errors import InputError
 from jaxcolor.export import torch_models
+from jaxcolor.image_size import hw
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -43,6 +46,11 @@ class Colorizer:
     @property
     def multiple(self) -> int:
         return int(self.config["inputs"]["size_multiple"])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the training images (config.json: an int if square, or [h, w])."""
+        return hw(self.config["inputs"]["image_size"])
 
     @property
     def takes_reference(self) -> bool:
@@ -113,39 +121,30 @@ def load(model_dir: str | pathlib.Path, device: str | None = None) -> Colorizer:
 
 
 def read_image(path: str | pathlib.Path, what: str) -> np.ndarray:
-    """Any image file -> uint8 (H, W, C) with C in {1, 3} (RGB); alpha composited on white."""
+    """Any image file -> uint8 RGB (H, W, 3), decoded by training's decoder (data.decode):
+    EXIF orientation applied, alpha composited on white, grayscale, palette, CMYK and 16-bit
+    converted, so colorize sees a file as training would have."""
     path = pathlib.Path(path)
     if not path.exists():
         raise InputError(f"{what} {path} does not exist.")
     if not path.is_file():
         raise InputError(f"{what} {path} is not a file.")
-    data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None or image.size == 0:
-        raise InputError(f"{what} {path} is not an image (or not in a format OpenCV reads).")
-    if image.dtype == np.uint16:
-        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise InputError(f"{what} {path} has pixel type {image.dtype}; use 8- or 16-bit images.")
-    if image.ndim == 2:
-        image = image[..., None]
-    channels = image.shape[-1]
-    if channels in (2, 4):  # transparent regions become white paper, as in training
-        alpha = image[..., -1:].astype(np.float32) / 255.0
-        color = image[..., :-1].astype(np.float32)
-        image = np.round(color * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
-        channels -= 1
-    if channels == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    elif channels != 1:
-        raise InputError(f"{what} {path} has {channels} channels; expected 1 to 4.")
-    return np.ascontiguousarray(image)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{what} {path} cannot be read: {e.strerror or e}.") from None
+    try:
+        return decode_lib.decode(data)
+    except decode_lib.BadImage as e:
+        raise InputError(
+            f"{what} {path} is not an image colorize can use: {e}; give a PNG, JPEG, WebP, BMP "
+            f"or TIFF image of at least {decode_lib.MIN_SIDE} px per side."
+        ) from None
 
 
 def to_sketch(image: np.ndarray) -> np.ndarray:
-    """Grayscale (H, W, 1) line art, as the training sketch (cv2's RGB -> gray weights)."""
-    if image.shape[-1] == 1:
-        return image
+    """RGB -> grayscale (H, W, 1) line art, as the training sketch (cv2's RGB -> gray weights;
+    a gray image stored as RGB keeps its values)."""
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
 
 
@@ -223,12 +222,8 @@ def hint_channels_for(
             f"This model takes colour hints (data.hints={method!r}): pass --hints IMAGE, "
             f"{HINTS_IMAGE[method]}{also}."
         )
+    # A grayscale file is used as its gray RGB, as training uses a grayscale colour image.
     image = read_image(hints_path, "Hints image")
-    if image.shape[-1] != 3:
-        raise InputError(
-            f"Hints image {hints_path} has 1 channel (grayscale); hints must be a colour (RGB) "
-            "image."
-        )
     if method == "palette":
         return hints_lib.render_palette(hints_lib.palette_colors(image), model_hw)
     if image.shape[:2] != original_hw:
@@ -244,18 +239,21 @@ def hint_channels_for(
     return hints_lib.make_hints(method, resize_short_side(image, min(model_hw)))
 
 
-def reference_image(path: str | pathlib.Path, size: int) -> np.ndarray:
-    """--reference -> uint8 (size, size, 3) RGB: the short side scaled to `size` (the training
-    image size) and the centre square, as validation references are made."""
-    image = read_image(path, "Reference image")
-    if image.shape[-1] != 3:
-        raise InputError(
-            f"Reference image {path} is grayscale; the reference must be a colour (RGB) image."
-        )
-    image = resize_short_side(image, size)
+def reference_image(path: str | pathlib.Path, size: int | Sequence[int]) -> np.ndarray:
+    """--reference -> uint8 (h, w, 3) RGB at the training image size (an int or (h, w)): scaled
+    to cover (h, w) and centre-cropped, as validation makes the target's own view (for a
+    square size: the short side scaled to `size`, the centre square)."""
+    image = read_image(path, "Reference image")  # grayscale: its gray RGB, as in training
+    th, tw = hw(size)
     h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(image[top : top + size, left : left + size])
+    scale = max(th / h, tw / w)
+    if scale != 1:
+        nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+        image = cv2.resize(image, (nw, nh), interpolation=interp)
+    h, w = image.shape[:2]
+    top, left = (h - th) // 2, (w - tw) // 2
+    return np.ascontiguousarray(image[top : top + th, left : left + tw])
 
 
 def _require_point_model(method: str) -> None:
@@ -396,7 +394,7 @@ def colorize_files(
     hint_files = [hints_for(path, hints) for path in sketches]  # fail before the slow part
     reference_u8 = None
     if reference is not None:
-        reference_u8 = reference_image(reference, int(model.config["inputs"]["image_size"]))
+        reference_u8 = reference_image(reference, model.image_size)
     for path, hint_file, dest in zip(sketches, hint_files, outputs, strict=True):
         image = read_image(path, "Sketch")
         sketch_u8 = resize_short_side(to_sketch(image), size)
