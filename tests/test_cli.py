@@ -1,0 +1,189 @@
+"""Entry points: a user's command-line mistake is one line and exit code 1, before anything is
+built; `bench` runs from a non-editable install in another directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from jaxcolor import bench
+
+TINY = str(REPO / "configs" / "tiny.py")
+NO_DEVICE_WORK = "compilation"  # logged once a step is being built: errors must come before
+
+
+def _train(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "jaxcolor.train", *args],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+TRAIN_MISTAKES = {
+    "mistyped key": (
+        ["--config.loss.l1_wieght=10"],
+        r"--config\.loss\.l1_wieght: config\.loss has no key 'l1_wieght'; did you mean "
+        r"--config\.loss\.l1_weight.*\(its keys: aux_weights, gan_mode, l1_weight, recon\)",
+    ),
+    "mistyped top-level key": (
+        ["--config.batchsize=4"],
+        r"--config\.batchsize: the config has no key 'batchsize'; did you mean "
+        r"--config\.batch_size",
+    ),
+    "mistyped section": (
+        ["--config.modle.generator.ngf=4"],
+        r"--config\.modle\.generator\.ngf: the config has no key 'modle'; did you mean "
+        r"--config\.model\?",
+    ),
+    "bad value": (
+        ["--config.batch_size=abc"],
+        r"flag --config\.batch_size=abc: invalid literal for int\(\) with base 10: 'abc'",
+    ),
+    "unknown generator": (
+        ["--config.model.generator.name=unett"],
+        r"model\.generator\.name='unett' is not a known generator; choose one of "
+        r"\['classic_unet', 'reference_unet', 'resunet', 'unet'\]",
+    ),
+    "unknown discriminator": (
+        ["--config.model.discriminator.name=patchgn"],
+        r"model\.discriminator\.name='patchgn' is not a known discriminator; choose one of "
+        r"\['multiscale_patchgan', 'patchgan'\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(TRAIN_MISTAKES))
+def test_train_mistake_is_one_line(mistake, tmp_path):
+    args, message = TRAIN_MISTAKES[mistake]
+    workdir = tmp_path / "run"
+    done = _train(f"--config={TINY}", *args, f"--workdir={workdir}", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("jaxcolor.train: error: "), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert re.search(message, lines[-1]), lines[-1]
+    assert NO_DEVICE_WORK not in done.stderr and not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("configs/nonexist.py", r"--config=configs/nonexist\.py: no such file; give a config"),
+        # configs/pod.py refuses to guess the chip count: its own words, without a traceback
+        (
+            str(REPO / "configs" / "pod.py"),
+            r"--config=\S+pod\.py: configs/pod\.py needs the number of chips",
+        ),
+    ],
+)
+def test_train_config_file_mistake_is_one_line(config, message, tmp_path):
+    done = _train(f"--config={config}", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert re.search(message, line), line
+    assert not (tmp_path / "runs").exists()  # no default workdir was made for it
+
+
+SMALL = [
+    "--config.image_size=32",
+    "--config.batch_size=8",
+    "--config.model.generator.num_downs=5",
+    "--config.model.generator.ngf=8",
+    "--config.model.discriminator.ndf=8",
+    "--config.model.discriminator.n_layers=2",
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config.loss.l1_wieght=10"], "did you mean --config.loss.l1_weight"),
+        (["--config.batch_size=abc"], "flag --config.batch_size=abc: invalid literal"),
+        (["--config.model.generator.name=unett"], "model.generator.name='unett' is not a known"),
+        (["--workers", "0"], "unexpected arguments ['--workers', '0']"),  # not for `train`
+    ],
+)
+def test_bench_mistake_is_one_line(args, message):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["train", "--config", TINY, *args])
+    text = str(exit_.value.code)
+    assert text.startswith("jaxcolor.bench: error: ") and message in text and "\n" not in text
+
+
+def test_bench_runs_from_a_non_editable_install_in_another_directory(tmp_path):
+    """`pip install .` (not -e), run elsewhere: bench compare finds its PyTorch step in the
+    package; without --config it says where the configs are."""
+    pytest.importorskip("torch")
+    src, site, elsewhere = tmp_path / "src", tmp_path / "site", tmp_path / "elsewhere"
+    # A copy of what a release holds, so the build leaves nothing in the checkout.
+    shutil.copytree(REPO / "jaxcolor", src / "jaxcolor", ignore=shutil.ignore_patterns("__py*"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    elsewhere.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(site))
+
+    def run_bench(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "jaxcolor.bench", *args],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    where = subprocess.run(
+        [sys.executable, "-c", "import jaxcolor; print(jaxcolor.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert where.stdout.strip().startswith(str(site)), where.stdout  # the installed copy
+
+    no_config = run_bench("train", "--steps", "1")
+    assert no_config.returncode == 1 and "Traceback" not in no_config.stderr
+    assert "no --config given and there is no configs/default.py here" in no_config.stderr
+
+    done = run_bench(
+        "compare",
+        "--config",
+        TINY,
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--torch-variants",
+        "eager_fp32",
+        *SMALL,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '"jax_over_best_torch"' in done.stdout

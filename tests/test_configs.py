@@ -1,0 +1,101 @@
+"""Every config in configs/ trains as shipped, with each hint method and Grain worker processes.
+
+Each run is a few steps at the smallest size the config's networks accept, with
+data.num_workers=2: every accelerator config reads through worker processes, and what crosses
+their boundary differs by hint method (hints="none" once crashed there). Every config x hint
+pair is validated; the pairs that train (each about 5-30 s on 2 cores, mostly compilation) are
+- every config as shipped and with hints="none" (automatic colorization);
+- every hint method on tiny.py, and one hinted run of the reference model (its default is none).
+Together with tests/test_sketch_hints.py (every hint method's batches through 2 workers), this
+covers each config, each hint method and each input layout (0, 3, 4, 12 hint channels) through
+workers; the remaining pairs differ from a trained one only in which layout a network reads.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from conftest import REPO, load_config
+
+from jaxcolor.data.hints import HINT_CHANNELS
+from jaxcolor.errors import ConfigError
+from jaxcolor.training import config_checks
+from jaxcolor.training.loop import train_and_evaluate
+
+CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py"))
+# Configs that take an argument (--config=configs/pod.py:8): the one a user passes first.
+CONFIG_ARGS = {"pod": ("8",)}
+HINTS = sorted(HINT_CHANNELS)
+STEPS = 2
+
+
+def small(name: str, hints: str):
+    """configs/<name>.py with data.hints=`hints`, shrunk to seconds on CPU: narrow networks at
+    32 px (a pair keeps its aspect: 32x48), or the smallest size a multi-scale D accepts."""
+    c = load_config(name, *CONFIG_ARGS.get(name, ()))
+    g, d = c.model.generator, c.model.discriminator
+    c.data.hints = hints
+    c.data.num_workers = 2
+    c.data.prefetch = 1
+    c.data.num_synthetic = 32
+    c.batch_size = c.eval_batch_size = 8
+    c.num_steps = c.log_every = c.eval_every = c.checkpoint_every = STEPS
+    c.eval_split_every = 0  # the split evaluator reads in-process (tests/test_evaluation.py)
+    g.ngf, d.ndf, d.n_layers = 8, 8, 1
+    g.num_downs = 3
+    if "style_width" in g:
+        g.style_width, g.style_dim = 8, 16
+    side = 32
+    if c.loss.gan_mode != "none" and d.get("num_scales", 1) > 1:
+        # Each coarser scale halves the image; the coarsest still needs a whole PatchGAN.
+        side = max(side, 2 ** (d.num_scales - 1) * 2**d.n_layers * 4)
+    c.image_size = (side, side * 3 // 2) if isinstance(c.image_size, tuple | list) else side
+    if c.model.image_pool.size:
+        c.model.image_pool.size = 4
+    return c
+
+
+PAIRS = [(name, hints) for name in CONFIGS for hints in HINTS]
+
+
+def _trained_pairs() -> list[tuple[str, str]]:
+    pairs = {("tiny", hints) for hints in HINTS} | {("reference", "points")}
+    for name in CONFIGS:
+        shipped = load_config(name, *CONFIG_ARGS.get(name, ())).data.hints
+        pairs |= {(name, shipped), (name, "none")}
+    return sorted(pairs)
+
+
+TRAINED = _trained_pairs()
+
+
+def test_the_trained_pairs_cover_every_config_and_hint_method():
+    assert {name for name, _ in TRAINED} == set(CONFIGS) and len(CONFIGS) >= 7, CONFIGS
+    assert {hints for _, hints in TRAINED} == set(HINTS)
+
+
+def _sketch_task_refuses(c) -> bool:
+    return c.get("task", "colorize") == "sketch" and c.data.hints != "none"
+
+
+@pytest.mark.parametrize(("name", "hints"), PAIRS, ids=[f"{n}-{h}" for n, h in PAIRS])
+def test_every_config_and_hint_method_is_valid_or_refused_up_front(name, hints):
+    c = small(name, hints)
+    if _sketch_task_refuses(c):
+        # The sketch extractor reads the colour image alone: a hint method is refused, naming
+        # the key.
+        with pytest.raises(ConfigError, match="data.hints='none'"):
+            config_checks.validate(c)
+    else:
+        config_checks.validate(c)
+
+
+@pytest.mark.parametrize(("name", "hints"), TRAINED, ids=[f"{n}-{h}" for n, h in TRAINED])
+def test_config_trains_with_hint_method_and_workers(name, hints, tmp_path):
+    c = small(name, hints)
+    state = train_and_evaluate(c, str(tmp_path))
+    assert int(state.step) == STEPS
+    nets = [state.g] + ([state.d] if state.d is not None else [])
+    params = jax.tree.leaves([net.params for net in nets])
+    assert params and all(np.isfinite(np.asarray(p)).all() for p in params)
