@@ -34,7 +34,9 @@ def parse_config_flags(
         return rest
     except flags.Error as e:  # a bad value, an unknown flag, a config that raised
         sys.exit(f"{prog}: error: {_one_line(e, path)}")
-    except (AttributeError, KeyError):
+    except (AttributeError, KeyError):  # ml_collections' error for an override's missing key
+        if path is None:
+            raise
         message = unknown_override(flag_values[CONFIG].parser.parse(path), argv)
         if message is None:
             raise
