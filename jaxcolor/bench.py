@@ -48,10 +48,8 @@ def default_config() -> str:
 
 
 def load_config(path: str, overrides: list[str]):
-    """configs/*.py plus `--config.key=value` overrides, parsed and validated as
-    jaxcolor.train does: a mistake exits with one line."""
-    from jaxcolor.training import config_checks
-
+    """configs/*.py plus `--config.key=value` overrides, parsed as jaxcolor.train does: a
+    command-line mistake exits with one line."""
     bad = [a for a in overrides if not a.startswith("--config.")]
     if bad:
         sys.exit(
@@ -64,7 +62,6 @@ def load_config(path: str, overrides: list[str]):
         "config", path, flag_values=values, lock_config=True, sys_argv=argv
     )
     cli.parse_config_flags(PROG, argv, values)
-    config_checks.validate(values.config)
     return values.config
 
 
@@ -237,10 +234,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from jaxcolor.errors import JaxcolorError
+    from jaxcolor.training import config_checks
 
     args, overrides = parser().parse_known_args(argv)
+    config = load_config(args.config or default_config(), overrides)
     try:
-        config = load_config(args.config or default_config(), overrides)
+        config_checks.validate(config)  # as jaxcolor.train: before anything is built
         result = SUBCOMMANDS[args.command][2](args, config)
     except JaxcolorError as e:  # a config or data mistake: the message says what to change
         sys.exit(f"{PROG}: error: {e}")
