@@ -234,12 +234,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from jaxcolor.errors import JaxcolorError
-    from jaxcolor.training import config_checks
 
     args, overrides = parser().parse_known_args(argv)
     config = load_config(args.config or default_config(), overrides)
     try:
-        config_checks.validate(config)  # as jaxcolor.train: before anything is built
         result = SUBCOMMANDS[args.command][2](args, config)
     except JaxcolorError as e:  # a config or data mistake: the message says what to change
         sys.exit(f"{PROG}: error: {e}")

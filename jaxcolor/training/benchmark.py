@@ -32,6 +32,7 @@ from jaxcolor.models import takes_reference
 from jaxcolor.models.layers import resolve_upsample_impl
 from jaxcolor.models.reference import code_index, fused_levels, style_widths
 from jaxcolor.models.unet import level_widths
+from jaxcolor.training import config_checks
 from jaxcolor.training.step import create_train_state, jit_train_step
 
 # Peak dense bf16 FLOP/s per device, by a lower-case substring of `device.device_kind`; the
@@ -257,6 +258,7 @@ class _Setup:
     """Mesh, train state and the compiled step of `config`, with compile time and FLOPs."""
 
     def __init__(self, config: ml_collections.ConfigDict):
+        config_checks.validate(config)  # as train_and_evaluate: before anything is built
         self.mesh = parallel.create_mesh(config.mesh.data)
         parallel.check_batch_size(config.batch_size, self.mesh)
         self.sharding = parallel.batch_sharding(self.mesh)
