@@ -1,7 +1,7 @@
 """Throughput of the jitted GAN step: step time, images/s, model FLOPs, MFU, peak memory.
 
 `python -m jaxcolor.bench` is the command line; these functions return plain dicts (JSON-ready)
-so the figures can be compared across runs and against `benchmarks/torch_reference.py`.
+so the figures can be compared across runs and against `jaxcolor/torch_bench.py` (PyTorch).
 
 FLOPs are counted two ways and both are reported:
 - `xla`: the compiled step's own count (`Compiled.cost_analysis()["flops"]`, per device, times
