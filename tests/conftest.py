@@ -13,6 +13,16 @@ import pathlib  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# `--config.*` overrides that shrink configs/tiny.py to 32 px for bench runs in tests.
+SMALL_OVERRIDES = [
+    "--config.image_size=32",
+    "--config.batch_size=8",
+    "--config.model.generator.num_downs=5",
+    "--config.model.generator.ngf=8",
+    "--config.model.discriminator.ndf=8",
+    "--config.model.discriminator.n_layers=2",
+    "--config.data.num_synthetic=64",
+]
 
 
 def load_config(name: str, *args: str):

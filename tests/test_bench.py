@@ -4,19 +4,11 @@ import json
 
 import pytest
 from conftest import REPO
+from conftest import SMALL_OVERRIDES as SMALL
 
 from jaxcolor import bench
 from jaxcolor.training import benchmark
 
-SMALL = [
-    "--config.image_size=32",
-    "--config.batch_size=8",
-    "--config.model.generator.num_downs=5",
-    "--config.model.generator.ngf=8",
-    "--config.model.discriminator.ndf=8",
-    "--config.model.discriminator.n_layers=2",
-    "--config.data.num_synthetic=64",
-]
 TINY = str(REPO / "configs" / "tiny.py")
 
 

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from conftest import REPO
+from conftest import SMALL_OVERRIDES as SMALL
 
 from jaxcolor import bench
 
@@ -92,16 +93,6 @@ def test_train_config_file_mistake_is_one_line(config, message, tmp_path):
     (line,) = done.stderr.strip().splitlines()
     assert re.search(message, line), line
     assert not (tmp_path / "runs").exists()  # no default workdir was made for it
-
-
-SMALL = [
-    "--config.image_size=32",
-    "--config.batch_size=8",
-    "--config.model.generator.num_downs=5",
-    "--config.model.generator.ngf=8",
-    "--config.model.discriminator.ndf=8",
-    "--config.model.discriminator.n_layers=2",
-]
 
 
 @pytest.mark.parametrize(
