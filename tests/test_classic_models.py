@@ -15,8 +15,8 @@ from flax import nnx
 from torch import nn
 
 from jaxcolor import bench, parallel
+from jaxcolor.data import crop, pipeline
 from jaxcolor.data import hints as hints_lib
-from jaxcolor.data import pipeline
 from jaxcolor.errors import ConfigError, InputError
 from jaxcolor.export import convert, exporter, inference, spec, torch_models
 from jaxcolor.image_size import hw, image_hw
@@ -291,13 +291,11 @@ def test_crop_resize_covers_the_crop_for_any_aspect_ratio():
         image = rng.integers(0, 256, shape, dtype=np.uint8)
         for size in ((32, 48), (48, 32), 40):
             for r in (None, np.random.default_rng(1)):
-                out = pipeline._square_crop_resize(image, size, r)
+                out = crop.crop_resize(image, size, r)
                 assert out.shape == (*hw(size), shape[2])
     # Evaluation: the centre crop of an image already scaled to cover exactly (no margin).
     image = np.arange(64 * 96 * 3, dtype=np.uint8).reshape(64, 96, 3)
-    np.testing.assert_array_equal(
-        pipeline._square_crop_resize(image, (64, 48), None), image[:, 24:72]
-    )
+    np.testing.assert_array_equal(crop.crop_resize(image, (64, 48), None), image[:, 24:72])
 
 
 def test_pipeline_batches_and_the_grid_are_height_by_width(tiny_config, tmp_path):

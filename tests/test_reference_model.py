@@ -12,7 +12,7 @@ from conftest import REPO, load_config
 from flax import nnx
 
 from jaxcolor import parallel
-from jaxcolor.data import pipeline
+from jaxcolor.data import crop, pipeline
 from jaxcolor.errors import ConfigError, InputError
 from jaxcolor.export import convert, exporter, inference, spec, torch_models
 from jaxcolor.models import build_discriminator, build_generator, count_params
@@ -374,5 +374,5 @@ def test_colorize_with_a_reference_for_a_non_square_model(tmp_path):
     assert got.shape == (32, 64, 3)
 
     view = inference.reference_image(tmp_path / "ref.png", (32, 64))
-    np.testing.assert_array_equal(view, pipeline._square_crop_resize(reference, (32, 64), None))
+    np.testing.assert_array_equal(view, crop.crop_resize(reference, (32, 64), None))
     assert np.abs(got - _jax_colorize(nets, state, sketch, view)).max() <= 1

@@ -16,6 +16,7 @@ from jaxcolor import parallel
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data import sources
+from jaxcolor.data.crop import CROP_MARGIN, crop_resize
 from jaxcolor.errors import ConfigError
 from jaxcolor.image_size import hw, image_hw
 from jaxcolor.models import takes_reference
@@ -25,8 +26,6 @@ FOLDER = "folder:"
 TFDS = "tfds:"
 # Validation split names tried in order for TFDS datasets.
 TFDS_VAL_SPLITS = ("validation", "val", "test")
-# pix2pix resizes to 286 and random-crops 256: the same 1.117 ratio at any size.
-CROP_MARGIN = 286 / 256
 # Training references (reference-guided models): a crop of 60-90 % of the short side, so even
 # an image already at image_size is zoomed, never the target's own framing.
 REFERENCE_CROP = (0.6, 0.9)
@@ -145,36 +144,6 @@ def make_sources(config: ml_collections.ConfigDict):
     return train, val
 
 
-def _square_crop_resize(image: np.ndarray, size, rng: np.random.Generator | None):
-    """Resize to cover the crop (with pix2pix's crop margin when training), crop size (h, w).
-
-    `size` is an int (square) or (height, width). The scale makes the image cover
-    round(side * CROP_MARGIN) on both axes when training (random crop), exactly the crop's
-    sides in evaluation (centre crop); for a square crop that is "resize the short side".
-    """
-    th, tw = hw(size)
-    h, w = image.shape[:2]
-    if rng is not None:
-        scale = max(round(th * CROP_MARGIN) / h, round(tw * CROP_MARGIN) / w)
-    else:
-        scale = max(th / h, tw / w)
-    nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
-    # INTER_AREA at a fractional ratio costs ~6x INTER_LINEAR (3.3 vs 0.5 ms at 512 -> 286 px);
-    # down to half size bilinear barely aliases, and JPEGs arrive pre-reduced to that range.
-    if scale < 0.5:
-        interp = cv2.INTER_AREA
-    else:
-        interp = cv2.INTER_LINEAR if scale < 1 else cv2.INTER_CUBIC
-    image = cv2.resize(image, (nw, nh), interpolation=interp)
-    if image.ndim == 2:  # cv2 drops a single channel
-        image = image[..., None]
-    if rng is None:  # evaluation: centre crop
-        y, x = (nh - th) // 2, (nw - tw) // 2
-    else:
-        y, x = int(rng.integers(0, nh - th + 1)), int(rng.integers(0, nw - tw + 1))
-    return image[y : y + th, x : x + tw]
-
-
 @dataclasses.dataclass(frozen=True)
 class MakeExample(grain.transforms.RandomMap):
     """Image (array, or DecodedSource element) -> {color, sketch, hints, skipped} uint8/int32."""
@@ -202,7 +171,7 @@ class MakeExample(grain.transforms.RandomMap):
         if use_real:  # crop and flip the colour image and its sketch together
             color = np.concatenate([color, real_sketch], axis=-1)
         if color.shape[:2] != hw(self.image_size):
-            color = _square_crop_resize(color, self.image_size, rng if self.train else None)
+            color = crop_resize(color, self.image_size, rng if self.train else None)
         if self.train and self.random_flip and rng.random() < 0.5:
             color = color[:, ::-1]
         if use_real:

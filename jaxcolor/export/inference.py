@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
+from jaxcolor.data.crop import crop_resize
 from jaxcolor.errors import InputError
 from jaxcolor.export import torch_models
 from jaxcolor.image_size import hw
@@ -240,20 +241,11 @@ def hint_channels_for(
 
 
 def reference_image(path: str | pathlib.Path, size: int | Sequence[int]) -> np.ndarray:
-    """--reference -> uint8 (h, w, 3) RGB at the training image size (an int or (h, w)): scaled
-    to cover (h, w) and centre-cropped, as validation makes the target's own view (for a
-    square size: the short side scaled to `size`, the centre square)."""
+    """--reference -> uint8 (h, w, 3) RGB at the training image size (an int or (h, w)):
+    scaled to cover it and centre-cropped by `crop_resize`, as validation makes the target's
+    own view."""
     image = read_image(path, "Reference image")  # grayscale: its gray RGB, as in training
-    th, tw = hw(size)
-    h, w = image.shape[:2]
-    scale = max(th / h, tw / w)
-    if scale != 1:
-        nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-        image = cv2.resize(image, (nw, nh), interpolation=interp)
-    h, w = image.shape[:2]
-    top, left = (h - th) // 2, (w - tw) // 2
-    return np.ascontiguousarray(image[top : top + th, left : left + tw])
+    return np.ascontiguousarray(crop_resize(image, size, None))
 
 
 def _require_point_model(method: str) -> None:
