@@ -310,6 +310,20 @@ def _jax_colorize(nets, state, sketch, reference):
     return np.round((np.asarray(y[0]) + 1) * 127.5).astype(int)
 
 
+def _colorize_files(tmp_path, colorizer, sketch, reference) -> np.ndarray:
+    """Writes the sketch and the reference as PNGs, colorizes them as the CLI does, returns the
+    result read back as int RGB."""
+    cv2.imwrite(str(tmp_path / "sketch.png"), sketch)
+    cv2.imwrite(str(tmp_path / "ref.png"), cv2.cvtColor(reference, cv2.COLOR_RGB2BGR))
+    (out,) = inference.colorize_files(
+        colorizer,
+        str(tmp_path / "sketch.png"),
+        str(tmp_path / "out.png"),
+        reference=str(tmp_path / "ref.png"),
+    )
+    return cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB).astype(int)
+
+
 def test_colorize_with_a_reference_matches_jax(tmp_path):
     config = small_config("none")
     nets, state = _random_state(config)
@@ -320,19 +334,11 @@ def test_colorize_with_a_reference_matches_jax(tmp_path):
     sketch = rng.integers(0, 256, (32, 32, 1), np.uint8)
     # A 48x40 reference: colorize scales its short side to image_size and takes the centre.
     reference = rng.integers(0, 256, (48, 40, 3), np.uint8)
-    cv2.imwrite(str(tmp_path / "sketch.png"), sketch)
-    cv2.imwrite(str(tmp_path / "ref.png"), cv2.cvtColor(reference, cv2.COLOR_RGB2BGR))
     colorizer = inference.load(model_dir, "cpu")
     assert colorizer.takes_reference
+    got = _colorize_files(tmp_path, colorizer, sketch, reference)
     with pytest.raises(InputError, match="pass --reference IMAGE"):
         inference.colorize_files(colorizer, str(tmp_path / "sketch.png"), str(tmp_path / "o.png"))
-    (out,) = inference.colorize_files(
-        colorizer,
-        str(tmp_path / "sketch.png"),
-        str(tmp_path / "out.png"),
-        reference=str(tmp_path / "ref.png"),
-    )
-    got = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB).astype(int)
 
     view = inference.reference_image(tmp_path / "ref.png", 32)
     assert view.shape == (32, 32, 3)
@@ -361,16 +367,7 @@ def test_colorize_with_a_reference_for_a_non_square_model(tmp_path):
     sketch = rng.integers(0, 256, (32, 64, 1), np.uint8)
     # 30x40: scaled by 1.6 to 48x64 to cover 32x64, then its centre rows.
     reference = rng.integers(0, 256, (30, 40, 3), np.uint8)
-    cv2.imwrite(str(tmp_path / "sketch.png"), sketch)
-    cv2.imwrite(str(tmp_path / "ref.png"), cv2.cvtColor(reference, cv2.COLOR_RGB2BGR))
-    colorizer = inference.load(tmp_path / "export", "cpu")
-    (out,) = inference.colorize_files(
-        colorizer,
-        str(tmp_path / "sketch.png"),
-        str(tmp_path / "out.png"),
-        reference=str(tmp_path / "ref.png"),
-    )
-    got = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB).astype(int)
+    got = _colorize_files(tmp_path, inference.load(tmp_path / "export", "cpu"), sketch, reference)
     assert got.shape == (32, 64, 3)
 
     view = inference.reference_image(tmp_path / "ref.png", (32, 64))
