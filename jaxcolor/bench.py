@@ -114,7 +114,7 @@ def torch_reference():
 def _compare(args, config) -> dict[str, Any]:
     import jax
 
-    from jaxcolor.image_size import image_hw
+    from jaxcolor.core.image_size import image_hw
     from jaxcolor.training import benchmark
 
     if config.model.generator.name != "unet" or config.loss.gan_mode == "none":
@@ -180,8 +180,8 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 
 def _data(args, config) -> dict[str, Any]:
+    from jaxcolor.core.image_size import to_json
     from jaxcolor.data import throughput
-    from jaxcolor.image_size import to_json
 
     with config.unlocked():
         config.batch_size = args.batch_size
@@ -233,7 +233,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from jaxcolor.errors import JaxcolorError
+    from jaxcolor.core.errors import JaxcolorError
 
     args, overrides = parser().parse_known_args(argv)
     config = load_config(args.config or default_config(), overrides)

@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 import jaxcolor
-from jaxcolor.errors import CheckpointMismatchError, WorkdirError
+from jaxcolor.core.errors import CheckpointMismatchError, WorkdirError
 from jaxcolor.training.step import TrainState
 
 STATE, DATA, METADATA = "state", "data", "metadata"

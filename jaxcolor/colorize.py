@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from jaxcolor.errors import JaxcolorError
+    from jaxcolor.core.errors import JaxcolorError
 
     try:
         from jaxcolor.export import inference

@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # Imported after parsing so that --help answers at once.
-    from jaxcolor.errors import JaxcolorError
+    from jaxcolor.core.errors import JaxcolorError
     from jaxcolor.evaluation.evaluator import evaluate_checkpoint
 
     try:

@@ -14,7 +14,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxcolor.errors import ConfigError
+from jaxcolor.core.errors import ConfigError
 
 DATA_AXIS = "data"
 # GCE metadata: one comma-separated entry per worker (host) of this TPU slice.

@@ -46,8 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # Imported after parsing so that --help answers at once.
+    from jaxcolor.core.errors import JaxcolorError
     from jaxcolor.data.tfds_builder import prepare
-    from jaxcolor.errors import JaxcolorError
 
     try:
         summary = prepare(

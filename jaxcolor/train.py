@@ -73,7 +73,7 @@ def main(argv: list[str]) -> None:
     import jax
 
     from jaxcolor import parallel
-    from jaxcolor.errors import ConfigError, JaxcolorError
+    from jaxcolor.core.errors import ConfigError, JaxcolorError
     from jaxcolor.training.loop import train_and_evaluate
 
     if not _LIBRARY_LOGS.value:

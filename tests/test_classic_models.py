@@ -15,11 +15,11 @@ from flax import nnx
 from torch import nn
 
 from jaxcolor import bench, parallel
+from jaxcolor.core.errors import ConfigError, InputError
+from jaxcolor.core.image_size import hw, image_hw
 from jaxcolor.data import crop, pipeline
 from jaxcolor.data import hints as hints_lib
-from jaxcolor.errors import ConfigError, InputError
 from jaxcolor.export import convert, exporter, inference, spec, torch_models
-from jaxcolor.image_size import hw, image_hw
 from jaxcolor.models import build_generator, count_params
 from jaxcolor.models.classic_unet import UpConv2x2
 from jaxcolor.training import benchmark, config_checks, sketcher

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 
+from jaxcolor.core.errors import ConfigError
 from jaxcolor.data.hints import HINT_CHANNELS
-from jaxcolor.errors import ConfigError
 from jaxcolor.training import config_checks
 from jaxcolor.training.loop import train_and_evaluate
 

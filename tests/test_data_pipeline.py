@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from bad_images import EXPECTED, write_bad_folder
 
+from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import decode, pipeline, sources
 from jaxcolor.data.tfds_builder import REPORT, prepare
-from jaxcolor.errors import ConfigError
 
 # --- decode: every kind of file ---------------------------------------------------------------
 

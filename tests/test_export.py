@@ -21,11 +21,11 @@ from tensorboard.backend.event_processing import event_accumulator
 from torch import nn
 
 from jaxcolor import parallel
+from jaxcolor.core.errors import ConfigError, ExportError, InputError
 from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import pipeline, sources
 from jaxcolor.data import sketch as sketch_lib
-from jaxcolor.errors import ConfigError, ExportError, InputError
 from jaxcolor.export import convert, exporter, inference, spec, torch_models
 from jaxcolor.export.__main__ import main as export_main
 from jaxcolor.models import build_discriminator, build_generator

@@ -16,7 +16,7 @@ from conftest import REPO
 from tensorboard.backend.event_processing import event_accumulator
 
 from jaxcolor import checkpoint, parallel
-from jaxcolor.errors import CheckpointMismatchError, NonFiniteError, WorkdirError
+from jaxcolor.core.errors import CheckpointMismatchError, NonFiniteError, WorkdirError
 from jaxcolor.training import loop
 from jaxcolor.training.loop import train_and_evaluate
 

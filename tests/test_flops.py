@@ -7,8 +7,8 @@ import pytest
 from conftest import REPO, load_config
 from flax import nnx
 
+from jaxcolor.core.image_size import image_hw
 from jaxcolor.data import pipeline
-from jaxcolor.image_size import image_hw
 from jaxcolor.models import build_discriminator, build_generator, takes_reference
 from jaxcolor.training import benchmark, config_checks
 

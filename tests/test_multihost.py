@@ -211,7 +211,7 @@ def test_process_rows_concatenate_to_the_one_process_stream():
 
 
 def test_distributed_flags_must_come_together():
-    from jaxcolor.errors import ConfigError
+    from jaxcolor.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="needs all three"):
         parallel.initialize_distributed("localhost:1234", 0, -1)

@@ -12,8 +12,8 @@ from conftest import REPO, load_config
 from flax import nnx
 
 from jaxcolor import parallel
+from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.data import crop, pipeline
-from jaxcolor.errors import ConfigError, InputError
 from jaxcolor.export import convert, exporter, inference, spec, torch_models
 from jaxcolor.models import build_discriminator, build_generator, count_params
 from jaxcolor.models.reference import downsample

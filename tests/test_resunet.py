@@ -20,7 +20,7 @@ from test_export import (
 )
 
 from jaxcolor import parallel
-from jaxcolor.errors import ConfigError
+from jaxcolor.core.errors import ConfigError
 from jaxcolor.export import spec
 from jaxcolor.models import build_discriminator, build_generator, count_params
 from jaxcolor.models.resunet import AttentionGate, ResUNetGenerator

@@ -4,10 +4,10 @@ import cv2
 import numpy as np
 import pytest
 
+from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import hints as H
 from jaxcolor.data import sketch as S
 from jaxcolor.data.sources import SyntheticCartoonSource
-from jaxcolor.errors import ConfigError
 
 
 def _cartoon(size=64, seed=0):

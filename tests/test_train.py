@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 from tensorboard.backend.event_processing import event_accumulator
 
-from jaxcolor.errors import ConfigError
+from jaxcolor.core.errors import ConfigError
 from jaxcolor.training.loop import train_and_evaluate
 
 

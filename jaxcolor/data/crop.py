@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from jaxcolor.image_size import hw
+from jaxcolor.core.image_size import hw
 
 # pix2pix resizes to 286 and random-crops 256: the same 1.117 ratio at any size.
 CROP_MARGIN = 286 / 256

@@ -13,12 +13,12 @@ import numpy as np
 from absl import flags, logging
 
 from jaxcolor import parallel
+from jaxcolor.core.errors import ConfigError
+from jaxcolor.core.image_size import hw, image_hw
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data import sources
 from jaxcolor.data.crop import CROP_MARGIN, crop_resize
-from jaxcolor.errors import ConfigError
-from jaxcolor.image_size import hw, image_hw
 from jaxcolor.models import takes_reference
 
 SYNTHETIC = "synthetic"

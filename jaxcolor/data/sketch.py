@@ -20,7 +20,7 @@ import functools
 import cv2
 import numpy as np
 
-from jaxcolor.errors import ConfigError
+from jaxcolor.core.errors import ConfigError
 
 # Sigma is tuned at this resolution and scales with min(H, W) so lines keep the same width
 # relative to the picture at any training size.

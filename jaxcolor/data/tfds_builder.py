@@ -24,9 +24,9 @@ import tqdm
 from etils import epath
 from PIL import Image
 
+from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.data import decode
 from jaxcolor.data.sources import DEFAULT_EXTENSIONS, ImageFolderSource
-from jaxcolor.errors import ConfigError, InputError
 
 VERSION = "1.0.0"
 JPEG_QUALITY = 95

@@ -17,8 +17,8 @@ import cv2
 import ml_collections
 import psutil
 
+from jaxcolor.core.image_size import describe
 from jaxcolor.data import pipeline, sources
-from jaxcolor.image_size import describe
 
 
 @dataclasses.dataclass(frozen=True)

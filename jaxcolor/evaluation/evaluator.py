@@ -26,8 +26,8 @@ from etils import epath
 from jax.sharding import Mesh
 
 from jaxcolor import parallel, summary
+from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import pipeline
-from jaxcolor.errors import ConfigError
 from jaxcolor.evaluation import fid as fid_lib
 from jaxcolor.evaluation import metrics
 from jaxcolor.training import step as step_lib

@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from scipy import linalg
 
-from jaxcolor.errors import JaxcolorError
+from jaxcolor.core.errors import JaxcolorError
 from jaxcolor.evaluation.inception import FEATURE_DIM, FIDInceptionV3, load_fid_inception
 
 # Below this many images per set the 2048x2048 covariance cannot have full rank.

@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # Imported after parsing so that --help answers at once (JAX and Orbax take seconds).
-    from jaxcolor.errors import JaxcolorError
+    from jaxcolor.core.errors import JaxcolorError
     from jaxcolor.export.exporter import export
 
     try:

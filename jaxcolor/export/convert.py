@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from jaxcolor.errors import ConfigError, ExportError
+from jaxcolor.core.errors import ConfigError, ExportError
 from jaxcolor.export import spec
 
 Tree = dict[Any, Any]

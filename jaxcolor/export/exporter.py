@@ -18,8 +18,8 @@ from etils import epath
 
 import jaxcolor
 from jaxcolor import checkpoint, parallel
+from jaxcolor.core.errors import ExportError
 from jaxcolor.data.sketch import is_model_sketch
-from jaxcolor.errors import ExportError
 from jaxcolor.export import FORMATS, convert, spec
 from jaxcolor.training.step import TrainState, create_train_state
 

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jaxcolor.core.errors import InputError
+from jaxcolor.core.image_size import hw
 from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data.crop import crop_resize
-from jaxcolor.errors import InputError
 from jaxcolor.export import torch_models
-from jaxcolor.image_size import hw
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _GLOB_CHARS = re.compile(r"[*?\[]")

@@ -14,9 +14,9 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+from jaxcolor.core.errors import ExportError
+from jaxcolor.core.image_size import image_hw, to_json
 from jaxcolor.data.hints import HINT_CHANNELS
-from jaxcolor.errors import ExportError
-from jaxcolor.image_size import image_hw, to_json
 
 FORMAT = "jaxcolor-export"
 FORMAT_VERSION = 1

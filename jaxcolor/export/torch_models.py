@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from jaxcolor.errors import ExportError
+from jaxcolor.core.errors import ExportError
 from jaxcolor.export import convert, spec
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jaxcolor.errors import ExportError
+from jaxcolor.core.errors import ExportError
 from jaxcolor.export import spec
 from jaxcolor.export.torch_models import norm_layer
 

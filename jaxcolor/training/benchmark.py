@@ -25,9 +25,9 @@ import ml_collections
 import numpy as np
 
 from jaxcolor import parallel
+from jaxcolor.core.image_size import hw, image_hw, to_json
 from jaxcolor.data import pipeline
 from jaxcolor.data.sketch import is_model_sketch
-from jaxcolor.image_size import hw, image_hw, to_json
 from jaxcolor.models import takes_reference
 from jaxcolor.models.layers import resolve_upsample_impl
 from jaxcolor.models.reference import code_index, fused_levels, style_widths

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxcolor.core.errors import ConfigError
+from jaxcolor.core.image_size import describe, image_hw
 from jaxcolor.data.decode import LAYOUTS
 from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.data.sketch import DATASET_SKETCH, is_model_sketch, parse_sketch_mix
-from jaxcolor.errors import ConfigError
-from jaxcolor.image_size import describe, image_hw
 from jaxcolor.models import DISCRIMINATORS, DTYPES, GENERATORS
 from jaxcolor.models.layers import NORMS, UPSAMPLE_IMPLS
 from jaxcolor.models.reference import STYLE_BLOCKS, STYLE_CODES

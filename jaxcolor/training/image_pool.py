@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxcolor.image_size import image_hw
+from jaxcolor.core.image_size import image_hw
 
 
 @flax.struct.dataclass

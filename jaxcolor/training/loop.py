@@ -14,8 +14,8 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from jaxcolor import checkpoint, parallel, summary
+from jaxcolor.core.errors import NonFiniteError, WorkdirError
 from jaxcolor.data import pipeline
-from jaxcolor.errors import NonFiniteError, WorkdirError
 from jaxcolor.evaluation import evaluator as split_eval
 from jaxcolor.export.convert import init_state_from_torch
 from jaxcolor.training import config_checks, sketcher

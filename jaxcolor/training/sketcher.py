@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from jaxcolor.core.errors import ConfigError, ExportError
+from jaxcolor.core.image_size import describe, image_hw
 from jaxcolor.data.sketch import MODEL_SKETCH, is_model_sketch
-from jaxcolor.errors import ConfigError, ExportError
 from jaxcolor.export import convert, spec
-from jaxcolor.image_size import describe, image_hw
 
 # config.json generator keys that are not constructor options of the network.
 _EXPORT_ONLY_KEYS = ("in_channels", "file", "pix2pix_compatible")

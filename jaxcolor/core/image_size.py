@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jaxcolor.errors import ConfigError
+from jaxcolor.core.errors import ConfigError
 
 
 def hw(image_size: Any) -> tuple[int, int]:
