@@ -3,6 +3,7 @@ data.sketch='model:DIR', scribble hints; export parity of the classic U-Net."""
 
 import dataclasses
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -552,6 +553,17 @@ def test_model_sketches_train_a_colorizer_without_hints(sketch_export, tmp_path)
     config.optimizer.learning_rate = 1e-3
     _, _, losses, _ = _train_steps(config, 8, _host_batch(config, 8, train=True))
     assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
+
+    # The colorizer exports without the extractor's files (they are not part of its state),
+    # and its config.json names the sketch method it was trained with.
+    moved = tmp_path / "moved"
+    pathlib.Path(str(out)).rename(moved)
+    try:
+        exporter.export(str(tmp_path / "color"), str(tmp_path / "color_export"))
+    finally:
+        moved.rename(out)
+    cfg = json.loads((tmp_path / "color_export" / "config.json").read_text())
+    assert cfg["inputs"]["layout"][0] == {"name": "sketch", "channels": 1, "method": f"model:{out}"}
 
 
 def test_model_sketch_errors_name_data_sketch(sketch_export, tmp_path):

@@ -30,6 +30,7 @@ from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import fid as fid_lib
 from jaxcolor.evaluation import metrics
+from jaxcolor.training import sketcher
 from jaxcolor.training import step as step_lib
 
 SPLITS = ("val", "train")
@@ -252,7 +253,10 @@ def evaluate_checkpoint(
     mesh = parallel.create_mesh(-1)
     batch_size = batch_size or config.eval_batch_size
     _, nets = step_lib.create_train_state(
-        config, in_channels=pipeline.condition_channels(config), mesh=mesh
+        config,
+        in_channels=pipeline.condition_channels(config),
+        mesh=mesh,
+        sketch_model=sketcher.load_sketcher(config, parallel.replicated(mesh)),
     )
     state = jax.device_put(restored.state, parallel.replicated(mesh))
     source = source_for(config, split)

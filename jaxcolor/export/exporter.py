@@ -17,11 +17,10 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 import jaxcolor
-from jaxcolor import checkpoint, parallel
+from jaxcolor import checkpoint
 from jaxcolor.core.errors import ExportError
-from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.export import FORMATS, convert, spec
-from jaxcolor.training.step import TrainState, create_train_state
+from jaxcolor.training.step import TrainState, abstract_train_state
 
 TORCHSCRIPT_FILE = "generator.torchscript.pt"
 ONNX_FILE = "generator.onnx"
@@ -101,17 +100,11 @@ def restore(workdir: str, step: int | None = None) -> Restored:
 
 def _abstract_state(config: ml_collections.ConfigDict) -> TrainState:
     """Shapes and dtypes of the run's TrainState, placed on one local device (no allocation)."""
-    in_channels = spec.architectures(config.to_dict())["generator"]["in_channels"]
-    if is_model_sketch(config.data.sketch):
-        # The frozen sketch model is not part of the state: no need for its directory here.
-        config = ml_collections.ConfigDict(config.to_dict())
-        config.data.sketch = "xdog"
-    mesh = parallel.create_mesh(1)
-    shapes = jax.eval_shape(
-        lambda: create_train_state(config, in_channels=in_channels, mesh=mesh)[0]
+    return abstract_train_state(
+        config,
+        in_channels=spec.architectures(config.to_dict())["generator"]["in_channels"],
+        sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]),
     )
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
 
 
 def state_dicts(

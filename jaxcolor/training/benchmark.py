@@ -32,7 +32,7 @@ from jaxcolor.models import takes_reference
 from jaxcolor.models.layers import resolve_upsample_impl
 from jaxcolor.models.reference import code_index, fused_levels, style_widths
 from jaxcolor.models.unet import level_widths
-from jaxcolor.training import config_checks
+from jaxcolor.training import config_checks, sketcher
 from jaxcolor.training.step import create_train_state, jit_train_step
 
 # Peak dense bf16 FLOP/s per device, by a lower-case substring of `device.device_kind`; the
@@ -263,7 +263,10 @@ class _Setup:
         parallel.check_batch_size(config.batch_size, self.mesh)
         self.sharding = parallel.batch_sharding(self.mesh)
         self.state, nets = create_train_state(
-            config, in_channels=pipeline.condition_channels(config), mesh=self.mesh
+            config,
+            in_channels=pipeline.condition_channels(config),
+            mesh=self.mesh,
+            sketch_model=sketcher.load_sketcher(config, parallel.replicated(self.mesh)),
         )
         batch = parallel.to_global(synthetic_batch(config), self.sharding)
         start = time.perf_counter()

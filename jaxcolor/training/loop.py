@@ -243,7 +243,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     parallel.check_batch_size(config.eval_batch_size, mesh, name="eval_batch_size")
 
     state, nets = create_train_state(
-        config, in_channels=pipeline.condition_channels(config), mesh=mesh
+        config,
+        in_channels=pipeline.condition_channels(config),
+        mesh=mesh,
+        sketch_model=sketcher.load_sketcher(config, parallel.replicated(mesh)),
     )
     _check_free_space(workdir, state, config.keep_checkpoints)
     train_source, val_source = pipeline.make_sources(config)

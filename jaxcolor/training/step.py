@@ -15,6 +15,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from jaxcolor import parallel
+from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.evaluation import metrics as image_metrics
 from jaxcolor.models import build_discriminator, build_generator, takes_reference
 from jaxcolor.training import image_pool, losses, sketcher
@@ -77,9 +78,17 @@ def _split(model: nnx.Module) -> tuple[nnx.GraphDef, PyTree, PyTree]:
 
 
 def create_train_state(
-    config: ml_collections.ConfigDict, *, in_channels: int, mesh: Mesh
+    config: ml_collections.ConfigDict,
+    *,
+    in_channels: int,
+    mesh: Mesh,
+    sketch_model: sketcher.Sketcher | None = None,
 ) -> tuple[TrainState, Networks]:
-    """Builds both networks and their optimizers; the state is replicated over `mesh`."""
+    """Builds both networks and their optimizers; the state is replicated over `mesh`.
+
+    `sketch_model` is the frozen extractor of data.sketch = "model:DIR"
+    (`sketcher.load_sketcher`), needed only where the steps run: it is not part of the state.
+    """
     key = jax.random.key(config.seed)
     g_key, d_key, step_key = jax.random.split(key, 3)
     schedule = learning_rate_schedule(config)
@@ -117,11 +126,31 @@ def create_train_state(
     )
     state = jax.device_put(state, parallel.replicated(mesh))
     reference = takes_reference(config.model.generator)
-    frozen = sketcher.load_sketcher(config, parallel.replicated(mesh))
     networks = Networks(
-        g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference, sketch_model=frozen
+        g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference, sketch_model=sketch_model
     )
     return state, networks
+
+
+def abstract_train_state(
+    config: ml_collections.ConfigDict, *, in_channels: int, sharding: jax.sharding.Sharding
+) -> TrainState:
+    """`create_train_state`'s shapes and dtypes placed with `sharding`, a restore target:
+    nothing is allocated and no sketch extractor is read."""
+    mesh = parallel.create_mesh(1)
+    shapes = jax.eval_shape(
+        lambda: create_train_state(config, in_channels=in_channels, mesh=mesh)[0]
+    )
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
+def check_sketch_model(nets: Networks, config: ml_collections.ConfigDict | None) -> None:
+    """data.sketch = "model:DIR" steps run the extractor: `nets` must carry it."""
+    if config is not None and is_model_sketch(config.data.sketch) and nets.sketch_model is None:
+        raise ValueError(
+            f"data.sketch={config.data.sketch!r}: pass sketch_model=sketcher.load_sketcher(config, "
+            "sharding) to create_train_state before compiling a step."
+        )
 
 
 def model_inputs(
@@ -304,6 +333,7 @@ def jit_train_step(
     nets: Networks, config: ml_collections.ConfigDict, mesh: Mesh
 ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, Metrics]]:
     """`train_step` compiled with replicated state, `data`-sharded batch, donated state."""
+    check_sketch_model(nets, config)
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     fn = lambda state, batch: train_step(state, batch, nets=nets, config=config)  # noqa: E731
     return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
@@ -311,6 +341,7 @@ def jit_train_step(
 
 def jit_eval_step(nets: Networks, mesh: Mesh, config: ml_collections.ConfigDict | None = None):
     """`eval_step` compiled with the prediction left batch-sharded and metrics replicated."""
+    check_sketch_model(nets, config)
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     fn = lambda state, batch: eval_step(state, batch, nets=nets, config=config)  # noqa: E731
     return jax.jit(fn, in_shardings=(rep, data), out_shardings=(data, rep))
