@@ -20,6 +20,7 @@ from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.core.image_size import hw, image_hw
 from jaxcolor.data import crop, pipeline
 from jaxcolor.data import hints as hints_lib
+from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.export import convert, exporter, inference, spec, torch_models
 from jaxcolor.models import build_generator, count_params
 from jaxcolor.models.classic_unet import UpConv2x2
@@ -28,7 +29,6 @@ from jaxcolor.training.loop import train_and_evaluate
 from jaxcolor.training.step import (
     NetState,
     create_train_state,
-    jit_eval_step,
     jit_train_step,
     model_inputs,
 )

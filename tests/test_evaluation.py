@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from jaxcolor import evaluate, parallel
 from jaxcolor.data import pipeline
-from jaxcolor.evaluation import evaluator, metrics
+from jaxcolor.evaluation import evaluator, fixed_batch, metrics
 from jaxcolor.evaluation.inception import expected_shapes
 from jaxcolor.training import step as step_lib
 from jaxcolor.training.loop import train_and_evaluate
@@ -90,7 +90,7 @@ def test_split_evaluator_counts_every_image_once_across_devices(tiny_config):
     one = parallel.create_mesh(1)
     state1 = jax.device_put(state, parallel.replicated(one))
     batch = {k: np.stack([e[k] for e in images]) for k in ("color", "sketch", "hints")}
-    pred, _ = jax.jit(lambda s, b: step_lib.eval_step(s, b, nets=nets))(state1, batch)
+    pred, _ = jax.jit(lambda s, b: fixed_batch.eval_step(s, b, nets=nets))(state1, batch)
     _, target = step_lib.model_inputs(batch)
     ref = _skimage(np.asarray(pred), np.asarray(target))
     got = scores.columns[evaluator.PAIRED]

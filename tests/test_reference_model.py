@@ -14,13 +14,13 @@ from flax import nnx
 from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.data import crop, pipeline
+from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.export import convert, exporter, inference, spec, torch_models
 from jaxcolor.models import build_discriminator, build_generator, count_params
 from jaxcolor.models.reference import downsample
 from jaxcolor.training import config_checks, losses
 from jaxcolor.training.step import (
     create_train_state,
-    jit_eval_step,
     jit_train_step,
     model_inputs,
 )

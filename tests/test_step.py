@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from jaxcolor import parallel
-from jaxcolor.training.step import create_train_state, jit_eval_step, jit_train_step
+from jaxcolor.evaluation.fixed_batch import jit_eval_step
+from jaxcolor.training.step import create_train_state, jit_train_step
 
 
 def _batch(n: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:

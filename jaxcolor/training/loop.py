@@ -11,70 +11,24 @@ import ml_collections
 import numpy as np
 from absl import logging
 from etils import epath
-from jax.experimental import multihost_utils
 
 from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.core.errors import NonFiniteError, WorkdirError
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import evaluator as split_eval
+from jaxcolor.evaluation import fixed_batch
 from jaxcolor.export.convert import init_state_from_torch
 from jaxcolor.training import config_checks, sketcher
 from jaxcolor.training.step import (
     NONFINITE,
     TrainState,
     create_train_state,
-    jit_eval_step,
     jit_train_step,
 )
 
 
 def _fetch(tree) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(tree).items()}
-
-
-class _Evaluator:
-    """Runs the generator on the fixed validation batch; writes val scalars and the image grid."""
-
-    def __init__(self, config, nets, mesh, val_host: dict[str, np.ndarray], writer):
-        self._step_fn = jit_eval_step(nets, mesh, config)
-        self._batch = parallel.to_global(val_host, parallel.batch_sharding(mesh))
-        # The grid shows the global batch, so gather every process's rows once.
-        self._host = {
-            k: np.asarray(multihost_utils.process_allgather(v, tiled=True))
-            for k, v in self._batch.items()
-        }
-        if nets.sketch_model is not None:  # data.sketch = "model:DIR": made on device, once
-            sketch = jax.jit(lambda b: _model_sketch(nets.sketch_model, b))(self._batch)
-            self._host["sketch"] = np.asarray(multihost_utils.process_allgather(sketch, tiled=True))
-        self._task = config.get("task", "colorize")
-        self._writer = writer
-
-    def __call__(self, step: int, state: TrainState) -> dict[str, float]:
-        pred, metrics = self._step_fn(state, self._batch)
-        metrics = _fetch(metrics)
-        pred = np.asarray(multihost_utils.process_allgather(pred, tiled=True))
-        self._writer.scalars(step, metrics, "val")
-        if self._task == "sketch":
-            grid = summary.image_grid([self._host["color"], pred, self._host["sketch"]])
-            self._writer.image(step, "val/color_prediction_target", grid)
-        else:
-            # Reference models show their reference between the hints and the prediction.
-            inputs = [self._host[k] for k in ("sketch", "hints", "reference") if k in self._host]
-            grid = summary.image_grid([*inputs, pred, self._host["color"]])
-            self._writer.image(step, "val/sketch_hints_prediction_target", grid)
-        self._writer.flush()
-        summary.log_line(
-            f"eval step {step}: val l1 {metrics['l1']:.4f} psnr {metrics['psnr']:.2f} "
-            f"ssim {metrics['ssim']:.4f}"
-        )
-        return metrics
-
-
-def _model_sketch(sketch_model: sketcher.Sketcher, batch) -> jax.Array:
-    """The validation batch's sketches as the steps see them, as uint8 for the grid."""
-    color = batch["color"].astype(jax.numpy.float32) / 127.5 - 1.0
-    sketch = sketcher.sketch_from_color(sketch_model, color)
-    return jax.numpy.round((sketch + 1.0) * 127.5).astype(jax.numpy.uint8)
 
 
 def _prepare_workdir(path: str) -> epath.Path:
@@ -265,7 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         )
 
         parallel.sync_processes("jaxcolor:first-collective")  # the evaluator's all-gather
-        evaluate = _Evaluator(
+        evaluate = fixed_batch.FixedBatchEvaluator(
             config, nets, mesh, pipeline.validation_batch(config, val_source), writer
         )
         split_evaluator = None

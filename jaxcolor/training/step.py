@@ -16,7 +16,6 @@ from jax.sharding import Mesh
 
 from jaxcolor import parallel
 from jaxcolor.data.sketch import is_model_sketch
-from jaxcolor.evaluation import metrics as image_metrics
 from jaxcolor.models import build_discriminator, build_generator, takes_reference
 from jaxcolor.training import image_pool, losses, sketcher
 
@@ -323,12 +322,6 @@ def predict(
     return pred, target
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):
-    """(prediction, batch means of l1 / psnr / ssim) of the generator in inference mode."""
-    pred, target = predict(state, batch, nets=nets, config=config)
-    return pred, image_metrics.batch_means(pred, target)
-
-
 def jit_train_step(
     nets: Networks, config: ml_collections.ConfigDict, mesh: Mesh
 ) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, Metrics]]:
@@ -337,11 +330,3 @@ def jit_train_step(
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     fn = lambda state, batch: train_step(state, batch, nets=nets, config=config)  # noqa: E731
     return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
-
-
-def jit_eval_step(nets: Networks, mesh: Mesh, config: ml_collections.ConfigDict | None = None):
-    """`eval_step` compiled with the prediction left batch-sharded and metrics replicated."""
-    check_sketch_model(nets, config)
-    rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    fn = lambda state, batch: eval_step(state, batch, nets=nets, config=config)  # noqa: E731
-    return jax.jit(fn, in_shardings=(rep, data), out_shardings=(data, rep))
