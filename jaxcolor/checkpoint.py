@@ -1,27 +1,42 @@
-"""Orbax CheckpointManager around the train state, the Grain iterator state and run metadata.
+"""Every checkpoint read and write: the train state, the Grain iterator state and run metadata.
 
-Saves are asynchronous and atomic: Orbax writes `<step>.orbax-checkpoint-tmp` (or, on GCS, a
-step directory without `commit_success.txt`) and commits it only when every file is written, so
-a run killed mid-save leaves the previous checkpoint as the newest complete one.
+- `Checkpointer`: a run's async saves and its resume (shapes checked against the config).
+- `restore_read_only`: a run's checkpoint with its own config (export, evaluate, serve).
+- `init_from`: a fresh state's weights from PyTorch (pix2pix) safetensors.
+
+The state is any pytree; its shapes and shardings come from the caller (an abstract state or a
+freshly built one), as MaxText's `load_state_if_possible` takes them, so nothing here knows the
+networks. Saves are asynchronous and atomic: Orbax writes `<step>.orbax-checkpoint-tmp` (or, on
+GCS, a step directory without `commit_success.txt`) and commits it only when every file is
+written, so a run killed mid-save leaves the previous checkpoint as the newest complete one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import logging as std_logging
+import pathlib
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
 import jaxcolor
-from jaxcolor.core.errors import CheckpointMismatchError, WorkdirError
-from jaxcolor.training.step import TrainState
+from jaxcolor.core.errors import CheckpointMismatchError, ConfigError, ExportError, WorkdirError
+
+# Conversions between Flax and PyTorch layouts (moving to jaxcolor.nets.convert).
+from jaxcolor.export import convert, spec
+
+PyTree = Any
 
 STATE, DATA, METADATA = "state", "data", "metadata"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
@@ -67,7 +82,7 @@ class Checkpointer:
         )
         return dict(restored[METADATA] or {})
 
-    def restore(self, state: TrainState, step: int, metadata: dict[str, Any]) -> TrainState:
+    def restore(self, state: PyTree, step: int, metadata: dict[str, Any]) -> PyTree:
         """Restores `step` onto the shardings (the current mesh) and shapes of `state`."""
         self._check_compatible(state, step, metadata)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
@@ -94,7 +109,7 @@ class Checkpointer:
         """True on the save interval and at a (multi-host) preemption sync point."""
         return self._manager.should_save(step)
 
-    def save(self, step: int, state: TrainState, data_iter, *, data_start: int) -> None:
+    def save(self, step: int, state: PyTree, data_iter, *, data_start: int) -> None:
         """Starts an async save of `step`; returns once the device arrays are copied out."""
         if self._saved_step == step:
             return
@@ -134,7 +149,7 @@ class Checkpointer:
         self.wait()
         self._manager.close()
 
-    def _check_compatible(self, state: TrainState, step: int, metadata: dict[str, Any]) -> None:
+    def _check_compatible(self, state: PyTree, step: int, metadata: dict[str, Any]) -> None:
         saved_tree = self._manager.item_metadata(step)[STATE]
         if saved_tree is None:  # unreadable metadata: let the restore itself report the problem
             return
@@ -241,6 +256,150 @@ def _disk_errors(directory: epath.Path):
                 "another --workdir."
             ) from e
         raise
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    """A checkpoint's step, its training config (plain dict) and its state."""
+
+    step: int
+    config: dict[str, Any]
+    state: PyTree
+
+
+class _DropReadOnlyNotes(std_logging.Filter):
+    """Orbax warns that a read-only manager is read-only; for a read-only restore that is the
+    point."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return "read_only" not in record.getMessage() and "read only" not in record.getMessage()
+
+
+def _read_only_manager(workdir: epath.PathLike) -> tuple[epath.Path, ocp.CheckpointManager]:
+    path = epath.Path(workdir) if "://" in str(workdir) else epath.Path(workdir).resolve()
+    directory = path / "checkpoints"
+    if not directory.is_dir():
+        raise ExportError(
+            f"No checkpoints in {path}: {directory} does not exist. --workdir must be the "
+            "directory given to python -m jaxcolor.train."
+        )
+    quiet = _DropReadOnlyNotes()
+    std_logging.getLogger("absl").addFilter(quiet)
+    try:
+        options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+        manager = ocp.CheckpointManager(
+            directory, options=options, handler_registry=handler_registry()
+        )
+    finally:
+        std_logging.getLogger("absl").removeFilter(quiet)
+    return directory, manager
+
+
+def restore_read_only(
+    workdir: epath.PathLike,
+    abstract_state: Callable[[ml_collections.ConfigDict], PyTree],
+    step: int | None = None,
+) -> Restored:
+    """The newest (or `step`'s) complete checkpoint in WORKDIR/checkpoints, restored onto
+    `abstract_state(its own config)` (shapes, dtypes and shardings); writes nothing."""
+    directory, manager = _read_only_manager(workdir)
+    try:
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise ExportError(f"{directory} holds no complete checkpoint yet.")
+        if step is None:
+            step = steps[-1]
+        elif step not in steps:
+            raise ExportError(
+                f"No checkpoint for step {step} in {directory}; available steps: "
+                f"{', '.join(map(str, steps))}."
+            )
+        meta = manager.restore(step, args=ocp.args.Composite(**{METADATA: ocp.args.JsonRestore()}))[
+            METADATA
+        ]
+        if not meta or "config" not in meta:
+            raise ExportError(f"Checkpoint {directory / str(step)} has no config in its metadata.")
+        config = meta["config"]
+        target = abstract_state(ml_collections.ConfigDict(config))
+        try:
+            state = manager.restore(
+                step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(target)})
+            )[STATE]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ExportError(
+                f"Checkpoint {directory / str(step)} does not match the state its own config "
+                f"describes (written by another jaxcolor version?): {e}"
+            ) from e
+    finally:
+        manager.close()
+    return Restored(step=step, config=config, state=state)
+
+
+def init_files(init_from: str) -> dict[str, pathlib.Path]:
+    """`init_from` -> {"generator": file[, "discriminator": file]}.
+
+    A .safetensors file initialises the generator. A directory (e.g. a jaxcolor export)
+    initialises the generator from generator.safetensors and, when present,
+    the discriminator from discriminator.safetensors.
+    """
+    path = pathlib.Path(init_from).expanduser()
+    if path.is_dir():
+        files = {"generator": path / spec.GENERATOR_FILE}
+        if (path / spec.DISCRIMINATOR_FILE).is_file():
+            files["discriminator"] = path / spec.DISCRIMINATOR_FILE
+        if not files["generator"].is_file():
+            raise ConfigError(
+                f"init_from={init_from!r}: the directory has no {spec.GENERATOR_FILE}."
+            )
+        return files
+    if not path.is_file():
+        raise ConfigError(
+            f"init_from={init_from!r} does not exist; give a .safetensors file (generator "
+            "state_dict, pix2pix key names) or a directory written by python -m jaxcolor.export."
+        )
+    return {"generator": path}
+
+
+def init_from(state: PyTree, config: ml_collections.ConfigDict) -> PyTree:
+    """Replaces the fresh state's weights and BatchNorm statistics (`state.g` / `state.d`, each
+    with `params` and `stats`) with `config.init_from`'s.
+
+    Optimizer state is left as created (Adam's moments start at zero whatever the weights).
+    Raises ConfigError naming the file on any key or shape mismatch.
+    """
+    archs = spec.architectures(config.to_dict())
+    nets = {"generator": state.g, "discriminator": state.d}
+    new = {}
+    for net, file in init_files(config.init_from).items():
+        old = nets[net]
+        if old is None:
+            raise ConfigError(
+                f"init_from={config.init_from!r} has {file.name} but loss.gan_mode='none' "
+                "trains no discriminator; remove that file or use a generator file alone."
+            )
+        try:
+            tensors = convert.load_safetensors(file)
+            params, stats = convert.torch_to_flax(net, archs[net], tensors, source=str(file))
+            convert.check_shapes(net, archs[net], tensors, old.params, old.stats, source=str(file))
+        except ExportError as e:
+            raise ConfigError(f"init_from: {e} Match model.* and data.hints to it.") from e
+        new[net] = old.replace(params=_place(params, old.params), stats=_place(stats, old.stats))
+        if jax.process_index() == 0:
+            logging.info("Initialised the %s from %s", net, file)
+    jax.block_until_ready(new)
+    return state.replace(g=new.get("generator", state.g), d=new.get("discriminator", state.d))
+
+
+def _place(tree: dict, like: PyTree) -> PyTree:
+    """numpy tree -> arrays with the dtypes and shardings of `like` (same structure)."""
+
+    def put(path, ref):
+        value = tree
+        for k in path:
+            value = value[k.key]
+        return jax.device_put(value.astype(ref.dtype), ref.sharding)
+
+    return jax.tree_util.tree_map_with_path(put, like)
 
 
 class PreemptionNotice:

@@ -25,7 +25,7 @@ from absl import logging
 from etils import epath
 from jax.sharding import Mesh
 
-from jaxcolor import parallel, summary
+from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import fid as fid_lib
@@ -231,6 +231,16 @@ def source_for(config: ml_collections.ConfigDict, split: str):
     return val if split == "val" else train
 
 
+def _abstract_state(config: ml_collections.ConfigDict, mesh: Mesh, **kwargs):
+    """(the run's state shapes replicated over `mesh`, its networks); nothing is allocated."""
+    return step_lib.abstract_train_state(
+        config,
+        in_channels=pipeline.condition_channels(config),
+        sharding=parallel.replicated(mesh),
+        **kwargs,
+    )
+
+
 def evaluate_checkpoint(
     workdir: str,
     *,
@@ -244,21 +254,16 @@ def evaluate_checkpoint(
     """Scores WORKDIR's newest (or `step`'s) checkpoint on `split`; writes TensorBoard scalars
     `eval_<split>/...` into WORKDIR/tensorboard and a JSON report (default
     WORKDIR/eval/<split>-<step>.json). Returns the report."""
-    # The exporter's restore reads the run's own config from the checkpoint metadata.
-    from jaxcolor.export.exporter import restore
-
     _check_split(split)
-    restored = restore(workdir, step)
-    config = ml_collections.ConfigDict(restored.config)
     mesh = parallel.create_mesh(-1)
+    restored = checkpoint.restore_read_only(
+        workdir, lambda c: _abstract_state(c, mesh)[0], step
+    )  # the run's own config, from the checkpoint's metadata
+    config = ml_collections.ConfigDict(restored.config)
     batch_size = batch_size or config.eval_batch_size
-    _, nets = step_lib.create_train_state(
-        config,
-        in_channels=pipeline.condition_channels(config),
-        mesh=mesh,
-        sketch_model=sketcher.load_sketcher(config, parallel.replicated(mesh)),
+    _, nets = _abstract_state(
+        config, mesh, sketch_model=sketcher.load_sketcher(config, parallel.replicated(mesh))
     )
-    state = jax.device_put(restored.state, parallel.replicated(mesh))
     source = source_for(config, split)
 
     fid = None
@@ -272,7 +277,7 @@ def evaluate_checkpoint(
     evaluator = SplitEvaluator(
         config, nets, mesh, source, batch_size=batch_size, max_images=max_images, fid=fid
     )
-    scores = evaluator(state)
+    scores = evaluator(restored.state)
     root = epath.Path(workdir)
     path = epath.Path(json_path) if json_path else root / "eval" / f"{split}-{restored.step}.json"
     writer = summary.Writer(root / "tensorboard")

@@ -1,4 +1,4 @@
-"""Flax NNX state <-> PyTorch state_dict (as numpy arrays), and `init_from` for training.
+"""Flax NNX state <-> PyTorch state_dict (as numpy arrays); `init_from` reads through them.
 
 Conversions per jaxcolor.export.spec's table:
 - Conv kernels: Flax HWIO -> torch OIHW; the explicit ((1, 1), (1, 1)) Flax padding is
@@ -19,9 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from absl import logging
 
-from jaxcolor.core.errors import ConfigError, ExportError
+from jaxcolor.core.errors import ExportError
 from jaxcolor.export import spec
 
 Tree = dict[Any, Any]
@@ -164,35 +163,6 @@ def save_safetensors(tensors: Mapping[str, np.ndarray], path: str | pathlib.Path
     pathlib.Path(path).write_bytes(save(dict(tensors), metadata=metadata))
 
 
-# ---------------------------------------------------------------------------------------------
-# --config.init_from: start training from PyTorch (pix2pix) weights.
-
-
-def init_files(init_from: str) -> dict[str, pathlib.Path]:
-    """`init_from` -> {"generator": file[, "discriminator": file]}.
-
-    A .safetensors file initialises the generator. A directory (e.g. a jaxcolor export)
-    initialises the generator from generator.safetensors and, when present,
-    the discriminator from discriminator.safetensors.
-    """
-    path = pathlib.Path(init_from).expanduser()
-    if path.is_dir():
-        files = {"generator": path / spec.GENERATOR_FILE}
-        if (path / spec.DISCRIMINATOR_FILE).is_file():
-            files["discriminator"] = path / spec.DISCRIMINATOR_FILE
-        if not files["generator"].is_file():
-            raise ConfigError(
-                f"init_from={init_from!r}: the directory has no {spec.GENERATOR_FILE}."
-            )
-        return files
-    if not path.is_file():
-        raise ConfigError(
-            f"init_from={init_from!r} does not exist; give a .safetensors file (generator "
-            "state_dict, pix2pix key names) or a directory written by python -m jaxcolor.export."
-        )
-    return {"generator": path}
-
-
 def _torch_shape(kind: str, flax_shape: tuple[int, ...]) -> tuple[int, ...]:
     if kind == "conv":
         return tuple(flax_shape[i] for i in (3, 2, 0, 1))
@@ -215,45 +185,3 @@ def check_shapes(net: str, arch, tensors, params: Mapping, stats: Mapping, *, so
             raise ExportError(
                 f"{source}: {e.key} has shape {got}, but the {net} {_describe(arch)} needs {want}."
             )
-
-
-def init_state_from_torch(state, config):
-    """Replaces the fresh state's weights and BatchNorm statistics with `config.init_from`'s.
-
-    Optimizer state is left as created (Adam's moments start at zero whatever the weights).
-    Raises ConfigError naming the file on any key or shape mismatch.
-    """
-    import jax
-
-    archs = spec.architectures(config.to_dict())
-    nets = {"generator": state.g, "discriminator": state.d}
-    new = {}
-    for net, file in init_files(config.init_from).items():
-        old = nets[net]
-        if old is None:
-            raise ConfigError(
-                f"init_from={config.init_from!r} has {file.name} but loss.gan_mode='none' "
-                "trains no discriminator; remove that file or use a generator file alone."
-            )
-        try:
-            tensors = load_safetensors(file)
-            params, stats = torch_to_flax(net, archs[net], tensors, source=str(file))
-            check_shapes(net, archs[net], tensors, old.params, old.stats, source=str(file))
-        except ExportError as e:
-            raise ConfigError(f"init_from: {e} Match model.* and data.hints to it.") from e
-        new[net] = old.replace(params=_place(params, old.params), stats=_place(stats, old.stats))
-        if jax.process_index() == 0:
-            logging.info("Initialised the %s from %s", net, file)
-    jax.block_until_ready(new)
-    return state.replace(g=new.get("generator", state.g), d=new.get("discriminator", state.d))
-
-
-def _place(tree: Tree, like):
-    """numpy tree -> arrays with the dtypes and shardings of `like` (same structure)."""
-    import jax
-
-    def put(path, ref):
-        value = _get(tree, tuple(k.key for k in path))
-        return jax.device_put(value.astype(ref.dtype), ref.sharding)
-
-    return jax.tree_util.tree_map_with_path(put, like)

@@ -5,16 +5,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import logging as std_logging
 import pathlib
 import warnings
-from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
-from etils import epath
 
 import jaxcolor
 from jaxcolor import checkpoint
@@ -26,76 +22,10 @@ TORCHSCRIPT_FILE = "generator.torchscript.pt"
 ONNX_FILE = "generator.onnx"
 
 
-@dataclasses.dataclass(frozen=True)
-class Restored:
-    """A checkpoint's step, its training config (plain dict) and its state as numpy arrays."""
-
-    step: int
-    config: dict[str, Any]
-    state: TrainState
-
-
-class _DropReadOnlyNotes(std_logging.Filter):
-    """Orbax warns that a read-only manager is read-only; for an export that is the point."""
-
-    def filter(self, record: std_logging.LogRecord) -> bool:
-        return "read_only" not in record.getMessage() and "read only" not in record.getMessage()
-
-
-def _manager(workdir: str) -> tuple[epath.Path, ocp.CheckpointManager]:
-    path = epath.Path(workdir) if "://" in str(workdir) else epath.Path(workdir).resolve()
-    directory = path / "checkpoints"
-    if not directory.is_dir():
-        raise ExportError(
-            f"No checkpoints in {path}: {directory} does not exist. --workdir must be the "
-            "directory given to python -m jaxcolor.train."
-        )
-    quiet = _DropReadOnlyNotes()
-    std_logging.getLogger("absl").addFilter(quiet)
-    try:
-        options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-        manager = ocp.CheckpointManager(
-            directory, options=options, handler_registry=checkpoint.handler_registry()
-        )
-    finally:
-        std_logging.getLogger("absl").removeFilter(quiet)
-    return directory, manager
-
-
-def restore(workdir: str, step: int | None = None) -> Restored:
-    """Restores the newest (or `step`'s) complete checkpoint in WORKDIR/checkpoints to the CPU."""
-    directory, manager = _manager(workdir)
-    try:
-        steps = sorted(manager.all_steps())
-        if not steps:
-            raise ExportError(f"{directory} holds no complete checkpoint yet.")
-        if step is None:
-            step = steps[-1]
-        elif step not in steps:
-            raise ExportError(
-                f"No checkpoint for step {step} in {directory}; available steps: "
-                f"{', '.join(map(str, steps))}."
-            )
-        meta = manager.restore(
-            step, args=ocp.args.Composite(**{checkpoint.METADATA: ocp.args.JsonRestore()})
-        )[checkpoint.METADATA]
-        if not meta or "config" not in meta:
-            raise ExportError(f"Checkpoint {directory / str(step)} has no config in its metadata.")
-        config = meta["config"]
-        target = _abstract_state(ml_collections.ConfigDict(config))
-        try:
-            state = manager.restore(
-                step,
-                args=ocp.args.Composite(**{checkpoint.STATE: ocp.args.StandardRestore(target)}),
-            )[checkpoint.STATE]
-        except (ValueError, KeyError, TypeError) as e:
-            raise ExportError(
-                f"Checkpoint {directory / str(step)} does not match the state its own config "
-                f"describes (written by another jaxcolor version?): {e}"
-            ) from e
-    finally:
-        manager.close()
-    return Restored(step=step, config=config, state=jax.device_get(state))
+def restore(workdir: str, step: int | None = None) -> checkpoint.Restored:
+    """The newest (or `step`'s) complete checkpoint in WORKDIR/checkpoints, as numpy arrays."""
+    restored = checkpoint.restore_read_only(workdir, _abstract_state, step)
+    return dataclasses.replace(restored, state=jax.device_get(restored.state))
 
 
 def _abstract_state(config: ml_collections.ConfigDict) -> TrainState:
@@ -104,11 +34,11 @@ def _abstract_state(config: ml_collections.ConfigDict) -> TrainState:
         config,
         in_channels=spec.architectures(config.to_dict())["generator"]["in_channels"],
         sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]),
-    )
+    )[0]
 
 
 def state_dicts(
-    restored: Restored, *, with_discriminator: bool
+    restored: checkpoint.Restored, *, with_discriminator: bool
 ) -> dict[str, dict[str, np.ndarray]]:
     """{"generator": state_dict[, "discriminator": state_dict]} as numpy arrays."""
     archs = spec.architectures(restored.config)

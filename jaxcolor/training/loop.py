@@ -17,7 +17,6 @@ from jaxcolor.core.errors import NonFiniteError, WorkdirError
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import evaluator as split_eval
 from jaxcolor.evaluation import fixed_batch
-from jaxcolor.export.convert import init_state_from_torch
 from jaxcolor.training import config_checks, sketcher
 from jaxcolor.training.step import (
     NONFINITE,
@@ -95,7 +94,7 @@ def _start_or_resume(config, ckpt: checkpoint.Checkpointer, state: TrainState, s
     if step is None:
         summary.log_line(f"Starting fresh in {workdir}")
         if config.init_from:  # PyTorch (pix2pix) weights; only a fresh run starts from them
-            state = init_state_from_torch(state, config)
+            state = checkpoint.init_from(state, config)
         return state, iter(pipeline.train_dataset(config, source)), 0, 0
 
     metadata = ckpt.metadata(step)

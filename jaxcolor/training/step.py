@@ -132,15 +132,27 @@ def create_train_state(
 
 
 def abstract_train_state(
-    config: ml_collections.ConfigDict, *, in_channels: int, sharding: jax.sharding.Sharding
-) -> TrainState:
-    """`create_train_state`'s shapes and dtypes placed with `sharding`, a restore target:
-    nothing is allocated and no sketch extractor is read."""
+    config: ml_collections.ConfigDict,
+    *,
+    in_channels: int,
+    sharding: jax.sharding.Sharding,
+    sketch_model: sketcher.Sketcher | None = None,
+) -> tuple[TrainState, Networks]:
+    """`create_train_state` without computing the state: its shapes and dtypes placed with
+    `sharding` (a restore target), and the networks. Nothing is allocated."""
     mesh = parallel.create_mesh(1)
-    shapes = jax.eval_shape(
-        lambda: create_train_state(config, in_channels=in_channels, mesh=mesh)[0]
+    created = {}
+
+    def shapes() -> TrainState:
+        state, created["nets"] = create_train_state(
+            config, in_channels=in_channels, mesh=mesh, sketch_model=sketch_model
+        )
+        return state
+
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), jax.eval_shape(shapes)
     )
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+    return abstract, created["nets"]
 
 
 def check_sketch_model(nets: Networks, config: ml_collections.ConfigDict | None) -> None:
