@@ -20,7 +20,7 @@ import logging as std_logging
 import pathlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grain
@@ -31,6 +31,7 @@ from absl import logging
 from etils import epath
 
 import jaxcolor
+from jaxcolor import parallel, summary
 from jaxcolor.core.errors import CheckpointMismatchError, ConfigError, ExportError, WorkdirError
 
 # Conversions between Flax and PyTorch layouts (moving to jaxcolor.nets.convert).
@@ -70,6 +71,52 @@ class Checkpointer:
             self.directory, options=options, handler_registry=handler_registry()
         )
         self._saved_step: int | None = None
+        self._data_start = 0  # where this run's data stream began, saved with every step
+
+    def restore_or_start(
+        self, state: PyTree, data_iter_at: Callable[[int], Iterator]
+    ) -> tuple[PyTree, Iterator, int]:
+        """-> (state, data iterator, step) of the newest complete checkpoint; without one,
+        `state` (with config.init_from's weights when set) at step 0.
+
+        `state` gives the shapes and shardings (the current mesh); `data_iter_at(n)` is the
+        training data from example n of this process's stream. A saved iterator state that
+        does not map onto this run restarts the stream deterministically at the saved step.
+        """
+        if self.discarded:
+            summary.log_line(
+                f"Discarded incomplete checkpoint(s) {', '.join(self.discarded)} in "
+                f"{self.directory} (a save that was interrupted)."
+            )
+        step = self.latest_step()
+        if step is None:
+            summary.log_line(f"Starting fresh in {self.directory.parent}")
+            if self._config.init_from:  # PyTorch (pix2pix) weights; only a fresh run starts there
+                state = init_from(state, self._config)
+            return state, data_iter_at(0), 0
+
+        metadata = self.metadata(step)
+        state = self.restore(state, step, metadata)
+        self._data_start = metadata.get("data_start", 0)
+        data_iter = data_iter_at(self._data_start)
+        problem = self.restore_data(data_iter, step, metadata)
+        if problem is not None:
+            data_iter.close()
+            per_process = parallel.per_process_batch_size(self._config.batch_size)
+            self._data_start = step * per_process
+            logging.warning(
+                "The data iterator state saved at step %d cannot be used: %s. The data stream "
+                "restarts deterministically at example %d of this process's shard instead "
+                "(step %d x %d examples per process).",
+                step,
+                problem,
+                self._data_start,
+                step,
+                per_process,
+            )
+            data_iter = data_iter_at(self._data_start)
+        summary.log_line(f"Resuming from step {step} in {self.directory}")
+        return state, data_iter, step
 
     def latest_step(self) -> int | None:
         """Newest complete (committed) checkpoint, or None for a fresh run."""
@@ -109,10 +156,15 @@ class Checkpointer:
         """True on the save interval and at a (multi-host) preemption sync point."""
         return self._manager.should_save(step)
 
-    def save(self, step: int, state: PyTree, data_iter, *, data_start: int) -> None:
-        """Starts an async save of `step`; returns once the device arrays are copied out."""
+    def save(self, step: int, state: PyTree, data_iter, *, data_start: int | None = None) -> None:
+        """Starts an async save of `step`; returns once the device arrays are copied out.
+
+        `data_start`: where the data stream began (default: as `restore_or_start` found it).
+        """
         if self._saved_step == step:
             return
+        if data_start is None:
+            data_start = self._data_start
         metadata = {
             "step": step,
             "jaxcolor_version": jaxcolor.__version__,

@@ -83,43 +83,6 @@ def _check_free_space(workdir: epath.Path, state: TrainState, keep: int) -> None
         )
 
 
-def _start_or_resume(config, ckpt: checkpoint.Checkpointer, state: TrainState, source, workdir):
-    """-> (state, data iterator, data_start, step) from the newest complete checkpoint or fresh."""
-    if ckpt.discarded:
-        summary.log_line(
-            f"Discarded incomplete checkpoint(s) {', '.join(ckpt.discarded)} in {ckpt.directory}"
-            " (a save that was interrupted)."
-        )
-    step = ckpt.latest_step()
-    if step is None:
-        summary.log_line(f"Starting fresh in {workdir}")
-        if config.init_from:  # PyTorch (pix2pix) weights; only a fresh run starts from them
-            state = checkpoint.init_from(state, config)
-        return state, iter(pipeline.train_dataset(config, source)), 0, 0
-
-    metadata = ckpt.metadata(step)
-    state = ckpt.restore(state, step, metadata)
-    data_start = metadata.get("data_start", 0)
-    data_iter = iter(pipeline.train_dataset(config, source, start=data_start))
-    problem = ckpt.restore_data(data_iter, step, metadata)
-    if problem is not None:
-        data_iter.close()
-        data_start = step * parallel.per_process_batch_size(config.batch_size)
-        logging.warning(
-            "The data iterator state saved at step %d cannot be used: %s. The data stream "
-            "restarts deterministically at example %d of this process's shard instead "
-            "(step %d x %d examples per process).",
-            step,
-            problem,
-            data_start,
-            step,
-            parallel.per_process_batch_size(config.batch_size),
-        )
-        data_iter = iter(pipeline.train_dataset(config, source, start=data_start))
-    summary.log_line(f"Resuming from step {step} in {ckpt.directory}")
-    return state, data_iter, data_start, step
-
-
 class _NonFiniteGuard:
     """Reads each step's on-device NaN/Inf flag one step late, so the device never waits.
 
@@ -209,8 +172,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         cleanup.callback(writer.close)
         cleanup.callback(ckpt.close)
         notice = cleanup.enter_context(checkpoint.PreemptionNotice())
-        state, train_iter, data_start, start = _start_or_resume(
-            config, ckpt, state, train_source, workdir
+        state, train_iter, start = ckpt.restore_or_start(
+            state, lambda first: iter(pipeline.train_dataset(config, train_source, start=first))
         )
         summary.log_line(
             f"TensorBoard logs: {writer.logdir}   checkpoints: {ckpt.directory}   "
@@ -289,7 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 progress.reset(step)
             if preempted or last or ckpt.should_save(step):
                 guard.check(through=step)  # never checkpoint a step that went non-finite
-                ckpt.save(step, state, train_iter, data_start=data_start)
+                ckpt.save(step, state, train_iter)
         if pending is not None:
             _log_train(writer, progress, guard, *pending, skipped_images)
         guard.check(through=step)
