@@ -1,9 +1,11 @@
-"""TensorBoard writing (tensorboardX, process 0 only), image grids and the console progress line."""
+"""TensorBoard writing (tensorboardX, process 0 only), image grids, the console progress line
+and the train metrics logger."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import jax
 import numpy as np
@@ -109,6 +111,76 @@ class Progress:
             eta = (self.num_steps - step) / rate["steps_per_sec"]
             text += f" | {rate['images_per_sec']:.1f} img/s | ETA {_duration(eta)}"
         return text
+
+
+class MetricsLogger:
+    """Train metrics read one step late (MaxText's `buffer_and_write_train_metrics`), so the host
+    never waits for the device: `train/*` scalars and the console line every `log_every` steps
+    and at the last, with throughput and running counts.
+
+    `check(step, metrics)` sees every step's metrics before they are written (e.g. its NaN/Inf
+    flag); it returns counts to add ({"nonfinite_skipped": 1}) or raises to stop the run.
+    Boolean metrics are such flags: they are not written.
+    """
+
+    def __init__(
+        self,
+        writer: Writer,
+        *,
+        start_step: int,
+        num_steps: int,
+        batch_size: int,
+        log_every: int,
+        check: Callable[[int, Mapping[str, jax.Array]], Mapping[str, int]] | None = None,
+    ):
+        self._writer, self._num_steps, self._log_every = writer, num_steps, log_every
+        self._progress = Progress(start_step, num_steps, batch_size)
+        self._check = check
+        self._counts: dict[str, int] = {}
+        self._held: tuple[int, Mapping[str, jax.Array]] | None = None
+        self._step, self._first_step = start_step, start_step + 1
+        self._began = time.perf_counter()  # the first step's time is mostly compilation
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Adds `n` to the running total `name`, written with each train log once non-zero."""
+        self._counts[name] = self._counts.get(name, 0) + n
+
+    def buffer(self, step: int, metrics: Mapping[str, jax.Array]) -> None:
+        """Holds `step`'s (on-device) metrics and writes the previous step's."""
+        if step == self._first_step:
+            jax.block_until_ready(metrics)
+            log_line(
+                f"First step (incl. compilation) took {time.perf_counter() - self._began:.1f}s"
+            )
+            self._progress.reset(step)  # compilation is not throughput
+        self.flush()
+        self._held, self._step = (step, metrics), step
+
+    def flush(self) -> None:
+        """Checks and writes the held step now (before an evaluation, a save, the end)."""
+        if self._held is None:
+            return
+        (step, metrics), self._held = self._held, None
+        if self._check is not None:
+            for name, n in self._check(step, metrics).items():
+                self.count(name, n)
+        if step % self._log_every == 0 or step == self._num_steps:
+            self._write(step, metrics)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Flushes, then keeps the time spent inside (an evaluation) out of the throughput."""
+        self.flush()
+        yield
+        self._progress.reset(self._step)
+
+    def _write(self, step: int, metrics: Mapping[str, jax.Array]) -> None:
+        fetched = jax.device_get(dict(metrics))
+        values = {k: float(v) for k, v in fetched.items() if np.asarray(v).dtype != bool}
+        values |= {k: n for k, n in self._counts.items() if n}
+        rate = self._progress.update(step)
+        self._writer.scalars(step, values | rate, "train")
+        log_line(self._progress.line(step, values, rate))
 
 
 def log_line(text: str) -> None:

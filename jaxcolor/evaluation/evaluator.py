@@ -142,6 +142,13 @@ class SplitEvaluator:
                 columns[column]["fid"] = value
         return Scores(self.num_images, columns, time.perf_counter() - began)
 
+    def log(self, step: int, state: step_lib.TrainState, writer: summary.Writer) -> Scores:
+        """Scores `state` during training: `eval_val/*` scalars and a console line."""
+        scores = self(state)
+        write(scores, step=step, split="val", writer=writer, json_path=None)
+        summary.log_line(describe(scores, "val", step) + f" ({scores.seconds:.1f}s)")
+        return scores
+
 
 def write(
     scores: Scores,

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
 from etils import epath
+from jax.sharding import Mesh
 
 from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.core.errors import NonFiniteError, WorkdirError
@@ -18,16 +21,12 @@ from jaxcolor.data import pipeline
 from jaxcolor.evaluation import evaluator as split_eval
 from jaxcolor.evaluation import fixed_batch
 from jaxcolor.training import config_checks, sketcher
-from jaxcolor.training.step import (
-    NONFINITE,
-    TrainState,
-    create_train_state,
-    jit_train_step,
-)
+from jaxcolor.training.step import NONFINITE, TrainState, create_train_state, jit_train_step
 
 
-def _fetch(tree) -> dict[str, float]:
-    return {k: float(v) for k, v in jax.device_get(tree).items()}
+class _Evaluation(NamedTuple):
+    every: int  # steps between runs (and at the last step)
+    evaluate: Callable[[int, TrainState], object]  # (step, state): scores, writes, logs
 
 
 def _prepare_workdir(path: str) -> epath.Path:
@@ -83,67 +82,6 @@ def _check_free_space(workdir: epath.Path, state: TrainState, keep: int) -> None
         )
 
 
-class _NonFiniteGuard:
-    """Reads each step's on-device NaN/Inf flag one step late, so the device never waits.
-
-    `stop`: raise naming the step, the bad values and the last good checkpoint. `skip`: the
-    step already dropped its update on device; count it and stop after too many in a row.
-    """
-
-    def __init__(self, config: ml_collections.ConfigDict, ckpt: checkpoint.Checkpointer):
-        self._mode = config.train.on_nonfinite
-        self._limit = config.train.max_nonfinite
-        self._ckpt = ckpt
-        self._pending: list[tuple[int, dict[str, jax.Array]]] = []
-        self.in_a_row = 0
-        self.skipped = 0
-
-    def push(self, step: int, metrics: dict[str, jax.Array]) -> None:
-        self._pending.append((step, metrics))
-
-    def check(self, through: int) -> None:
-        """Blocks on the flags of all pushed steps <= `through`."""
-        while self._pending and self._pending[0][0] <= through:
-            step, metrics = self._pending.pop(0)
-            if not bool(metrics[NONFINITE]):
-                self.in_a_row = 0
-                continue
-            values = _fetch(metrics)
-            bad = ", ".join(f"{k}={v}" for k, v in values.items() if not np.isfinite(v))
-            if self._mode == "skip":
-                self.in_a_row += 1
-                self.skipped += 1
-                logging.warning(
-                    "Step %d: non-finite %s; update skipped (%d in a row, %d in all).",
-                    step,
-                    bad,
-                    self.in_a_row,
-                    self.skipped,
-                )
-                if self.in_a_row < self._limit:
-                    continue
-            self._raise(step, bad)
-
-    def _raise(self, step: int, bad: str) -> None:
-        self._ckpt.wait()  # a save in flight is of a step checked good; let it commit
-        last = self._ckpt.latest_step()
-        where = (
-            f"the last good checkpoint is step {last} in {self._ckpt.directory}"
-            if last is not None
-            else "there is no checkpoint yet"
-        )
-        what = (
-            f"{self.in_a_row} non-finite steps in a row (train.max_nonfinite={self._limit})"
-            if self._mode == "skip"
-            else "train.on_nonfinite='stop'"
-        )
-        raise NonFiniteError(
-            f"Non-finite loss or gradient at step {step} ({bad}); stopped by {what}. Nothing "
-            f"after it was saved: {where}. Lower optimizer.learning_rate, check the data, or "
-            "set train.on_nonfinite='skip' to drop such updates."
-        )
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains for `config.num_steps`, resuming from the newest checkpoint in `workdir`.
 
@@ -153,11 +91,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     config_checks.validate(config)
     workdir = _prepare_workdir(workdir)
     cache = parallel.configure_compilation_cache(_compile_cache_dir(config, workdir))
-    mesh = parallel.create_mesh(config.mesh.data)
-    parallel.start_collectives(mesh)
-    parallel.check_batch_size(config.batch_size, mesh)
-    parallel.check_batch_size(config.eval_batch_size, mesh, name="eval_batch_size")
-
+    mesh = _mesh(config)
     state, nets = create_train_state(
         config,
         in_channels=pipeline.condition_channels(config),
@@ -179,125 +113,170 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             f"TensorBoard logs: {writer.logdir}   checkpoints: {ckpt.directory}   "
             f"compilation cache: {cache or 'off'}"
         )
-
-        parallel.sync_processes("jaxcolor:first-collective")  # the evaluator's all-gather
-        evaluate = fixed_batch.FixedBatchEvaluator(
-            config, nets, mesh, pipeline.validation_batch(config, val_source), writer
-        )
-        split_evaluator = None
-        if config.eval_split_every > 0:
-            split_evaluator = split_eval.SplitEvaluator(
-                config,
-                nets,
-                mesh,
-                val_source,
-                batch_size=config.eval_batch_size,
-                max_images=config.eval_max_images,
-            )
-        train_step = jit_train_step(nets, config, mesh)
-        data_sharding = parallel.batch_sharding(mesh)
-        progress = summary.Progress(start, config.num_steps, config.batch_size)
-        guard = _NonFiniteGuard(config, ckpt)
-
-        if start == 0:
-            evaluate(0, state)
+        evaluations = _evaluations(config, nets, mesh, val_source, writer)
+        if start == 0:  # the untrained generator on the fixed batch: the baseline
+            evaluations[0].evaluate(0, state)
         if start >= config.num_steps:
             summary.log_line(
                 f"Already at step {start} >= num_steps={config.num_steps}; nothing to do."
             )
 
-        skipped_images = 0
-        pending = None  # (step, device metrics): fetched one step late so logging never stalls
-        compile_start = time.perf_counter()
+        train_step = jit_train_step(nets, config, mesh)
+        logger = _metrics_logger(config, writer, ckpt, start)
+        batches = _global_batches(train_iter, mesh, logger)
         step, preempted = start, notice.received
         while step < config.num_steps and not preempted:
             step += 1
-            host_batch = next(train_iter)
-            skipped_images += pipeline.pop_skipped(host_batch)
-            batch = parallel.to_global(host_batch, data_sharding)
-            state, metrics = train_step(state, batch)
-            if step == start + 1:
-                jax.block_until_ready(metrics)
-                compile_seconds = time.perf_counter() - compile_start
-                summary.log_line(f"First step (incl. compilation) took {compile_seconds:.1f}s")
-                progress.reset(step)
-            guard.push(step, metrics)
-            guard.check(through=step - 1)
-            if pending is not None:
-                _log_train(writer, progress, guard, *pending, skipped_images)
-                pending = None
+            state, metrics = train_step(state, next(batches))
+            logger.buffer(step, metrics)
+            preempted = _preempted(step, notice, ckpt)
             last = step == config.num_steps
-            if step % config.log_every == 0 or last:
-                pending = (step, metrics)
-            preempted = notice.received or ckpt.reached_preemption(step)
-            if preempted:
-                summary.log_line(
-                    f"{'SIGTERM received' if notice.received else 'Preemption notice'}: step "
-                    f"{step} is the last; saving it, then exiting. A second SIGTERM exits at "
-                    "once (the last complete checkpoint stays valid)."
-                )
-            if not preempted and (step % config.eval_every == 0 or last):
-                guard.check(through=step)
-                if pending is not None:  # evaluation blocks anyway; keep its time out of img/s
-                    _log_train(writer, progress, guard, *pending, skipped_images)
-                    pending = None
-                evaluate(step, state)
-                progress.reset(step)
-            if (
-                split_evaluator is not None
-                and not preempted
-                and (step % config.eval_split_every == 0 or last)
-            ):
-                _evaluate_split(split_evaluator, step, state, writer)
-                progress.reset(step)
+            for e in evaluations:
+                if not preempted and (step % e.every == 0 or last):
+                    with logger.paused():  # checked and logged first; its time is not img/s
+                        e.evaluate(step, state)
             if preempted or last or ckpt.should_save(step):
-                guard.check(through=step)  # never checkpoint a step that went non-finite
+                logger.flush()  # never checkpoint a step that went non-finite
                 ckpt.save(step, state, train_iter)
-        if pending is not None:
-            _log_train(writer, progress, guard, *pending, skipped_images)
-        guard.check(through=step)
-
-        if preempted and step == start:
-            summary.log_line("Preempted before the first step; nothing new to save.")
-            return state
-        if preempted:
-            began = time.monotonic()
-            ckpt.wait()
-            summary.log_line(
-                f"Preempted: saved step {step} in {ckpt.directory} (waited "
-                f"{time.monotonic() - began:.1f}s for the save to commit). Run the same command "
-                "again to resume from it."
-            )
-            return state
-        ckpt.wait()
-        summary.log_line(
-            f"Done at step {max(start, config.num_steps)}. TensorBoard: tensorboard --logdir "
-            f"{writer.logdir}   checkpoints: {ckpt.directory} (latest step {ckpt.latest_step()})"
-        )
+        logger.flush()
+        _log_end(config, ckpt, writer, start=start, step=step, preempted=preempted)
         return state
 
 
-def _evaluate_split(evaluator, step: int, state: TrainState, writer: summary.Writer) -> None:
-    """The whole validation split (up to eval_max_images): `eval_val/*` scalars + a console line."""
-    scores = evaluator(state)
-    split_eval.write(scores, step=step, split="val", writer=writer, json_path=None)
-    summary.log_line(split_eval.describe(scores, "val", step) + f" ({scores.seconds:.1f}s)")
+def _mesh(config: ml_collections.ConfigDict) -> Mesh:
+    """The data-parallel mesh of `mesh.data` devices, collectives started, batches checked."""
+    mesh = parallel.create_mesh(config.mesh.data)
+    parallel.start_collectives(mesh)
+    parallel.check_batch_size(config.batch_size, mesh)
+    parallel.check_batch_size(config.eval_batch_size, mesh, name="eval_batch_size")
+    return mesh
 
 
-def _log_train(
-    writer: summary.Writer,
-    progress: summary.Progress,
-    guard: _NonFiniteGuard,
-    step: int,
-    metrics,
-    skipped_images: int = 0,
-) -> None:
-    values = _fetch(metrics)
-    del values[NONFINITE]
-    if guard.skipped:
-        values["nonfinite_skipped"] = guard.skipped
-    if skipped_images:  # unusable files this process passed over (each named in the log)
-        values["skipped_images"] = skipped_images
-    rate = progress.update(step)
-    writer.scalars(step, values | rate, "train")
-    summary.log_line(progress.line(step, values, rate))
+def _evaluations(config, nets, mesh: Mesh, val_source, writer) -> list[_Evaluation]:
+    """The fixed validation batch's evaluation, then (eval_split_every > 0) the whole split's."""
+    parallel.sync_processes("jaxcolor:first-collective")  # the fixed batch's all-gather
+    val_batch = pipeline.validation_batch(config, val_source)
+    fixed = fixed_batch.FixedBatchEvaluator(config, nets, mesh, val_batch, writer)
+    evaluations = [_Evaluation(config.eval_every, fixed)]
+    if config.eval_split_every > 0:
+        split = split_eval.SplitEvaluator(
+            config,
+            nets,
+            mesh,
+            val_source,
+            batch_size=config.eval_batch_size,
+            max_images=config.eval_max_images,
+        )
+        log = lambda step, state: split.log(step, state, writer)  # noqa: E731
+        evaluations.append(_Evaluation(config.eval_split_every, log))
+    return evaluations
+
+
+def _metrics_logger(config, writer, ckpt, start: int) -> summary.MetricsLogger:
+    """The train metrics logger, with the non-finite policy reading each step's flag."""
+    return summary.MetricsLogger(
+        writer,
+        start_step=start,
+        num_steps=config.num_steps,
+        batch_size=config.batch_size,
+        log_every=config.log_every,
+        check=_NonFiniteGuard(config, ckpt),
+    )
+
+
+def _global_batches(
+    data_iter, mesh: Mesh, logger: summary.MetricsLogger
+) -> Iterator[dict[str, jax.Array]]:
+    """This process's host batches as global arrays; files passed over are counted."""
+    sharding = parallel.batch_sharding(mesh)
+    for host_batch in data_iter:
+        logger.count("skipped_images", pipeline.pop_skipped(host_batch))
+        yield parallel.to_global(host_batch, sharding)
+
+
+def _preempted(step: int, notice: checkpoint.PreemptionNotice, ckpt) -> bool:
+    """Whether `step` is the last: SIGTERM arrived, or every host reached a preemption point."""
+    if not (notice.received or ckpt.reached_preemption(step)):
+        return False
+    summary.log_line(
+        f"{'SIGTERM received' if notice.received else 'Preemption notice'}: step "
+        f"{step} is the last; saving it, then exiting. A second SIGTERM exits at "
+        "once (the last complete checkpoint stays valid)."
+    )
+    return True
+
+
+def _log_end(config, ckpt, writer, *, start: int, step: int, preempted: bool) -> None:
+    """Waits for the last save to commit, then says where the run stands."""
+    if preempted and step == start:
+        summary.log_line("Preempted before the first step; nothing new to save.")
+        return
+    began = time.monotonic()
+    ckpt.wait()
+    if preempted:
+        summary.log_line(
+            f"Preempted: saved step {step} in {ckpt.directory} (waited "
+            f"{time.monotonic() - began:.1f}s for the save to commit). Run the same command "
+            "again to resume from it."
+        )
+        return
+    summary.log_line(
+        f"Done at step {max(start, config.num_steps)}. TensorBoard: tensorboard --logdir "
+        f"{writer.logdir}   checkpoints: {ckpt.directory} (latest step {ckpt.latest_step()})"
+    )
+
+
+class _NonFiniteGuard:
+    """The metrics logger's check of each step's on-device NaN/Inf flag (read one step late, so
+    the device never waits).
+
+    `stop`: raise naming the step, the bad values and the last good checkpoint. `skip`: the
+    step already dropped its update on device; count it and stop after too many in a row.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, ckpt: checkpoint.Checkpointer):
+        self._mode = config.train.on_nonfinite
+        self._limit = config.train.max_nonfinite
+        self._ckpt = ckpt
+        self.in_a_row = 0
+        self.skipped = 0
+
+    def __call__(self, step: int, metrics: dict[str, jax.Array]) -> dict[str, int]:
+        """Blocks on `step`'s flag; -> the counts to log ({"nonfinite_skipped": 1} if skipped)."""
+        if not bool(metrics[NONFINITE]):
+            self.in_a_row = 0
+            return {}
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        bad = ", ".join(f"{k}={v}" for k, v in values.items() if not np.isfinite(v))
+        if self._mode == "skip":
+            self.in_a_row += 1
+            self.skipped += 1
+            logging.warning(
+                "Step %d: non-finite %s; update skipped (%d in a row, %d in all).",
+                step,
+                bad,
+                self.in_a_row,
+                self.skipped,
+            )
+            if self.in_a_row < self._limit:
+                return {"nonfinite_skipped": 1}
+        self._raise(step, bad)
+
+    def _raise(self, step: int, bad: str) -> None:
+        self._ckpt.wait()  # a save in flight is of a step checked good; let it commit
+        last = self._ckpt.latest_step()
+        where = (
+            f"the last good checkpoint is step {last} in {self._ckpt.directory}"
+            if last is not None
+            else "there is no checkpoint yet"
+        )
+        what = (
+            f"{self.in_a_row} non-finite steps in a row (train.max_nonfinite={self._limit})"
+            if self._mode == "skip"
+            else "train.on_nonfinite='stop'"
+        )
+        raise NonFiniteError(
+            f"Non-finite loss or gradient at step {step} ({bad}); stopped by {what}. Nothing "
+            f"after it was saved: {where}. Lower optimizer.learning_rate, check the data, or "
+            "set train.on_nonfinite='skip' to drop such updates."
+        )
