@@ -1,5 +1,6 @@
-"""Image grids and the console progress line."""
+"""Image grids, the console progress line and the train metrics logger."""
 
+import jax.numpy as jnp
 import numpy as np
 
 from jaxcolor import summary
@@ -32,3 +33,44 @@ def test_progress_line_reports_rate_and_eta_only_when_timed():
     line = progress.line(51, {"g_l1": 0.25, "d_loss": 0.7, "lr": 1.0}, rate)
     assert line.startswith("step 51/100 (51%) | g_l1 0.2500 d_loss 0.7000 | ")
     assert "img/s | ETA " in line
+
+
+def test_metrics_logger_checks_every_step_and_writes_log_steps_one_step_late():
+    class Recorder:
+        def __init__(self):
+            self.written = []
+
+        def scalars(self, step, values, prefix):
+            self.written.append((step, prefix, dict(values)))
+
+    def metrics(step, bad=False):
+        return {"g_l1": jnp.float32(step), "nonfinite": jnp.bool_(bad)}
+
+    checked = []
+
+    def check(step, metrics):
+        checked.append(step)
+        return {"nonfinite_skipped": 1} if bool(metrics["nonfinite"]) else {}
+
+    writer = Recorder()
+    logger = summary.MetricsLogger(
+        writer, start_step=0, num_steps=5, batch_size=8, log_every=2, check=check
+    )
+    logger.buffer(1, metrics(1, bad=True))
+    logger.buffer(2, metrics(2))
+    assert checked == [1] and writer.written == []  # step 1 read late, not a log step
+    logger.count("skipped_images", 3)
+    logger.buffer(3, metrics(3))
+    assert checked == [1, 2]
+    ((step, prefix, values),) = writer.written
+    assert (step, prefix) == (2, "train")
+    # The flag is checked, never written; the counts ride along with the log step.
+    assert values.pop("steps_per_sec") > 0 and values.pop("images_per_sec") > 0
+    assert values == {"g_l1": 2.0, "nonfinite_skipped": 1, "skipped_images": 3}
+    with logger.paused():  # an evaluation at step 3: checked and flushed first
+        assert checked == [1, 2, 3] and len(writer.written) == 1
+    logger.buffer(4, metrics(4))
+    logger.buffer(5, metrics(5))
+    logger.flush()  # the last step is always written
+    assert checked == [1, 2, 3, 4, 5]
+    assert [w[0] for w in writer.written] == [2, 4, 5]
