@@ -115,11 +115,13 @@ def _compare(args, config) -> dict[str, Any]:
     import jax
 
     from jaxcolor.core.image_size import image_hw
+    from jaxcolor.nets.pix2pix import spec as pix2pix
     from jaxcolor.training import benchmark
 
-    if config.model.generator.name != "unet" or config.loss.gan_mode == "none":
+    unet = pix2pix.UNET.name
+    if config.model.generator.name != unet or config.loss.gan_mode == "none":
         raise SystemExit(
-            "bench compare times pix2pix (model.generator.name='unet' with a discriminator); "
+            f"bench compare times pix2pix (model.generator.name={unet!r} with a discriminator); "
             f"this config has model.generator.name={config.model.generator.name!r}, "
             f"loss.gan_mode={config.loss.gan_mode!r}. Use bench train for it."
         )

@@ -12,14 +12,13 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_size import hw, image_hw
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data import sources
 from jaxcolor.data.crop import CROP_MARGIN, crop_resize
-from jaxcolor.models import takes_reference
+from jaxcolor.nets import registry
 
 SYNTHETIC = "synthetic"
 FOLDER = "folder:"
@@ -204,7 +203,7 @@ def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeEx
         train=train,
         random_flip=config.data.random_flip,
         sketch_augment=config.data.get("sketch_augment", True),
-        reference=takes_reference(config.model.generator),
+        reference=registry.generator(config.model.generator).takes_reference,
     )
 
 
@@ -257,7 +256,8 @@ def train_dataset(
         # After the random map, so each example keeps the augmentation of an unbroken run.
         ds = ds[start:]
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=64))
-    ds = ds.batch(parallel.per_process_batch_size(config.batch_size), drop_remainder=True)
+    # Each process loads its own rows of the global batch (see parallel.create_mesh).
+    ds = ds.batch(config.batch_size // jax.process_count(), drop_remainder=True)
     if config.data.num_workers > 0:
         if not flags.FLAGS.is_parsed():
             # Grain's workers read its absl flags; called as a library (tests, notebooks)

@@ -17,8 +17,9 @@ from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.core.errors import NonFiniteError, WorkdirError
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import evaluator as split_eval
-from jaxcolor.export.convert import init_state_from_torch
-from jaxcolor.training import config_checks, sketcher
+from jaxcolor.nets.convert import init_state_from_torch
+from jaxcolor.nets.inputs import Sketcher, sketch_from_color
+from jaxcolor.training import config_checks
 from jaxcolor.training.step import (
     NONFINITE,
     TrainState,
@@ -70,10 +71,10 @@ class _Evaluator:
         return metrics
 
 
-def _model_sketch(sketch_model: sketcher.Sketcher, batch) -> jax.Array:
+def _model_sketch(sketch_model: Sketcher, batch) -> jax.Array:
     """The validation batch's sketches as the steps see them, as uint8 for the grid."""
     color = batch["color"].astype(jax.numpy.float32) / 127.5 - 1.0
-    sketch = sketcher.sketch_from_color(sketch_model, color)
+    sketch = sketch_from_color(sketch_model, color)
     return jax.numpy.round((sketch + 1.0) * 127.5).astype(jax.numpy.uint8)
 
 

@@ -16,7 +16,8 @@ from jax.sharding import Mesh
 
 from jaxcolor import parallel
 from jaxcolor.evaluation import metrics as image_metrics
-from jaxcolor.models import build_discriminator, build_generator, takes_reference
+from jaxcolor.nets import build, registry
+from jaxcolor.nets.inputs import Sketcher, apply, generator_kwargs, model_inputs, predict
 from jaxcolor.training import image_pool, losses, sketcher
 
 PyTree = Any
@@ -57,7 +58,7 @@ class Networks:
     schedule: optax.Schedule
     takes_reference: bool = False  # the generator is called with reference= (batch["reference"])
     # data.sketch = "model:DIR": the frozen sketch extractor the steps run on the colour batch.
-    sketch_model: sketcher.Sketcher | None = None
+    sketch_model: Sketcher | None = None
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -88,7 +89,7 @@ def create_train_state(
     def adam() -> optax.GradientTransformation:
         return optax.adam(schedule, b1=opt.b1, b2=opt.b2)
 
-    generator = build_generator(
+    generator = build.build_generator(
         config.model.generator,
         in_channels=in_channels,
         dtype=config.compute_dtype,
@@ -101,7 +102,7 @@ def create_train_state(
     d_graph = d_tx = d = None
     if config.loss.gan_mode != "none":
         out_channels = config.model.generator.out_channels
-        discriminator = build_discriminator(
+        discriminator = build.build_discriminator(
             config.model.discriminator,
             in_channels=in_channels + out_channels,
             dtype=config.compute_dtype,
@@ -116,56 +117,12 @@ def create_train_state(
         step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(step_key), g=g, d=d, pool=pool
     )
     state = jax.device_put(state, parallel.replicated(mesh))
-    reference = takes_reference(config.model.generator)
+    reference = registry.generator(config.model.generator).takes_reference
     frozen = sketcher.load_sketcher(config, parallel.replicated(mesh))
     networks = Networks(
         g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference, sketch_model=frozen
     )
     return state, networks
-
-
-def model_inputs(
-    batch: dict[str, jax.Array],
-    config: ml_collections.ConfigDict | None = None,
-    *,
-    sketch_model: sketcher.Sketcher | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """uint8 batch -> (condition, target), both float32 in [-1, 1].
-
-    task "colorize" (the default, also without a config): condition = sketch ++ hints, target
-    the colour image; the sketch comes from `sketch_model` (data.sketch = "model:DIR") when
-    given, else from the batch. task "sketch": condition the colour image, target the sketch.
-    """
-    to_unit = lambda x: x.astype(jnp.float32) / 127.5 - 1.0  # noqa: E731
-    color = to_unit(batch["color"])
-    if config is not None and config.get("task", "colorize") == "sketch":
-        return color, to_unit(batch["sketch"])
-    if sketch_model is not None:
-        sketch = sketcher.sketch_from_color(sketch_model, color)
-    else:
-        sketch = to_unit(batch["sketch"])
-    if "hints" not in batch:  # data.hints = "none": the sketch alone
-        return sketch, color
-    return jnp.concatenate([sketch, to_unit(batch["hints"])], axis=-1), color
-
-
-def generator_kwargs(nets: Networks, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Extra generator inputs: {"reference": RGB in [-1, 1]} for reference-guided models."""
-    if not nets.takes_reference:
-        return {}
-    if "reference" not in batch:
-        raise KeyError(
-            "The generator (model.generator.name='reference_unet') needs batch['reference'], a "
-            "uint8 RGB image per example; build batches with jaxcolor.data.pipeline."
-        )
-    return {"reference": batch["reference"].astype(jnp.float32) / 127.5 - 1.0}
-
-
-def _apply(graph: nnx.GraphDef, params, stats, x, **call_kwargs):
-    """Runs a network from its pure state; returns (output, updated BatchNorm statistics)."""
-    model = nnx.merge(graph, params, stats)
-    out = model(x, **call_kwargs)
-    return out, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
 
 def _update(tx: optax.GradientTransformation, net: NetState, grads, stats) -> NetState:
@@ -191,7 +148,7 @@ def train_step(
         extra["return_aux"] = True
 
     def generate(params):
-        return _apply(
+        return apply(
             nets.g_graph,
             params,
             state.g.stats,
@@ -219,8 +176,8 @@ def train_step(
             metrics["d_pool_fraction"] = from_pool.mean()
 
         def d_loss_fn(params):
-            real_logits, stats = _apply(nets.d_graph, params, state.d.stats, real_pair, train=True)
-            fake_logits, stats = _apply(nets.d_graph, params, stats, fake_pair, train=True)
+            real_logits, stats = apply(nets.d_graph, params, state.d.stats, real_pair, train=True)
+            fake_logits, stats = apply(nets.d_graph, params, stats, fake_pair, train=True)
             loss = losses.discriminator_loss(mode, real_logits, fake_logits)
             return loss, (stats, real_logits, fake_logits)
 
@@ -247,7 +204,7 @@ def train_step(
         if mode != "none":
             # The freshly updated D judges the fake, as pix2pix's backward_G does.
             pair = jnp.concatenate([condition, generated], -1)
-            logits, stats = _apply(nets.d_graph, d.params, d.stats, pair, train=True)
+            logits, stats = apply(nets.d_graph, d.params, d.stats, pair, train=True)
             parts["g_gan"] = losses.generator_gan_loss(mode, logits)
             loss = loss + parts["g_gan"]
         return loss, (parts, stats)
@@ -275,23 +232,6 @@ def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, 
     """`loss.aux_weights` when any is non-zero (the generator then returns its aux outputs)."""
     weights = tuple(float(w) for w in config.loss.get("aux_weights", ()))
     return weights if any(w != 0 for w in weights) else ()
-
-
-def predict(
-    state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None
-) -> tuple[jax.Array, jax.Array]:
-    """(prediction, target) of the generator in inference mode (running BatchNorm statistics,
-    no dropout), both float32 in [-1, 1]."""
-    condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
-    pred, _ = _apply(
-        nets.g_graph,
-        state.g.params,
-        state.g.stats,
-        condition,
-        train=False,
-        **generator_kwargs(nets, batch),
-    )
-    return pred, target
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):

@@ -1,6 +1,6 @@
 """Flax NNX state <-> PyTorch state_dict (as numpy arrays), and `init_from` for training.
 
-Conversions per jaxcolor.export.spec's table:
+Conversions per each family spec's state_dict layout (`NetworkSpec.layout`):
 - Conv kernels: Flax HWIO -> torch OIHW; the explicit ((1, 1), (1, 1)) Flax padding is
   Conv2d(padding=1).
 - Transposed convs: `nnx.ConvTranspose(k4, s2, padding=(2, 2), transpose_kernel=False)` dilates
@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from jaxcolor.core.errors import ConfigError, ExportError
-from jaxcolor.export import spec
+from jaxcolor.nets import export_format, registry
 
 Tree = dict[Any, Any]
 
@@ -69,7 +69,7 @@ def flax_to_torch(
     """Pure Flax dicts (params, BatchNorm stats) of `net` -> state_dict of numpy arrays."""
     trees = {"params": params, "stats": stats}
     out: dict[str, np.ndarray] = {}
-    for e in spec.layout(net, arch):
+    for e in registry.layout(net, arch):
         if e.kind == "count":
             out[e.key] = np.asarray(step, np.int64)
             continue
@@ -87,7 +87,7 @@ def flax_to_torch(
 
 def _check_all_used(net: str, arch: Mapping[str, Any], trees: Mapping[str, Mapping]) -> None:
     """Every Flax leaf must have been exported; a leftover means the layout table is stale."""
-    used = {(e.collection, e.path) for e in spec.layout(net, arch)}
+    used = {(e.collection, e.path) for e in registry.layout(net, arch)}
     for collection, tree in trees.items():
         for path in _leaf_paths(tree):
             if (collection, path) not in used:
@@ -114,7 +114,7 @@ def torch_to_flax(
     num_batches_tracked may be absent (it has no Flax counterpart). `source` names the file in
     errors.
     """
-    entries = spec.layout(net, arch)
+    entries = registry.layout(net, arch)
     expected = {e.key for e in entries}
     optional = {e.key for e in entries if e.kind == "count"}
     missing = sorted(expected - optional - set(tensors))
@@ -177,12 +177,12 @@ def init_files(init_from: str) -> dict[str, pathlib.Path]:
     """
     path = pathlib.Path(init_from).expanduser()
     if path.is_dir():
-        files = {"generator": path / spec.GENERATOR_FILE}
-        if (path / spec.DISCRIMINATOR_FILE).is_file():
-            files["discriminator"] = path / spec.DISCRIMINATOR_FILE
+        files = {"generator": path / export_format.GENERATOR_FILE}
+        if (path / export_format.DISCRIMINATOR_FILE).is_file():
+            files["discriminator"] = path / export_format.DISCRIMINATOR_FILE
         if not files["generator"].is_file():
             raise ConfigError(
-                f"init_from={init_from!r}: the directory has no {spec.GENERATOR_FILE}."
+                f"init_from={init_from!r}: the directory has no {export_format.GENERATOR_FILE}."
             )
         return files
     if not path.is_file():
@@ -206,7 +206,7 @@ def _torch_shape(kind: str, flax_shape: tuple[int, ...]) -> tuple[int, ...]:
 def check_shapes(net: str, arch, tensors, params: Mapping, stats: Mapping, *, source: str) -> None:
     """Every tensor must have the torch shape of the corresponding Flax leaf."""
     trees = {"params": params, "stats": stats}
-    for e in spec.layout(net, arch):
+    for e in registry.layout(net, arch):
         if e.kind == "count" or e.key not in tensors:
             continue
         want = _torch_shape(e.kind, tuple(_get(trees[e.collection], e.path).shape))
@@ -225,7 +225,9 @@ def init_state_from_torch(state, config):
     """
     import jax
 
-    archs = spec.architectures(config.to_dict())
+    from jaxcolor.export.config_json import architectures  # TODO(merge): checkpoint.py
+
+    archs = architectures(config.to_dict())
     nets = {"generator": state.g, "discriminator": state.d}
     new = {}
     for net, file in init_files(config.init_from).items():
