@@ -107,11 +107,15 @@ def _check_deep_supervision_and_pool(config: ml_collections.ConfigDict) -> None:
     if any(w != 0 for w in weights):
         g = config.model.generator
         spec = registry.generator(g)
-        with_aux = [n for n in registry.names(GENERATOR) if registry.lookup(GENERATOR, n).num_aux]
+        with_aux = " or ".join(
+            f"model.generator.name={n!r}"
+            for n in registry.names(GENERATOR)
+            if registry.lookup(GENERATOR, n).num_aux is not None
+        )
         require(
             spec.num_aux is not None,
             f"loss.aux_weights={weights} needs a generator with deep-supervision outputs "
-            f"(model.generator.name in {with_aux}), not {g.name!r}; set loss.aux_weights=().",
+            f"({with_aux}), not {g.name!r}; set loss.aux_weights=().",
         )
         num_aux = spec.num_aux(g)
         require(
