@@ -16,22 +16,15 @@ Scaling with the slice (data parallelism: every chip holds the whole model):
   loses at most checkpoint_every steps (a SIGTERM itself always saves).
 """
 
-import importlib.util
 import math
-import pathlib
+
+# Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
+# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
+from jaxcolor.core import config as base
 
 PER_CHIP_BATCH = 8
 MAX_LR = 1e-3
 DEFAULT_BATCH = 64  # configs/default.py, whose step counts this config rescales
-
-
-def _default():
-    # Loaded by path so the config works whatever the current directory is.
-    path = pathlib.Path(__file__).with_name("default.py")
-    spec = importlib.util.spec_from_file_location("jaxcolor_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def _per_images(steps_at_default_batch: int, batch_size: int) -> int:
@@ -47,7 +40,7 @@ def get_config(chips: str = ""):
             " configs/pod.py:8 for a v5litepod-8 or v6e-8."
         )
     chips = int(chips)
-    c = _default()
+    c = base.get_config()
     c.batch_size = PER_CHIP_BATCH * chips
     c.compute_dtype = "bfloat16"
     c.optimizer.learning_rate = min(MAX_LR, 2e-4 * math.sqrt(c.batch_size / DEFAULT_BATCH))

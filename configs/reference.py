@@ -32,21 +32,14 @@ Colorize an export:  python -m jaxcolor.colorize --model EXPORT --sketch S.png -
   --out O.png   (the exported generator is forward(condition, reference); see config.json)
 """
 
-import importlib.util
-import pathlib
-
-
-def _default():
-    path = pathlib.Path(__file__).with_name("default.py")
-    spec = importlib.util.spec_from_file_location("jaxcolor_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+# Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
+# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
+from jaxcolor.core import config as base
 
 
 def get_config():
     """default.py with the reference-guided generator and the multi-scale discriminator."""
-    c = _default()
+    c = base.get_config()
     c.num_steps = 22_225  # the seed's 100 epochs of 14,224 images at batch 64
     c.data.hints = "none"  # the seed colours from the sketch and the reference alone
 

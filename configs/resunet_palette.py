@@ -19,22 +19,14 @@ The seed trained on Kaggle's anime-sketch-colorization-pair (colour left, sketch
 Automatic colorization (no hints): --config.data.hints=none.
 """
 
-import importlib.util
-import pathlib
-
-
-def _default():
-    # Loaded by path so the config works whatever the current directory is.
-    path = pathlib.Path(__file__).with_name("default.py")
-    spec = importlib.util.spec_from_file_location("jaxcolor_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+# Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
+# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
+from jaxcolor.core import config as base
 
 
 def get_config():
     """default.py with the residual attention U-Net, palette hints, 512 px and an image pool."""
-    c = _default()
+    c = base.get_config()
     c.image_size = 512
     # The seed used batch 4 on one GPU; 16 keeps BatchNorm statistics sane and divides 8 or 16
     # devices. 15 of the seed's epochs over its 14,224 training pairs at batch 16.

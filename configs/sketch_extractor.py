@@ -17,22 +17,14 @@ Train, export, then colorize with its sketches:
       --config.data.sketch=model:exports/sketcher
 """
 
-import importlib.util
-import pathlib
-
-
-def _default():
-    # Loaded by path so the config works whatever the current directory is.
-    path = pathlib.Path(__file__).with_name("default.py")
-    spec = importlib.util.spec_from_file_location("jaxcolor_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+# Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
+# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
+from jaxcolor.core import config as base
 
 
 def get_config():
     """default.py turned around: the colour image in, its sketch out."""
-    c = _default()
+    c = base.get_config()
     c.task = "sketch"
     c.batch_size = 16
     c.image_size = 256

@@ -1,21 +1,13 @@
 """A small CPU configuration: 64 px, narrow networks, a few hundred steps in a few minutes."""
 
-import importlib.util
-import pathlib
-
-
-def _default():
-    # Loaded by path so the config works whatever the current directory is.
-    path = pathlib.Path(__file__).with_name("default.py")
-    spec = importlib.util.spec_from_file_location("jaxcolor_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+# Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
+# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
+from jaxcolor.core import config as base
 
 
 def get_config():
     """default.py shrunk so that training visibly learns on 2 CPU cores in minutes."""
-    c = _default()
+    c = base.get_config()
     c.batch_size = 16
     c.num_steps = 300
     c.image_size = 64

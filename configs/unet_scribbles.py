@@ -13,22 +13,14 @@ Train with:  python -m jaxcolor.train --config configs/unet_scribbles.py --workd
 (another size: --config.image_size='(192, 320)'; a square one: --config.image_size=256).
 """
 
-import importlib.util
-import pathlib
-
-
-def _default():
-    # Loaded by path so the config works whatever the current directory is.
-    path = pathlib.Path(__file__).with_name("default.py")
-    spec = importlib.util.spec_from_file_location("jaxcolor_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+# Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
+# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
+from jaxcolor.core import config as base
 
 
 def get_config():
     """default.py with the seed's network, inputs, loss and optimizer."""
-    c = _default()
+    c = base.get_config()
     c.batch_size = 16
     c.image_size = (160, 256)  # height, width: each a multiple of 2**num_downs = 16
     c.data.sketch = "sobel"

@@ -28,23 +28,13 @@ from absl import flags
 from ml_collections import config_flags
 
 from jaxcolor import cli
+from jaxcolor.core import config as base_config
 
 PROG = "jaxcolor.bench"
-# The configs live in the repository (configs/), not in the installed package: the default is
-# the checkout's, found from the current directory or from this file in an editable install.
-DEFAULT_CONFIG = pathlib.Path("configs") / "default.py"
-
-
-def default_config() -> str:
-    """configs/default.py of the checkout this runs in; a one-line error where there is none."""
-    for root in (pathlib.Path.cwd(), pathlib.Path(__file__).resolve().parents[1]):
-        if (root / DEFAULT_CONFIG).is_file():
-            return str(root / DEFAULT_CONFIG)
-    sys.exit(
-        f"{PROG}: error: no --config given and there is no {DEFAULT_CONFIG} here (the configs "
-        "are in the jaxcolor repository, not in the installed package): pass --config "
-        "PATH/TO/jaxcolor/configs/default.py, or run from a checkout."
-    )
+# Without --config: the base every config builds on (what configs/default.py returns). It is a
+# config file of the installed package, so bench needs no checkout: any directory, any install.
+DEFAULT_CONFIG = base_config.__file__
+CONFIG_HELP = "config .py (default: jaxcolor/core/config.py, the base configs/default.py returns)"
 
 
 def load_config(path: str, overrides: list[str]):
@@ -66,7 +56,7 @@ def load_config(path: str, overrides: list[str]):
 
 
 def _common(p: argparse.ArgumentParser, steps: int) -> None:
-    p.add_argument("--config", help="config .py (default: the checkout's configs/default.py)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help=CONFIG_HELP)
     p.add_argument("--steps", type=int, default=steps, help="timed steps (after the warmup)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -115,11 +105,13 @@ def _compare(args, config) -> dict[str, Any]:
     import jax
 
     from jaxcolor.core.image_size import image_hw
+    from jaxcolor.nets.pix2pix import spec as pix2pix
     from jaxcolor.training import benchmark
 
-    if config.model.generator.name != "unet" or config.loss.gan_mode == "none":
+    unet = pix2pix.UNET.name
+    if config.model.generator.name != unet or config.loss.gan_mode == "none":
         raise SystemExit(
-            "bench compare times pix2pix (model.generator.name='unet' with a discriminator); "
+            f"bench compare times pix2pix (model.generator.name={unet!r} with a discriminator); "
             f"this config has model.generator.name={config.model.generator.name!r}, "
             f"loss.gan_mode={config.loss.gan_mode!r}. Use bench train for it."
         )
@@ -164,7 +156,7 @@ def _compare(args, config) -> dict[str, Any]:
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="config .py (default: the checkout's configs/default.py)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help=CONFIG_HELP)
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument(
         "--workers", type=int, nargs="+", default=[0, 1, 2], help="Grain worker counts to run"
@@ -236,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from jaxcolor.core.errors import JaxcolorError
 
     args, overrides = parser().parse_known_args(argv)
-    config = load_config(args.config or default_config(), overrides)
+    config = load_config(args.config, overrides)
     try:
         result = SUBCOMMANDS[args.command][2](args, config)
     except JaxcolorError as e:  # a config or data mistake: the message says what to change

@@ -32,9 +32,8 @@ from etils import epath
 
 import jaxcolor
 from jaxcolor.core.errors import CheckpointMismatchError, ConfigError, ExportError, WorkdirError
-
-# Conversions between Flax and PyTorch layouts (moving to jaxcolor.nets.convert).
-from jaxcolor.export import convert, spec
+from jaxcolor.data.pipeline import condition_channels
+from jaxcolor.nets import convert, export_format
 
 PyTree = Any
 
@@ -401,12 +400,12 @@ def init_files(init_from: str) -> dict[str, pathlib.Path]:
     """
     path = pathlib.Path(init_from).expanduser()
     if path.is_dir():
-        files = {"generator": path / spec.GENERATOR_FILE}
-        if (path / spec.DISCRIMINATOR_FILE).is_file():
-            files["discriminator"] = path / spec.DISCRIMINATOR_FILE
+        files = {"generator": path / export_format.GENERATOR_FILE}
+        if (path / export_format.DISCRIMINATOR_FILE).is_file():
+            files["discriminator"] = path / export_format.DISCRIMINATOR_FILE
         if not files["generator"].is_file():
             raise ConfigError(
-                f"init_from={init_from!r}: the directory has no {spec.GENERATOR_FILE}."
+                f"init_from={init_from!r}: the directory has no {export_format.GENERATOR_FILE}."
             )
         return files
     if not path.is_file():
@@ -424,7 +423,7 @@ def init_from(state: PyTree, config: ml_collections.ConfigDict) -> PyTree:
     Optimizer state is left as created (Adam's moments start at zero whatever the weights).
     Raises ConfigError naming the file on any key or shape mismatch.
     """
-    archs = spec.architectures(config.to_dict())
+    archs = export_format.architectures(config.to_dict(), in_channels=condition_channels(config))
     nets = {"generator": state.g, "discriminator": state.d}
     new = {}
     for net, file in init_files(config.init_from).items():

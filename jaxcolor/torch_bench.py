@@ -4,7 +4,7 @@
         [--variants eager_fp32,eager_bf16_cl,compile] [--device cpu|cuda] [--ngf 64 ...]
 
 Same networks as jaxcolor (pix2pix `UnetGenerator` + 70x70 `NLayerDiscriminator`, from
-jaxcolor.export.torch_models), same init (N(0, 0.02) convs, N(1, 0.02) BatchNorm scales), same
+jaxcolor.nets.pix2pix.torch), same init (N(0, 0.02) convs, N(1, 0.02) BatchNorm scales), same
 losses (GAN mode + lambda * L1) and Adam hyperparameters, and pix2pix's order in
 `optimize_parameters`: G forward once, update D on (real, detached fake), then update G with D
 frozen. Variants:
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from jaxcolor.export.torch_models import NLayerDiscriminator, UnetGenerator
+from jaxcolor.nets.pix2pix.torch import NLayerDiscriminator, UnetGenerator
 
 VARIANTS = ("eager_fp32", "eager_bf16_cl", "compile")
 
@@ -195,9 +195,9 @@ def run_safely(arch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
 
 def arch_from_config(config: Any) -> dict[str, Any]:
     """jaxcolor training config -> the networks and loss settings of `Pix2Pix`."""
-    from jaxcolor.data import pipeline
+    from jaxcolor.export import config_json
 
-    cin = pipeline.condition_channels(config)
+    cin = config_json.in_channels(config)
     g = dict(config.model.generator)
     d = dict(config.model.discriminator)
     g["in_channels"] = cin

@@ -21,16 +21,18 @@ from jaxcolor.core.image_size import hw, image_hw
 from jaxcolor.data import crop, pipeline
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
-from jaxcolor.export import convert, exporter, inference, spec, torch_models
-from jaxcolor.models import build_generator, count_params
-from jaxcolor.models.classic_unet import UpConv2x2
+from jaxcolor.export import config_json, exporter, inference, torch_models
+from jaxcolor.nets import convert
+from jaxcolor.nets.build import build_generator
+from jaxcolor.nets.classic_unet.flax import UpConv2x2
+from jaxcolor.nets.inputs import model_inputs, sketch_from_color
+from jaxcolor.nets.layers import count_params
 from jaxcolor.training import benchmark, config_checks, sketcher
 from jaxcolor.training.loop import train_and_evaluate
 from jaxcolor.training.step import (
     NetState,
     create_train_state,
     jit_train_step,
-    model_inputs,
 )
 
 TOL = 1e-4
@@ -137,7 +139,7 @@ def _torch_forward(module, x):
 
 
 def _torch_generator(config, net_state):
-    arch = spec.architectures(config.to_dict())["generator"]
+    arch = config_json.architectures(config.to_dict())["generator"]
     tensors = convert.flax_to_torch("generator", arch, net_state.params, net_state.stats)
     module = torch_models.build("generator", arch)
     module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
@@ -237,7 +239,7 @@ def test_the_seed_unet_loads_our_export_strictly_and_computes_the_same():
     config = load_config("unet_scribbles")
     graph, s = _abstract_generator(config)
     s = _unit_scale(s, 0)
-    arch = spec.architectures(config.to_dict())["generator"]
+    arch = config_json.architectures(config.to_dict())["generator"]
     tensors = convert.flax_to_torch("generator", arch, s.params, s.stats)
     seed = SeedUNet()
     seed.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()}, strict=True)
@@ -546,7 +548,7 @@ def test_model_sketches_train_a_colorizer_without_hints(sketch_export, tmp_path)
     assert diff.max() <= 1 / 127.5 + 1e-6 and (diff > 1e-6).mean() < 1e-3
     module, _ = torch_models.load(out)
     assert np.abs(_torch_forward(module, color) - jax_sketch).max() <= TOL
-    raw = sketcher.sketch_from_color(sketch_model, jnp.asarray(color), quantize=False)
+    raw = sketch_from_color(sketch_model, jnp.asarray(color), quantize=False)
     assert np.abs(np.asarray(raw) - jax_sketch).max() <= 1e-5
 
     # A short run on a fixed batch learns.

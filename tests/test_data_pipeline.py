@@ -2,12 +2,17 @@
 
 import json
 import logging
+import os
+import pickle
+import subprocess
+import sys
 
 import cv2
 import jax
 import numpy as np
 import pytest
 from bad_images import EXPECTED, write_bad_folder
+from conftest import REPO
 
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import decode, pipeline, sources
@@ -217,6 +222,62 @@ def test_restored_iterator_continues_with_the_next_batch(tiny_config, num_worker
     restored = iter(pipeline.train_dataset(c, train))
     restored.set_state(state)
     _assert_same(expected, _take(restored, 2))
+
+
+# A script that never parses absl flags. Grain spawns its workers, which re-import the script as
+# __main__: the work sits under `if __name__ == "__main__"`.
+WORKERS_WITHOUT_PARSED_FLAGS = """
+import pickle
+import sys
+
+import numpy as np
+from absl import flags
+
+from jaxcolor.data import pipeline
+
+
+if __name__ == "__main__":
+    config_file, out = sys.argv[1:]
+    with open(config_file, "rb") as f:
+        config = pickle.load(f)
+    train, _ = pipeline.make_sources(config)
+    iterator = iter(pipeline.train_dataset(config, train))
+    batches = [next(iterator) for _ in range(2)]
+    iterator.close()
+    np.savez(out, **{f"{i}_{k}": v for i, b in enumerate(batches) for k, v in b.items()})
+    print("flags parsed:", flags.FLAGS.is_parsed())
+"""
+
+
+def test_worker_processes_run_where_no_absl_flags_were_parsed(tiny_config, tmp_path):
+    """A library caller (a notebook, a script without absl.app, in a fresh process) gets its
+    batches from Grain worker processes, the same as here, and absl's flags stay unparsed: the
+    pipeline neither parses nor marks them."""
+    c = tiny_config
+    c.data.hints = "points"
+    c.data.num_workers = 2
+    (tmp_path / "config.pkl").write_bytes(pickle.dumps(c))
+    script = tmp_path / "read_batches.py"
+    script.write_text(WORKERS_WITHOUT_PARSED_FLAGS)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "config.pkl"), str(tmp_path / "out.npz")],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "flags parsed: False" in done.stdout
+    train, _ = pipeline.make_sources(c)  # the workers split rows differently from 0 workers
+    iterator = iter(pipeline.train_dataset(c, train))
+    expected = _take(iterator, 2)
+    iterator.close()
+    with np.load(tmp_path / "out.npz") as read:
+        assert sorted(read) == sorted(f"{i}_{k}" for i in range(2) for k in expected[i])
+        for i, batch in enumerate(expected):
+            for k, v in batch.items():
+                np.testing.assert_array_equal(read[f"{i}_{k}"], v)
 
 
 class _NumberedImages:

@@ -13,6 +13,7 @@ from jaxcolor import evaluate, parallel
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import evaluator, fixed_batch, metrics
 from jaxcolor.evaluation.inception import expected_shapes
+from jaxcolor.nets import inputs
 from jaxcolor.training import step as step_lib
 from jaxcolor.training.loop import train_and_evaluate
 
@@ -91,7 +92,7 @@ def test_split_evaluator_counts_every_image_once_across_devices(tiny_config):
     state1 = jax.device_put(state, parallel.replicated(one))
     batch = {k: np.stack([e[k] for e in images]) for k in ("color", "sketch", "hints")}
     pred, _ = jax.jit(lambda s, b: fixed_batch.eval_step(s, b, nets=nets))(state1, batch)
-    _, target = step_lib.model_inputs(batch)
+    _, target = inputs.model_inputs(batch)
     ref = _skimage(np.asarray(pred), np.asarray(target))
     got = scores.columns[evaluator.PAIRED]
     assert got["psnr"] == pytest.approx(ref["psnr"].mean(), abs=1e-3)

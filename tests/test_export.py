@@ -26,16 +26,18 @@ from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import pipeline, sources
 from jaxcolor.data import sketch as sketch_lib
-from jaxcolor.export import convert, exporter, inference, spec, torch_models
+from jaxcolor.export import config_json, exporter, inference, torch_models
 from jaxcolor.export.__main__ import main as export_main
-from jaxcolor.models import build_discriminator, build_generator
+from jaxcolor.nets import convert
+from jaxcolor.nets.build import build_discriminator, build_generator
+from jaxcolor.nets.inputs import model_inputs
+from jaxcolor.nets.pix2pix import spec as pix2pix_spec
 from jaxcolor.training.loop import train_and_evaluate
 from jaxcolor.training.step import (
     NetState,
     TrainState,
     create_train_state,
     jit_train_step,
-    model_inputs,
 )
 
 TOL = 1e-4
@@ -195,7 +197,7 @@ def _torch_module(net, arch, net_state, step=0):
 
 def _abstract(config):
     """{net: (graph, NetState of ShapeDtypeStructs)} without running any initialiser."""
-    archs = spec.architectures(config.to_dict())
+    archs = config_json.architectures(config.to_dict())
     builders = {"generator": build_generator, "discriminator": build_discriminator}
     out = {}
     for net, builder in builders.items():
@@ -240,7 +242,7 @@ def _random_nets(config, seed=0):
 def _trained_nets(config, random_nets, steps):
     """{net: (graph, NetState)}: `random_nets` after `steps` jitted train steps on real batches."""
     mesh = parallel.create_mesh(1)
-    in_channels = spec.architectures(config.to_dict())["generator"]["in_channels"]
+    in_channels = config_json.architectures(config.to_dict())["generator"]["in_channels"]
     created = {}
 
     def init():
@@ -270,7 +272,7 @@ def _trained_nets(config, random_nets, steps):
 
 def _parity(config, nets) -> dict[str, float]:
     """max |JAX - PyTorch| per network and input kind."""
-    archs = spec.architectures(config.to_dict())
+    archs = config_json.architectures(config.to_dict())
     diffs = {}
     for kind, (g_in, d_in) in _inputs(config).items():
         for net, x in (("generator", g_in), ("discriminator", d_in)):
@@ -319,7 +321,7 @@ def test_export_loads_strictly_into_pix2pix_classes(tiny_config, norm):
     # unet_256's depth (8 downs, dropout in the 3 inner blocks) and a 3-layer PatchGAN, narrow.
     config = _config(tiny_config, norm=norm, num_downs=8, ngf=4, size=256, n_layers=3)
     config.model.discriminator.ndf = 8
-    archs = spec.architectures(config.to_dict())
+    archs = config_json.architectures(config.to_dict())
     nets = _random_nets(config)
     norm_layer = pix2pix_norm_layer(norm)
     references = {
@@ -327,7 +329,7 @@ def test_export_loads_strictly_into_pix2pix_classes(tiny_config, norm):
         "discriminator": (RefNLayerDiscriminator(7, 8, 3, norm_layer), (1, 7, 64, 64)),
     }
     for net, (ref, shape) in references.items():
-        assert spec.pix2pix_compatible(net, archs[net])
+        assert config_json.pix2pix_compatible(net, archs[net])
         s = nets[net][1]
         ref.load_state_dict(
             _to_torch(convert.flax_to_torch(net, archs[net], s.params, s.stats, step=7)),
@@ -344,15 +346,15 @@ def test_export_loads_strictly_into_pix2pix_classes(tiny_config, norm):
 
 def test_norm_none_is_flagged_as_not_pix2pix_compatible(tiny_config):
     # pix2pix's norm='none' has no conv biases; jaxcolor's keeps them, so strict loading fails.
-    archs = spec.architectures(_config(tiny_config, **ARCHS["none"]).to_dict())
-    assert not spec.pix2pix_compatible("generator", archs["generator"])
-    assert any(e.key.endswith(".bias") for e in spec.generator_layout(archs["generator"]))
+    archs = config_json.architectures(_config(tiny_config, **ARCHS["none"]).to_dict())
+    assert not config_json.pix2pix_compatible("generator", archs["generator"])
+    assert any(e.key.endswith(".bias") for e in pix2pix_spec.unet_layout(archs["generator"]))
 
 
 @pytest.mark.parametrize("norm", list(ARCHS))
 def test_round_trip_flax_torch_flax_is_identical(tiny_config, norm):
     config = _config(tiny_config, **ARCHS[norm])
-    archs = spec.architectures(config.to_dict())
+    archs = config_json.architectures(config.to_dict())
     for net, (_, s) in _random_nets(config).items():
         tensors = convert.flax_to_torch(net, archs[net], s.params, s.stats, step=2)
         params, stats = convert.torch_to_flax(net, archs[net], tensors)
@@ -503,7 +505,7 @@ def test_export_errors_are_one_line(trained_run, tmp_path):
     no_gan = config.copy_and_resolve_references()
     no_gan.loss.gan_mode = "none"
     with pytest.raises(ExportError, match="no discriminator .*drop --with-discriminator"):
-        spec.make_config_json(no_gan.to_dict(), step=1, version="0", with_discriminator=True)
+        config_json.make_config_json(no_gan.to_dict(), step=1, version="0", with_discriminator=True)
 
 
 def test_a_fresh_run_starts_from_init_from(trained_run):
@@ -651,7 +653,9 @@ def test_colorize_bad_inputs_get_clear_messages(trained_run, tmp_path):
 def test_colorize_a_model_trained_without_hints(tiny_config, tmp_path):
     config = _config(tiny_config, **ARCHS["instance"])  # data.hints = "none": 1 input channel
     nets = _random_nets(config)
-    cfg = spec.make_config_json(config.to_dict(), step=0, version="0", with_discriminator=False)
+    cfg = config_json.make_config_json(
+        config.to_dict(), step=0, version="0", with_discriminator=False
+    )
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text(json.dumps(cfg))
     g = nets["generator"][1]
@@ -673,7 +677,9 @@ def test_colorize_a_model_trained_without_hints(tiny_config, tmp_path):
 def _export_random(config, folder: pathlib.Path):
     """A randomly initialised generator written as an export directory; returns its nets."""
     nets = _random_nets(config)
-    cfg = spec.make_config_json(config.to_dict(), step=0, version="0", with_discriminator=False)
+    cfg = config_json.make_config_json(
+        config.to_dict(), step=0, version="0", with_discriminator=False
+    )
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(cfg))
     g = nets["generator"][1]

@@ -9,7 +9,8 @@ from flax import nnx
 
 from jaxcolor.core.image_size import image_hw
 from jaxcolor.data import pipeline
-from jaxcolor.models import build_discriminator, build_generator, takes_reference
+from jaxcolor.nets import registry
+from jaxcolor.nets.build import build_discriminator, build_generator
 from jaxcolor.training import benchmark, config_checks
 
 CONFIGS = [
@@ -59,7 +60,11 @@ def _generator_xla_flops(config) -> float:
     )
     graph, state = nnx.split(g)
     # The reference image has the training image's size (the pipeline's batch["reference"]).
-    extra = {"reference": _spec(config, 3)} if takes_reference(config.model.generator) else {}
+    extra = (
+        {"reference": _spec(config, 3)}
+        if registry.generator(config.model.generator).takes_reference
+        else {}
+    )
     forward = jax.jit(lambda s, x, extra: nnx.merge(graph, s)(x, train=False, **extra))
     return benchmark.xla_flops(forward.lower(state, _spec(config, cin), extra).compile())
 

@@ -9,13 +9,12 @@ import pytest
 
 from jaxcolor import checkpoint, parallel
 from jaxcolor.export import exporter
+from jaxcolor.nets.inputs import apply, model_inputs
 from jaxcolor.training import image_pool, losses
 from jaxcolor.training.step import (
     POOL_STREAM,
-    _apply,
     create_train_state,
     jit_train_step,
-    model_inputs,
 )
 
 
@@ -132,15 +131,15 @@ def test_step_feeds_d_the_pool_and_stores_past_fakes(tiny_config):
     def expected_d_input(state, batch):
         """What D should see: this step's fakes passed through the pool with the step's key."""
         condition, target = model_inputs(batch)
-        fake, _ = _apply(nets.g_graph, state.g.params, state.g.stats, condition, train=True)
+        fake, _ = apply(nets.g_graph, state.g.params, state.g.stats, condition, train=True)
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         pair = jnp.concatenate([condition, fake], -1)
         pool, returned, from_pool = image_pool.query(
             state.pool, pair, jax.random.fold_in(key, POOL_STREAM), config.model.image_pool.prob
         )
         real = jnp.concatenate([condition, target], -1)
-        real_logits, stats = _apply(nets.d_graph, state.d.params, state.d.stats, real, train=True)
-        fake_logits, _ = _apply(nets.d_graph, state.d.params, stats, returned, train=True)
+        real_logits, stats = apply(nets.d_graph, state.d.params, state.d.stats, real, train=True)
+        fake_logits, _ = apply(nets.d_graph, state.d.params, stats, returned, train=True)
         d_loss = losses.discriminator_loss(config.loss.gan_mode, real_logits, fake_logits)
         return image_pool.encode(pair), pool, d_loss, from_pool
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxcolor.models import PatchDiscriminator, UNetGenerator, build_generator, count_params
-from jaxcolor.models.layers import UpConv, resolve_upsample_impl
+from jaxcolor.nets.build import build_generator
+from jaxcolor.nets.layers import UpConv, count_params, resolve_upsample_impl
+from jaxcolor.nets.pix2pix.flax import PatchDiscriminator, UNetGenerator
 
 
 def _abstract(cls, **kwargs):

@@ -15,14 +15,16 @@ from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.data import crop, pipeline
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
-from jaxcolor.export import convert, exporter, inference, spec, torch_models
-from jaxcolor.models import build_discriminator, build_generator, count_params
-from jaxcolor.models.reference import downsample
+from jaxcolor.export import config_json, exporter, inference, torch_models
+from jaxcolor.nets import convert, export_format
+from jaxcolor.nets.build import build_discriminator, build_generator
+from jaxcolor.nets.inputs import model_inputs
+from jaxcolor.nets.layers import count_params
+from jaxcolor.nets.reference.flax import downsample
 from jaxcolor.training import config_checks, losses
 from jaxcolor.training.step import (
     create_train_state,
     jit_train_step,
-    model_inputs,
 )
 
 TOL = 1e-4
@@ -203,7 +205,7 @@ def _torch_out(module, *inputs) -> list[np.ndarray]:
 
 def _parity(config, nets, state, batch) -> dict[str, float]:
     """max |JAX - PyTorch| in eval mode: the generator (two inputs) and every scale of the D."""
-    archs = spec.architectures(config.to_dict())
+    archs = config_json.architectures(config.to_dict())
     condition, color = (np.asarray(a) for a in model_inputs(batch))
     reference = batch["reference"].astype(np.float32) / 127.5 - 1.0
     cases = {
@@ -271,7 +273,9 @@ def test_jax_and_pytorch_agree_with_random_weights(codes, norm):
 
 def test_config_json_documents_the_reference_input():
     config = small_config()
-    out = spec.make_config_json(config.to_dict(), step=5, version="test", with_discriminator=True)
+    out = config_json.make_config_json(
+        config.to_dict(), step=5, version="test", with_discriminator=True
+    )
     assert out["generator"]["name"] == "reference_unet"
     assert out["generator"]["style_codes"] == 1 and not out["generator"]["pix2pix_compatible"]
     assert out["inputs"]["reference"]["channels"] == 3
@@ -289,14 +293,14 @@ def test_average_pool_downsampling_matches_pix2pixhd():
 def _export_generator(config, state, model_dir):
     """The generator of `state` written as an export directory; returns its config.json."""
     model_dir.mkdir()
-    arch = spec.architectures(config.to_dict())["generator"]
+    arch = config_json.architectures(config.to_dict())["generator"]
     tensors = convert.flax_to_torch("generator", arch, state.g.params, state.g.stats, step=1)
-    convert.save_safetensors(tensors, model_dir / spec.GENERATOR_FILE)
-    config_json = spec.make_config_json(
+    convert.save_safetensors(tensors, model_dir / export_format.GENERATOR_FILE)
+    exported = config_json.make_config_json(
         config.to_dict(), step=1, version="test", with_discriminator=False
     )
-    (model_dir / spec.CONFIG_FILE).write_text(json.dumps(config_json))
-    return config_json
+    (model_dir / export_format.CONFIG_FILE).write_text(json.dumps(exported))
+    return exported
 
 
 def _jax_colorize(nets, state, sketch, reference):

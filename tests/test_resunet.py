@@ -21,9 +21,10 @@ from test_export import (
 
 from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError
-from jaxcolor.export import spec
-from jaxcolor.models import build_discriminator, build_generator, count_params
-from jaxcolor.models.resunet import AttentionGate, ResUNetGenerator
+from jaxcolor.export import config_json
+from jaxcolor.nets.build import build_discriminator, build_generator
+from jaxcolor.nets.layers import count_params
+from jaxcolor.nets.resunet.flax import AttentionGate, ResUNetGenerator
 from jaxcolor.training import benchmark, config_checks
 from jaxcolor.training.step import create_train_state, jit_train_step
 
@@ -47,7 +48,7 @@ G_PARAMS, G_AUX_PARAMS, D_PARAMS = 34_184_845, 1_158, 2_778_945
 def test_full_size_parameter_counts():
     c = load_config("resunet_palette")
     config_checks.validate(c)
-    cin = spec.architectures(c.to_dict())["generator"]["in_channels"]
+    cin = config_json.architectures(c.to_dict())["generator"]["in_channels"]
     assert cin == 13  # sketch + 12 palette planes
     g = nnx.eval_shape(
         lambda: build_generator(
@@ -112,7 +113,7 @@ def _small(hints="palette"):
 
 
 def _cin(c):
-    return spec.architectures(c.to_dict())["generator"]["in_channels"]
+    return config_json.architectures(c.to_dict())["generator"]["in_channels"]
 
 
 @pytest.mark.parametrize("hints", ["palette", "none"])
@@ -168,8 +169,10 @@ def _export_config():
 
 def test_jax_and_pytorch_agree_random_and_trained():
     c = _export_config()
-    archs = spec.architectures(c.to_dict())
-    exported = spec.make_config_json(c.to_dict(), step=0, version="x", with_discriminator=False)
+    archs = config_json.architectures(c.to_dict())
+    exported = config_json.make_config_json(
+        c.to_dict(), step=0, version="x", with_discriminator=False
+    )
     assert exported["generator"]["aux_outputs"] and not exported["generator"]["pix2pix_compatible"]
     assert exported["inputs"]["size_multiple"] == 2**c.model.generator.num_downs
     random = _random_nets(c)

@@ -10,16 +10,17 @@ import grain
 import jax
 import ml_collections
 import numpy as np
-from absl import flags, logging
+from absl import logging
+from absl.flags import UnparsedFlagAccessError
+from grain._src.core import profiler as grain_profiler
 
-from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_size import hw, image_hw
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data import sources
 from jaxcolor.data.crop import CROP_MARGIN, crop_resize
-from jaxcolor.models import takes_reference
+from jaxcolor.nets import registry
 
 SYNTHETIC = "synthetic"
 FOLDER = "folder:"
@@ -204,7 +205,7 @@ def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeEx
         train=train,
         random_flip=config.data.random_flip,
         sketch_augment=config.data.get("sketch_augment", True),
-        reference=takes_reference(config.model.generator),
+        reference=registry.generator(config.model.generator).takes_reference,
     )
 
 
@@ -238,6 +239,31 @@ class ProcessRows(grain.MapDataset):
         return f"ProcessRows(batch_size={self._global}, rows={self._local}, index={self._index})"
 
 
+def _guard_grain_profiling_flag() -> None:
+    """Lets Grain start worker processes where no absl app has parsed flags (tests, notebooks),
+    without setting or parsing any absl flag.
+
+    Grain reads its flags through grain.config's get_or_default (the default before parsing)
+    and hands its workers the ones they need as arguments (process_prefetch._parse_debug_flags),
+    except one read: grain 0.2.18's profiler.is_worker_profiling_enabled reads
+    --grain_enable_multiprocess_worker_profiling unguarded in this process as mp_prefetch starts
+    a worker, raising UnparsedFlagAccessError. Later Grain catches it and returns the flag's
+    default, as this wrapper does; there, and once flags are parsed, the wrapper changes nothing.
+    """
+    check = grain_profiler.is_worker_profiling_enabled
+    if getattr(check, "guards_unparsed_flags", False):
+        return
+
+    def guarded() -> bool:
+        try:
+            return check()
+        except UnparsedFlagAccessError:
+            return False  # the flag's default
+
+    guarded.guards_unparsed_flags = True
+    grain_profiler.is_worker_profiling_enabled = guarded
+
+
 def train_dataset(
     config: ml_collections.ConfigDict, source, *, start: int = 0
 ) -> grain.IterDataset:
@@ -257,12 +283,10 @@ def train_dataset(
         # After the random map, so each example keeps the augmentation of an unbroken run.
         ds = ds[start:]
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=64))
-    ds = ds.batch(parallel.per_process_batch_size(config.batch_size), drop_remainder=True)
+    # Each process loads its own rows of the global batch (see parallel.create_mesh).
+    ds = ds.batch(config.batch_size // jax.process_count(), drop_remainder=True)
     if config.data.num_workers > 0:
-        if not flags.FLAGS.is_parsed():
-            # Grain's workers read its absl flags; called as a library (tests, notebooks)
-            # nothing has parsed them, so take their defaults.
-            flags.FLAGS.mark_as_parsed()
+        _guard_grain_profiling_flag()
         ds = ds.mp_prefetch(
             grain.MultiprocessingOptions(
                 num_workers=config.data.num_workers,

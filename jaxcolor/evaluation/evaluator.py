@@ -30,6 +30,7 @@ from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import fid as fid_lib
 from jaxcolor.evaluation import metrics
+from jaxcolor.nets import inputs
 from jaxcolor.training import sketcher
 from jaxcolor.training import step as step_lib
 
@@ -64,7 +65,7 @@ def _score_fn(config, nets: step_lib.Networks, with_images: bool) -> Callable:
             batches[DIFFERENT] = batch | {"reference": jnp.roll(batch["reference"], 1, axis=0)}
         sums, images = {}, {}
         for column, b in batches.items():
-            pred, target = step_lib.predict(state, b, nets=nets, config=config)
+            pred, target = inputs.predict(state, b, nets=nets, config=config)
             per_image = metrics.per_image(pred, target)
             sums[column] = {k: jnp.where(mask, v, 0.0).sum() for k, v in per_image.items()}
             if with_images:

@@ -15,8 +15,8 @@ from jax.sharding import Mesh
 
 from jaxcolor import parallel, summary
 from jaxcolor.evaluation import metrics as image_metrics
-from jaxcolor.training import sketcher
-from jaxcolor.training.step import Networks, TrainState, check_sketch_model, predict
+from jaxcolor.nets.inputs import Sketcher, predict, sketch_from_color
+from jaxcolor.training.step import Networks, TrainState, check_sketch_model
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):
@@ -71,8 +71,8 @@ class FixedBatchEvaluator:
         return metrics
 
 
-def _model_sketch(sketch_model: sketcher.Sketcher, batch) -> jax.Array:
+def _model_sketch(sketch_model: Sketcher, batch) -> jax.Array:
     """The validation batch's sketches as the steps see them, as uint8 for the grid."""
     color = batch["color"].astype(jnp.float32) / 127.5 - 1.0
-    sketch = sketcher.sketch_from_color(sketch_model, color)
+    sketch = sketch_from_color(sketch_model, color)
     return jnp.round((sketch + 1.0) * 127.5).astype(jnp.uint8)

@@ -15,7 +15,9 @@ import numpy as np
 import jaxcolor
 from jaxcolor import checkpoint
 from jaxcolor.core.errors import ExportError
-from jaxcolor.export import FORMATS, convert, spec
+from jaxcolor.export import FORMATS
+from jaxcolor.export import config_json as config_json_lib
+from jaxcolor.nets import convert, export_format
 from jaxcolor.training.step import TrainState, abstract_train_state
 
 TORCHSCRIPT_FILE = "generator.torchscript.pt"
@@ -32,7 +34,7 @@ def _abstract_state(config: ml_collections.ConfigDict) -> TrainState:
     """Shapes and dtypes of the run's TrainState, placed on one local device (no allocation)."""
     return abstract_train_state(
         config,
-        in_channels=spec.architectures(config.to_dict())["generator"]["in_channels"],
+        in_channels=config_json_lib.architectures(config.to_dict())["generator"]["in_channels"],
         sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]),
     )[0]
 
@@ -41,7 +43,7 @@ def state_dicts(
     restored: checkpoint.Restored, *, with_discriminator: bool
 ) -> dict[str, dict[str, np.ndarray]]:
     """{"generator": state_dict[, "discriminator": state_dict]} as numpy arrays."""
-    archs = spec.architectures(restored.config)
+    archs = config_json_lib.architectures(restored.config)
     nets = {"generator": restored.state.g}
     if with_discriminator:
         if restored.state.d is None:
@@ -72,7 +74,7 @@ def export(
     if unknown:
         raise ExportError(f"Unknown --format {', '.join(unknown)}; choose from {FORMATS}.")
     restored = restore(workdir, step)
-    config_json = spec.make_config_json(
+    config_json = config_json_lib.make_config_json(
         restored.config,
         step=restored.step,
         version=jaxcolor.__version__,
@@ -89,7 +91,7 @@ def export(
         path = out / config_json[net]["file"]
         convert.save_safetensors(tensors, path, step=restored.step, net=net)
         written[net] = path
-    written["config"] = out / spec.CONFIG_FILE
+    written["config"] = out / export_format.CONFIG_FILE
     written["config"].write_text(json.dumps(config_json, indent=2) + "\n")
 
     if "torchscript" in formats or "onnx" in formats:

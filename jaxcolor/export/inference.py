@@ -1,6 +1,6 @@
 """Colorize sketches with an exported generator in PyTorch; imports no JAX.
 
-The inputs are prepared exactly as in training (jaxcolor.training.step.model_inputs): the sketch
+The inputs are prepared exactly as in training (jaxcolor.nets.inputs.model_inputs): the sketch
 as one grayscale channel, then the hint channels made by the same jaxcolor.data.hints function,
 all scaled from uint8 to [-1, 1]. Every image file (sketch, hints, reference) is decoded by
 training's decoder, jaxcolor.data.decode. Any size works: the image is padded to a multiple of
@@ -364,8 +364,9 @@ def colorize_files(
     method = model.hints
     if model.takes_reference and reference is None:
         raise InputError(
-            "This model is reference-guided (model.generator.name='reference_unet'): pass "
-            "--reference IMAGE, a colour image whose colours the result takes."
+            f"This model is reference-guided (model.generator.name="
+            f"{model.config['generator'].get('name')!r}): pass --reference IMAGE, a colour image "
+            "whose colours the result takes."
         )
     if reference is not None and not model.takes_reference:
         raise InputError(

@@ -28,10 +28,8 @@ from jaxcolor import parallel
 from jaxcolor.core.image_size import hw, image_hw, to_json
 from jaxcolor.data import pipeline
 from jaxcolor.data.sketch import is_model_sketch
-from jaxcolor.models import takes_reference
-from jaxcolor.models.layers import resolve_upsample_impl
-from jaxcolor.models.reference import code_index, fused_levels, style_widths
-from jaxcolor.models.unet import level_widths
+from jaxcolor.nets import registry
+from jaxcolor.nets.layers import resolve_upsample_impl
 from jaxcolor.training import config_checks, sketcher
 from jaxcolor.training.step import create_train_state, jit_train_step
 
@@ -60,128 +58,15 @@ def peak_flops(device: jax.Device) -> float | None:
     return next((peak for name, peak in PEAK_BF16_FLOPS if name in kind), None)
 
 
-def _conv_out(size: int, stride: int) -> int:
-    return (size + 2 - 4) // stride + 1  # k4, p1
-
-
-def classic_unet_forward_flops(g, in_channels: int, size) -> int:
-    """2 x MACs of one classic U-Net forward (3x3 double convs, 2x2 s2 up-convs, 1x1 head)."""
-    h, w = hw(size)
-    widths = [g["ngf"] * 2**i for i in range(g["num_downs"] + 1)]
-    total = 0
-    for i, width in enumerate(widths):  # encoders, then the bottleneck (i == num_downs)
-        pixels = (h // 2**i) * (w // 2**i)
-        cin = in_channels if i == 0 else widths[i - 1]
-        total += pixels * 9 * (cin + width) * width
-        if i < g["num_downs"]:
-            # the up-conv into level i (4 taps per input pixel) and the decoder double conv
-            total += pixels * widths[i + 1] * width + pixels * 9 * (2 * width + width) * width
-    return 2 * (total + h * w * widths[0] * g["out_channels"])
-
-
-def resunet_forward_flops(g, in_channels: int, size) -> int:
-    """2 x MACs of one residual attention U-Net forward (3x3 residual blocks with 1x1
-    projections, attention gates; the deep-supervision heads, used only in training, left out)."""
-    h, w = hw(size)
-    widths = [g["ngf"] * min(2**i, g["max_mult"]) for i in range(g["num_downs"] + 1)]
-    pixels = [(h // 2**i) * (w // 2**i) for i in range(g["num_downs"] + 1)]
-
-    def block(cin: int, cout: int) -> int:  # per pixel
-        return 9 * cin * cout + 9 * cout * cout + (cin * cout if cin != cout else 0)
-
-    total = 0
-    for i, width in enumerate(widths):
-        total += pixels[i] * block(in_channels if i == 0 else widths[i - 1], width)
-        if i < g["num_downs"]:
-            inter = max(width // 2, 1)
-            gate = 4 * width * inter + widths[i + 1] * inter + inter  # theta, phi, psi
-            total += pixels[i + 1] * gate + pixels[i] * block(width + widths[i + 1], width)
-    return 2 * (total + pixels[0] * widths[0] * g["out_channels"])
-
-
-def _same_out(size: int, stride: int) -> int:
-    return (size - 1) // stride + 1  # odd k, p = k // 2 (the style encoder's convs)
-
-
-def style_encoder_forward_flops(g, size) -> int:
-    """2 x MACs of the reference U-Net's style encoder on one (H, W, 3) reference: the 3x3 stem,
-    4 ResNet blocks (3x3 s2, 3x3, 1x1 s2 shortcut); the pooling is not a conv."""
-    h, w = hw(size)
-    total = h * w * 9 * 3 * g.style_width
-    cin = g.style_width
-    for cout in style_widths(g.style_width, g.style_dim):
-        h, w = _same_out(h, 2), _same_out(w, 2)
-        total += h * w * (9 * cin * cout + 9 * cout * cout + cin * cout)
-        cin = cout
-    return 2 * total
-
-
-def adain_forward_flops(g) -> int:
-    """2 x MACs of the reference U-Net's AdaIN projections (code -> gamma, beta per level)."""
-    codes = style_widths(g.style_width, g.style_dim)
-    widths = level_widths(g.num_downs, g.ngf)
-    return 2 * sum(
-        codes[code_index(level, g.style_codes)] * 2 * widths[level - 1]
-        for level in fused_levels(g.num_downs, g.style_codes)
-    )
-
-
-def reference_unet_forward_flops(g, in_channels: int, size) -> int:
-    """2 x MACs of one reference U-Net forward: the pix2pix U-Net, the style encoder on a
-    reference of the training image's size, and the AdaIN projections."""
-    unet = pix2pix_unet_forward_flops(g, in_channels, size)
-    return unet + style_encoder_forward_flops(g, size) + adain_forward_flops(g)
-
-
 def generator_forward_flops(g: ml_collections.ConfigDict, in_channels: int, size) -> int:
     """2 x MACs of one generator forward on one image; `size` is an int or (height, width)."""
-    name = g.get("name", "unet")
-    if name == "classic_unet":
-        return classic_unet_forward_flops(g, in_channels, size)
-    if name == "resunet":
-        return resunet_forward_flops(g, in_channels, size)
-    if name == "reference_unet":
-        return reference_unet_forward_flops(g, in_channels, size)
-    return pix2pix_unet_forward_flops(g, in_channels, size)
-
-
-def pix2pix_unet_forward_flops(g, in_channels: int, size) -> int:
-    """2 x MACs of one pix2pix U-Net forward (convs k4 s2 p1, up-convs k4 s2)."""
-    h, w = hw(size)
-    widths = [g.ngf * min(2**i, 8) for i in range(g.num_downs)]
-    total = 0
-    for i, width in enumerate(widths):
-        cin = in_channels if i == 0 else widths[i - 1]
-        out = (h // 2 ** (i + 1)) * (w // 2 ** (i + 1))  # output pixels
-        total += out * 16 * cin * width  # down conv
-        up_in = width if i == g.num_downs - 1 else 2 * width
-        up_out = g.out_channels if i == 0 else widths[i - 1]
-        total += out * 16 * up_in * up_out  # up conv: each input pixel meets 16 taps
-    return 2 * total
+    return registry.generator(g).forward_flops(g, in_channels, hw(size))
 
 
 def discriminator_forward_flops(d: ml_collections.ConfigDict, in_channels: int, size) -> int:
-    """2 x MACs of one discriminator forward on one image; the multi-scale one sums its
-    PatchGANs over the inputs average-pooled (k3 s2 p1) to 1x, 1/2, 1/4, ..."""
-    if d.get("name", "patchgan") != "multiscale_patchgan":
-        return patchgan_forward_flops(d, in_channels, size)
-    (h, w), total = hw(size), 0
-    for _ in range(d.num_scales):
-        total += patchgan_forward_flops(d, in_channels, (h, w))
-        h, w = _same_out(h, 2), _same_out(w, 2)  # reference.downsample's output size
-    return total
-
-
-def patchgan_forward_flops(d, in_channels: int, size) -> int:
-    """2 x MACs of one PatchGAN forward (k4 p1 convs, strides 2, ..., 2, 1, 1)."""
-    widths = [d.ndf * min(2**i, 8) for i in range(d.n_layers + 1)] + [1]
-    strides = [2] * d.n_layers + [1, 1]
-    (h, w), cin, total = hw(size), in_channels, 0
-    for width, stride in zip(widths, strides, strict=True):
-        h, w = _conv_out(h, stride), _conv_out(w, stride)
-        total += h * w * 16 * cin * width
-        cin = width
-    return 2 * total
+    """2 x MACs of one discriminator forward on one image (the multi-scale one sums its
+    scales)."""
+    return registry.discriminator(d).forward_flops(d, in_channels, hw(size))
 
 
 def analytic_step_flops(config: ml_collections.ConfigDict) -> dict[str, int]:
@@ -247,7 +132,7 @@ def synthetic_batch(config: ml_collections.ConfigDict, seed: int = 0) -> dict[st
     }
     if hint_channels:  # data.hints = "none": no hints array, as the pipeline
         batch["hints"] = rng.integers(0, 256, (*shape, hint_channels), dtype=np.uint8)
-    if takes_reference(config.model.generator):
+    if registry.generator(config.model.generator).takes_reference:
         batch["reference"] = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     if is_model_sketch(config.data.sketch):  # made on device from the colours
         del batch["sketch"]

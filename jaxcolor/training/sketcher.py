@@ -11,31 +11,21 @@ pipeline ships no sketch in this mode.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
 from jaxcolor.core.errors import ConfigError, ExportError
 from jaxcolor.core.image_size import describe, image_hw
 from jaxcolor.data.sketch import MODEL_SKETCH, is_model_sketch
-from jaxcolor.export import convert, spec
+from jaxcolor.nets import build, convert, export_format
+from jaxcolor.nets.inputs import Sketcher
 
 # config.json generator keys that are not constructor options of the network.
 _EXPORT_ONLY_KEYS = ("in_channels", "file", "pix2pix_compatible")
-
-
-@dataclasses.dataclass(frozen=True)
-class Sketcher:
-    """A frozen sketch extractor: graph definition plus its weights (replicated device arrays)."""
-
-    graph: nnx.GraphDef
-    params: Any
-    stats: Any
 
 
 def model_dir(config: ml_collections.ConfigDict) -> pathlib.Path:
@@ -59,7 +49,7 @@ def read_export(config: ml_collections.ConfigDict) -> dict[str, Any]:
             "configs/sketch_extractor.py)."
         )
     try:
-        cfg = spec.read_config_json(path)
+        cfg = export_format.read_config_json(path)
     except ExportError as e:
         raise ConfigError(f"{key}: {e}") from e
     g = cfg.get("generator") or {}
@@ -69,7 +59,7 @@ def read_export(config: ml_collections.ConfigDict) -> dict[str, Any]:
             f"{g.get('in_channels')} channels), not a sketch extractor; export a run trained "
             "with task='sketch' (configs/sketch_extractor.py) and point data.sketch at it."
         )
-    if g.get("in_channels") != spec.COLOR_CHANNELS or g.get("out_channels") != 1:
+    if g.get("in_channels") != export_format.COLOR_CHANNELS or g.get("out_channels") != 1:
         raise ConfigError(
             f"{key}: the sketch model in {path} maps {g.get('in_channels')} -> "
             f"{g.get('out_channels')} channels; a sketch extractor maps RGB (3) -> sketch (1)."
@@ -90,15 +80,13 @@ def load_sketcher(config: ml_collections.ConfigDict, sharding=None) -> Sketcher 
     its weights placed with `sharding` (e.g. replicated over the mesh)."""
     if not is_model_sketch(config.data.sketch):
         return None
-    from jaxcolor.models import build_generator  # models import nothing from training
-
     cfg = read_export(config)
     arch = cfg["generator"]
     options = ml_collections.ConfigDict(
         {k: v for k, v in arch.items() if k not in _EXPORT_ONLY_KEYS}
     )
     model = nnx.eval_shape(
-        lambda: build_generator(
+        lambda: build.build_generator(
             options,
             in_channels=arch["in_channels"],
             dtype=config.compute_dtype,
@@ -122,14 +110,3 @@ def load_sketcher(config: ml_collections.ConfigDict, sharding=None) -> Sketcher 
         raise ConfigError(f"data.sketch={config.data.sketch!r}: {e}") from e
     params, stats = jax.device_put((params, stats), sharding)
     return Sketcher(graph, params, stats)
-
-
-def sketch_from_color(sketcher: Sketcher, color: jax.Array, *, quantize: bool = True) -> jax.Array:
-    """(B, H, W, 3) colour in [-1, 1] -> (B, H, W, 1) sketch in [-1, 1], no gradient; with
-    `quantize` rounded to the levels x / 127.5 - 1 of a uint8 sketch."""
-    params, stats = jax.lax.stop_gradient((sketcher.params, sketcher.stats))
-    model = nnx.merge(sketcher.graph, params, stats)
-    sketch = jax.lax.stop_gradient(model(color, train=False))
-    if not quantize:
-        return sketch
-    return jnp.round((sketch + 1.0) * 127.5) / 127.5 - 1.0

@@ -16,8 +16,9 @@ from jax.sharding import Mesh
 
 from jaxcolor import parallel
 from jaxcolor.data.sketch import is_model_sketch
-from jaxcolor.models import build_discriminator, build_generator, takes_reference
-from jaxcolor.training import image_pool, losses, sketcher
+from jaxcolor.nets import build, registry
+from jaxcolor.nets.inputs import Sketcher, apply, generator_kwargs, model_inputs
+from jaxcolor.training import image_pool, losses
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -57,7 +58,7 @@ class Networks:
     schedule: optax.Schedule
     takes_reference: bool = False  # the generator is called with reference= (batch["reference"])
     # data.sketch = "model:DIR": the frozen sketch extractor the steps run on the colour batch.
-    sketch_model: sketcher.Sketcher | None = None
+    sketch_model: Sketcher | None = None
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -81,7 +82,7 @@ def create_train_state(
     *,
     in_channels: int,
     mesh: Mesh,
-    sketch_model: sketcher.Sketcher | None = None,
+    sketch_model: Sketcher | None = None,
 ) -> tuple[TrainState, Networks]:
     """Builds both networks and their optimizers; the state is replicated over `mesh`.
 
@@ -96,7 +97,7 @@ def create_train_state(
     def adam() -> optax.GradientTransformation:
         return optax.adam(schedule, b1=opt.b1, b2=opt.b2)
 
-    generator = build_generator(
+    generator = build.build_generator(
         config.model.generator,
         in_channels=in_channels,
         dtype=config.compute_dtype,
@@ -109,7 +110,7 @@ def create_train_state(
     d_graph = d_tx = d = None
     if config.loss.gan_mode != "none":
         out_channels = config.model.generator.out_channels
-        discriminator = build_discriminator(
+        discriminator = build.build_discriminator(
             config.model.discriminator,
             in_channels=in_channels + out_channels,
             dtype=config.compute_dtype,
@@ -124,7 +125,7 @@ def create_train_state(
         step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(step_key), g=g, d=d, pool=pool
     )
     state = jax.device_put(state, parallel.replicated(mesh))
-    reference = takes_reference(config.model.generator)
+    reference = registry.generator(config.model.generator).takes_reference
     networks = Networks(
         g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference, sketch_model=sketch_model
     )
@@ -136,7 +137,7 @@ def abstract_train_state(
     *,
     in_channels: int,
     sharding: jax.sharding.Sharding,
-    sketch_model: sketcher.Sketcher | None = None,
+    sketch_model: Sketcher | None = None,
 ) -> tuple[TrainState, Networks]:
     """`create_train_state` without computing the state: its shapes and dtypes placed with
     `sharding` (a restore target), and the networks. Nothing is allocated."""
@@ -164,50 +165,6 @@ def check_sketch_model(nets: Networks, config: ml_collections.ConfigDict | None)
         )
 
 
-def model_inputs(
-    batch: dict[str, jax.Array],
-    config: ml_collections.ConfigDict | None = None,
-    *,
-    sketch_model: sketcher.Sketcher | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """uint8 batch -> (condition, target), both float32 in [-1, 1].
-
-    task "colorize" (the default, also without a config): condition = sketch ++ hints, target
-    the colour image; the sketch comes from `sketch_model` (data.sketch = "model:DIR") when
-    given, else from the batch. task "sketch": condition the colour image, target the sketch.
-    """
-    to_unit = lambda x: x.astype(jnp.float32) / 127.5 - 1.0  # noqa: E731
-    color = to_unit(batch["color"])
-    if config is not None and config.get("task", "colorize") == "sketch":
-        return color, to_unit(batch["sketch"])
-    if sketch_model is not None:
-        sketch = sketcher.sketch_from_color(sketch_model, color)
-    else:
-        sketch = to_unit(batch["sketch"])
-    if "hints" not in batch:  # data.hints = "none": the sketch alone
-        return sketch, color
-    return jnp.concatenate([sketch, to_unit(batch["hints"])], axis=-1), color
-
-
-def generator_kwargs(nets: Networks, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Extra generator inputs: {"reference": RGB in [-1, 1]} for reference-guided models."""
-    if not nets.takes_reference:
-        return {}
-    if "reference" not in batch:
-        raise KeyError(
-            "The generator (model.generator.name='reference_unet') needs batch['reference'], a "
-            "uint8 RGB image per example; build batches with jaxcolor.data.pipeline."
-        )
-    return {"reference": batch["reference"].astype(jnp.float32) / 127.5 - 1.0}
-
-
-def _apply(graph: nnx.GraphDef, params, stats, x, **call_kwargs):
-    """Runs a network from its pure state; returns (output, updated BatchNorm statistics)."""
-    model = nnx.merge(graph, params, stats)
-    out = model(x, **call_kwargs)
-    return out, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
-
-
 def _update(tx: optax.GradientTransformation, net: NetState, grads, stats) -> NetState:
     updates, opt = tx.update(grads, net.opt, net.params)
     return NetState(optax.apply_updates(net.params, updates), stats, opt)
@@ -231,7 +188,7 @@ def train_step(
         extra["return_aux"] = True
 
     def generate(params):
-        return _apply(
+        return apply(
             nets.g_graph,
             params,
             state.g.stats,
@@ -259,8 +216,8 @@ def train_step(
             metrics["d_pool_fraction"] = from_pool.mean()
 
         def d_loss_fn(params):
-            real_logits, stats = _apply(nets.d_graph, params, state.d.stats, real_pair, train=True)
-            fake_logits, stats = _apply(nets.d_graph, params, stats, fake_pair, train=True)
+            real_logits, stats = apply(nets.d_graph, params, state.d.stats, real_pair, train=True)
+            fake_logits, stats = apply(nets.d_graph, params, stats, fake_pair, train=True)
             loss = losses.discriminator_loss(mode, real_logits, fake_logits)
             return loss, (stats, real_logits, fake_logits)
 
@@ -287,7 +244,7 @@ def train_step(
         if mode != "none":
             # The freshly updated D judges the fake, as pix2pix's backward_G does.
             pair = jnp.concatenate([condition, generated], -1)
-            logits, stats = _apply(nets.d_graph, d.params, d.stats, pair, train=True)
+            logits, stats = apply(nets.d_graph, d.params, d.stats, pair, train=True)
             parts["g_gan"] = losses.generator_gan_loss(mode, logits)
             loss = loss + parts["g_gan"]
         return loss, (parts, stats)
@@ -315,23 +272,6 @@ def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, 
     """`loss.aux_weights` when any is non-zero (the generator then returns its aux outputs)."""
     weights = tuple(float(w) for w in config.loss.get("aux_weights", ()))
     return weights if any(w != 0 for w in weights) else ()
-
-
-def predict(
-    state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None
-) -> tuple[jax.Array, jax.Array]:
-    """(prediction, target) of the generator in inference mode (running BatchNorm statistics,
-    no dropout), both float32 in [-1, 1]."""
-    condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
-    pred, _ = _apply(
-        nets.g_graph,
-        state.g.params,
-        state.g.stats,
-        condition,
-        train=False,
-        **generator_kwargs(nets, batch),
-    )
-    return pred, target
 
 
 def jit_train_step(

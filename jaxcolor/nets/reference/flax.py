@@ -20,33 +20,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxcolor.models.layers import Norm, conv, conv_init, up_conv, uses_bias
-from jaxcolor.models.patchgan import PatchDiscriminator
-from jaxcolor.models.unet import dropout_levels, level_widths
-
-STYLE_BLOCKS = 4
-STYLE_CODES = (1, 4)
-
-
-def style_widths(style_width: int, style_dim: int) -> list[int]:
-    """Output width of each style block: style_width * 1, 2, 4 (capped at style_dim), style_dim."""
-    return [min(style_width * 2**i, style_dim) for i in range(STYLE_BLOCKS - 1)] + [style_dim]
-
-
-def fused_levels(num_downs: int, style_codes: int) -> tuple[int, ...]:
-    """U-Net levels (0 = outermost) whose decoder block is AdaIN-modulated, outermost first.
-
-    One code: every level but the output one. Four codes: levels 1..4, where level k takes the
-    code of style block k - 1 (shallow colour features at high resolution, deep ones deeper).
-    """
-    if style_codes == 1:
-        return tuple(range(1, num_downs))
-    return tuple(range(1, STYLE_BLOCKS + 1))
-
-
-def code_index(level: int, style_codes: int) -> int:
-    """Which style block's pooled code modulates decoder `level` (see `fused_levels`)."""
-    return STYLE_BLOCKS - 1 if style_codes == 1 else level - 1
+from jaxcolor.nets.base import uses_bias
+from jaxcolor.nets.layers import Norm, conv, conv_init, up_conv
+from jaxcolor.nets.pix2pix.flax import PatchDiscriminator
+from jaxcolor.nets.pix2pix.spec import dropout_levels, level_widths
+from jaxcolor.nets.reference.spec import (
+    STYLE_BLOCKS,
+    STYLE_CODES,
+    code_index,
+    fused_levels,
+    style_widths,
+)
 
 
 class ResBlock(nnx.Module):

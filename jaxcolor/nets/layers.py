@@ -8,9 +8,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxcolor.nets.base import COMPUTE_DTYPES, NORMS, UPSAMPLE_IMPLS
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+assert tuple(DTYPES) == COMPUTE_DTYPES
+
 # pix2pix initialises every conv weight N(0, 0.02), biases 0, norm scales N(1, 0.02).
 INIT_STD = 0.02
-NORMS = ("batch", "instance", "none")
 
 
 def conv_init() -> jax.nn.initializers.Initializer:
@@ -46,9 +50,6 @@ def conv(
         kernel_init=conv_init(),
         rngs=rngs,
     )
-
-
-UPSAMPLE_IMPLS = ("auto", "conv_transpose", "subpixel")
 
 
 def resolve_upsample_impl(impl: str) -> str:
@@ -164,11 +165,13 @@ class Norm(nnx.Module):
         return x
 
 
-def uses_bias(norm: str) -> bool:
-    """pix2pix drops conv biases before BatchNorm (the norm's shift makes them redundant)."""
-    return norm != "batch"
-
-
 def count_params(module: nnx.Module) -> int:
     """Trainable parameter count (weights, biases, norm scale/bias; not running statistics)."""
     return sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def compute_dtype(name: str) -> Any:
+    """`compute_dtype` config value -> jnp dtype, with a message naming the option."""
+    if name not in DTYPES:
+        raise ValueError(f"compute_dtype must be one of {sorted(DTYPES)}, got {name!r}")
+    return DTYPES[name]

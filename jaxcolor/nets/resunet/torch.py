@@ -1,6 +1,7 @@
-"""PyTorch (NCHW) residual attention U-Net, the twin of jaxcolor.models.resunet.
+"""PyTorch (NCHW) residual attention U-Net, the twin of jaxcolor.nets.resunet.flax.
 
-Attribute names mirror the Flax module paths, so the state_dict keys are spec.resunet_layout's.
+Attribute names mirror the Flax module paths, so the state_dict keys are those of
+jaxcolor.nets.resunet.spec.layout.
 Imports no JAX.
 """
 
@@ -13,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from jaxcolor.core.errors import ExportError
-from jaxcolor.export import spec
-from jaxcolor.export.torch_models import norm_layer
+from jaxcolor.nets.base import uses_bias
+from jaxcolor.nets.resunet.spec import resunet_widths
+from jaxcolor.nets.torch_layers import norm_layer
 
 
 class ResBlock(nn.Module):
@@ -22,7 +24,7 @@ class ResBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, norm: str):
         super().__init__()
-        bias = spec.uses_bias(norm)
+        bias = uses_bias(norm)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
         self.norm1 = norm_layer(norm, cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=bias)
@@ -75,7 +77,7 @@ class ResUNetGenerator(nn.Module):
         if num_downs < 1 or not 0 <= num_aux < num_downs:
             raise ExportError(f"Bad resunet depth: num_downs={num_downs}, num_aux={num_aux}.")
         self.num_downs = num_downs
-        widths = spec.resunet_widths(num_downs, ngf, max_mult)
+        widths = resunet_widths(num_downs, ngf, max_mult)
         cins = [in_channels, *widths[:-1]]
         self.encoders = nn.ModuleList(
             [ResBlock(cin, w, norm) for cin, w in zip(cins, widths, strict=True)]

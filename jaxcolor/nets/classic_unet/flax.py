@@ -11,7 +11,7 @@ BatchNorm -> ReLU, convs without bias) and `dropout`, placed as in the original 
 layers "at the end of the contracting path": on the deepest encoder block's output and on the
 bottleneck's output).
 
-The PyTorch twin (jaxcolor.export.torch_classic_unet) names its modules as the seed does
+The PyTorch twin (jaxcolor.nets.classic_unet.torch) names its modules as the seed does
 (`encoder1.0.weight`, ..., `bottleneck.2.bias`, `upconv4.weight`, `decoder1.0.weight`,
 `final_conv.weight`), so with norm="none" and num_downs=4 an export loads into the seed's own
 class and the seed's trained weights start training here (`init_from`).
@@ -25,12 +25,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxcolor.models.layers import Norm, resolve_upsample_impl, uses_bias
-
-
-def classic_widths(num_downs: int, ngf: int) -> list[int]:
-    """Encoder widths ngf * 2**i for i < num_downs, then the bottleneck's ngf * 2**num_downs."""
-    return [ngf * 2**i for i in range(num_downs + 1)]
+from jaxcolor.nets.base import uses_bias
+from jaxcolor.nets.classic_unet.spec import classic_widths
+from jaxcolor.nets.layers import Norm, resolve_upsample_impl
 
 
 def torch_default_kernel_init(in_axis: int = -2, out_axis: int = -1):

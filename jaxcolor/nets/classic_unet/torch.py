@@ -1,4 +1,4 @@
-"""PyTorch (NCHW) classic U-Net, the twin of jaxcolor.models.classic_unet; imports no JAX.
+"""PyTorch (NCHW) classic U-Net, the twin of jaxcolor.nets.classic_unet.flax; imports no JAX.
 
 Written as the scribble seed writes its `UNet` (module names encoder1..N, pool, bottleneck,
 upconvN..1, decoderN..1, final_conv; `conv_block` = Sequential(conv, ReLU, conv, ReLU)), so with
@@ -13,14 +13,14 @@ import torch
 from torch import nn
 
 from jaxcolor.core.errors import ExportError
-from jaxcolor.export import spec
+from jaxcolor.nets.base import uses_bias
+from jaxcolor.nets.classic_unet.spec import classic_widths
+from jaxcolor.nets.torch_layers import norm_layer
 
 
 def conv_block(cin: int, cout: int, norm: str) -> nn.Sequential:
     """Double 3x3 conv + ReLU; with a norm, conv -> norm -> ReLU twice (milesial's DoubleConv)."""
-    from jaxcolor.export.torch_models import norm_layer  # torch_models dispatches to this module
-
-    bias = spec.uses_bias(norm)
+    bias = uses_bias(norm)
     layers: list[nn.Module] = []
     for c_in in (cin, cout):
         layers.append(nn.Conv2d(c_in, cout, kernel_size=3, padding=1, bias=bias))
@@ -49,7 +49,7 @@ class ClassicUNet(nn.Module):
         if num_downs < 1:
             raise ExportError(f"num_downs must be >= 1, got {num_downs}")
         self.num_downs = num_downs
-        widths = [ngf * 2**i for i in range(num_downs + 1)]
+        widths = classic_widths(num_downs, ngf)
         for i in range(num_downs):
             cin = in_channels if i == 0 else widths[i - 1]
             setattr(self, f"encoder{i + 1}", conv_block(cin, widths[i], norm))

@@ -26,12 +26,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxcolor.models.layers import Norm, conv, uses_bias
-
-
-def resunet_widths(num_downs: int, ngf: int, max_mult: int) -> list[int]:
-    """Width of each level 0..num_downs (the last is the bottleneck)."""
-    return [ngf * min(2**i, max_mult) for i in range(num_downs + 1)]
+from jaxcolor.nets.base import uses_bias
+from jaxcolor.nets.layers import Norm, conv
+from jaxcolor.nets.resunet.spec import resunet_widths
 
 
 def upsample_nearest(x: jax.Array) -> jax.Array:

@@ -1,4 +1,4 @@
-"""pix2pix U-Net generator (`unet_256` by default) in Flax NNX, NHWC."""
+"""pix2pix's U-Net generator (`unet_256` by default) and PatchGAN in Flax NNX, NHWC."""
 
 from __future__ import annotations
 
@@ -8,21 +8,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxcolor.models.layers import Norm, conv, up_conv, uses_bias
-
-
-def level_widths(num_downs: int, ngf: int) -> list[int]:
-    """Encoder output width at each level: ngf, 2ngf, 4ngf, 8ngf, 8ngf, ... (capped at 8*ngf)."""
-    return [ngf * min(2**i, 8) for i in range(num_downs)]
-
-
-def dropout_levels(num_downs: int) -> range:
-    """Levels whose decoder block ends in dropout: pix2pix's `num_downs - 5` 8*ngf blocks.
-
-    Level 0 is the outermost block and `num_downs - 1` the innermost, so for unet_256 these are
-    levels 4, 5, 6: the three decoder blocks right after the bottleneck.
-    """
-    return range(4, num_downs - 1)
+from jaxcolor.nets.base import uses_bias
+from jaxcolor.nets.layers import Norm, conv, up_conv
+from jaxcolor.nets.pix2pix.spec import dropout_levels, level_widths, patchgan_widths
 
 
 class UNetGenerator(nnx.Module):
@@ -102,3 +90,42 @@ class UNetGenerator(nnx.Module):
             if i > 0:
                 u = jnp.concatenate([skips.pop(), u], axis=-1)
         return jnp.tanh(u.astype(jnp.float32))
+
+
+class PatchDiscriminator(nnx.Module):
+    """k4 convs with strides 2, ..., 2, 1, 1; no norm on the first layer; raw logits out."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "batch",
+        dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if n_layers < 1:
+            raise ValueError(f"model.discriminator.n_layers must be >= 1, got {n_layers}")
+        self.dtype = dtype
+        bias = uses_bias(norm)
+        widths = patchgan_widths(ndf, n_layers)
+        strides = [2] * n_layers + [1]
+
+        convs, norms = [], []
+        for i, (width, stride) in enumerate(zip(widths, strides, strict=True)):
+            cin = in_channels if i == 0 else widths[i - 1]
+            convs.append(
+                conv(cin, width, stride=stride, use_bias=bias or i == 0, dtype=dtype, rngs=rngs)
+            )
+            norms.append(Norm("none" if i == 0 else norm, width, dtype=dtype, rngs=rngs))
+        self.convs = nnx.List(convs)
+        self.norms = nnx.List(norms)
+        self.head = conv(widths[-1], 1, stride=1, use_bias=True, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        """(B, H, W, C) -> (B, H', W', 1) float32 patch logits (H' = H / 2^n_layers - 2)."""
+        h = x.astype(self.dtype)
+        for c, norm in zip(self.convs, self.norms, strict=True):
+            h = nnx.leaky_relu(norm(c(h), train=train), 0.2)
+        return self.head(h).astype(jnp.float32)

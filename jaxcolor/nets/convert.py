@@ -1,6 +1,6 @@
 """Flax NNX state <-> PyTorch state_dict (as numpy arrays); `init_from` reads through them.
 
-Conversions per jaxcolor.export.spec's table:
+Conversions per each family spec's state_dict layout (`NetworkSpec.layout`):
 - Conv kernels: Flax HWIO -> torch OIHW; the explicit ((1, 1), (1, 1)) Flax padding is
   Conv2d(padding=1).
 - Transposed convs: `nnx.ConvTranspose(k4, s2, padding=(2, 2), transpose_kernel=False)` dilates
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from jaxcolor.core.errors import ExportError
-from jaxcolor.export import spec
+from jaxcolor.nets import registry
 
 Tree = dict[Any, Any]
 
@@ -68,7 +68,7 @@ def flax_to_torch(
     """Pure Flax dicts (params, BatchNorm stats) of `net` -> state_dict of numpy arrays."""
     trees = {"params": params, "stats": stats}
     out: dict[str, np.ndarray] = {}
-    for e in spec.layout(net, arch):
+    for e in registry.layout(net, arch):
         if e.kind == "count":
             out[e.key] = np.asarray(step, np.int64)
             continue
@@ -86,7 +86,7 @@ def flax_to_torch(
 
 def _check_all_used(net: str, arch: Mapping[str, Any], trees: Mapping[str, Mapping]) -> None:
     """Every Flax leaf must have been exported; a leftover means the layout table is stale."""
-    used = {(e.collection, e.path) for e in spec.layout(net, arch)}
+    used = {(e.collection, e.path) for e in registry.layout(net, arch)}
     for collection, tree in trees.items():
         for path in _leaf_paths(tree):
             if (collection, path) not in used:
@@ -113,7 +113,7 @@ def torch_to_flax(
     num_batches_tracked may be absent (it has no Flax counterpart). `source` names the file in
     errors.
     """
-    entries = spec.layout(net, arch)
+    entries = registry.layout(net, arch)
     expected = {e.key for e in entries}
     optional = {e.key for e in entries if e.kind == "count"}
     missing = sorted(expected - optional - set(tensors))
@@ -176,7 +176,7 @@ def _torch_shape(kind: str, flax_shape: tuple[int, ...]) -> tuple[int, ...]:
 def check_shapes(net: str, arch, tensors, params: Mapping, stats: Mapping, *, source: str) -> None:
     """Every tensor must have the torch shape of the corresponding Flax leaf."""
     trees = {"params": params, "stats": stats}
-    for e in spec.layout(net, arch):
+    for e in registry.layout(net, arch):
         if e.kind == "count" or e.key not in tensors:
             continue
         want = _torch_shape(e.kind, tuple(_get(trees[e.collection], e.path).shape))

@@ -1,20 +1,21 @@
 """PyTorch (NCHW) reference-guided generator and multi-scale discriminator; imports no JAX.
 
-Attribute names mirror the Flax modules of jaxcolor.models.reference, so state_dict keys are
-the Flax paths (see jaxcolor.export.spec.reference_generator_layout).
+Attribute names mirror the Flax modules of jaxcolor.nets.reference.flax, so state_dict keys are
+the Flax paths (see jaxcolor.nets.reference.spec.generator_layout).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from jaxcolor.core.errors import ExportError
-from jaxcolor.export import spec
-from jaxcolor.export.torch_models import NLayerDiscriminator, norm_layer
+from jaxcolor.nets.base import uses_bias
+from jaxcolor.nets.pix2pix.spec import dropout_levels, level_widths
+from jaxcolor.nets.pix2pix.torch import NLayerDiscriminator
+from jaxcolor.nets.reference.spec import code_index, fused_levels, style_widths
+from jaxcolor.nets.torch_layers import norm_layer
 
 
 class ResBlock(nn.Module):
@@ -35,7 +36,7 @@ class StyleEncoder(nn.Module):
 
     def __init__(self, style_width: int, style_dim: int):
         super().__init__()
-        widths = spec.reference_style_widths(style_width, style_dim)
+        widths = style_widths(style_width, style_dim)
         self.stem = nn.Conv2d(3, style_width, 3, stride=1, padding=1)
         cins = [style_width, *widths[:-1]]
         self.blocks = nn.ModuleList(ResBlock(a, b) for a, b in zip(cins, widths, strict=True))
@@ -81,33 +82,28 @@ class ReferenceUnetGenerator(nn.Module):
         **_: Any,
     ):
         super().__init__()
-        widths = spec.unet_widths(num_downs, ngf)
-        codes = spec.reference_style_widths(style_width, style_dim)
+        widths = level_widths(num_downs, ngf)
+        codes = style_widths(style_width, style_dim)
         self.num_downs, self.style_codes = num_downs, style_codes
-        self.fused = spec.reference_fused_levels(num_downs, style_codes)
-        self.dropout_levels = set(spec.unet_dropout_levels(num_downs, dropout))
+        self.fused = fused_levels(num_downs, style_codes)
+        self.dropout_levels = set(dropout_levels(num_downs)) if dropout > 0 else set()
         inner = num_downs - 1
         self.style = StyleEncoder(style_width, style_dim)
         self.downs, self.down_norms = nn.ModuleList(), nn.ModuleList()
         self.ups, self.up_norms = nn.ModuleList(), nn.ModuleList()
         for i, width in enumerate(widths):
             cin = in_channels if i == 0 else widths[i - 1]
-            self.downs.append(
-                nn.Conv2d(cin, width, 4, stride=2, padding=1, bias=spec.uses_bias(norm))
-            )
+            self.downs.append(nn.Conv2d(cin, width, 4, stride=2, padding=1, bias=uses_bias(norm)))
             self.down_norms.append(norm_layer(norm if 0 < i < inner else "none", width))
             up_in = width if i == inner else 2 * width
             up_out = out_channels if i == 0 else widths[i - 1]
             up_norm = "none" if i == 0 or i in self.fused else norm
             self.ups.append(
-                nn.ConvTranspose2d(
-                    up_in, up_out, 4, stride=2, padding=1, bias=spec.uses_bias(up_norm)
-                )
+                nn.ConvTranspose2d(up_in, up_out, 4, stride=2, padding=1, bias=uses_bias(up_norm))
             )
             self.up_norms.append(norm_layer(up_norm, up_out))
         self.adain = nn.ModuleList(
-            AdaIN(codes[spec.reference_code_index(level, style_codes)], widths[level - 1])
-            for level in self.fused
+            AdaIN(codes[code_index(level, style_codes)], widths[level - 1]) for level in self.fused
         )
         self.dropout = nn.Dropout(dropout)
 
@@ -125,7 +121,7 @@ class ReferenceUnetGenerator(nn.Module):
         for i in reversed(range(self.num_downs)):
             u = self.up_norms[i](self.ups[i](torch.relu(u)))
             if i in adain:
-                u = adain[i](u, codes[spec.reference_code_index(i, self.style_codes)])
+                u = adain[i](u, codes[code_index(i, self.style_codes)])
             if i in self.dropout_levels:
                 u = self.dropout(u)
             if i > 0:
@@ -160,13 +156,3 @@ class MultiscaleDiscriminator(nn.Module):
                 x = self.downsample(x)
             logits.append(d(x))
         return logits
-
-
-def build(net: str, arch: Mapping[str, Any]) -> nn.Module:
-    """config.json section of a reference_unet generator or multiscale_patchgan discriminator."""
-    name = arch.get("name")
-    if net == "generator" and name == "reference_unet":
-        return ReferenceUnetGenerator(**arch)
-    if net == "discriminator" and name == "multiscale_patchgan":
-        return MultiscaleDiscriminator(**arch)
-    raise ExportError(f"{net} {name!r} is not a reference-guided model's network.")

@@ -1,0 +1,101 @@
+"""The base configuration every config in configs/ starts from: pix2pix-256 colorization.
+
+It lives in the package, not in configs/, so that a config file can import it wherever it runs:
+config_flags execs a config file by path, and configs/ is not importable from another directory
+or from a non-editable install (it is not part of the installed package).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """The full default configuration; every other config starts from this one."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.batch_size = 64  # global, across all devices and hosts
+    c.num_steps = 100_000
+    # Square side, or a (height, width) pair such as (160, 256); any type may replace the other
+    # (also on the command line: --config.image_size=64 or --config.image_size='(160, 256)').
+    c.image_size = ml_collections.FieldReference(256, field_type=object)
+    # What the generator learns: "colorize" (sketch + hints -> colour image) or "sketch"
+    # (colour image -> 1-channel sketch, e.g. configs/sketch_extractor.py).
+    c.task = "colorize"
+    c.compute_dtype = "bfloat16"  # activations; parameters and optimizer state stay float32
+    c.init_from = ""  # PyTorch weights to start from: a .safetensors generator or an export dir
+
+    c.data = ml_collections.ConfigDict()
+    # "synthetic", "folder:/path/to/images" (recursive jpg/png/webp/bmp/tiff) or "tfds:NAME"
+    # (an ArrayRecord TFDS dataset under data.data_dir, e.g. from python -m jaxcolor.prepare)
+    c.data.source = "synthetic"
+    c.data.data_dir = ""  # TFDS data_dir for "tfds:NAME" ("" = TFDS's default); local or gs://
+    c.data.layout = "single"  # folder images: "paired" = colour left, sketch right in one file
+    c.data.num_synthetic = 50_000  # size of the built-in synthetic cartoon set
+    c.data.val_fraction = 0.02  # image folders: share held out for validation
+    # One of xdog | sobel | highpass or a weighted mix "xdog:0.7,sobel:0.2,highpass:0.1";
+    # parameters are drawn per example (see jaxcolor/data/sketch.py); "dataset" uses the real
+    # sketches of paired data (data.layout="paired" or a TFDS dataset with a "sketch" feature);
+    # "model:DIR" runs an exported sketch extractor (task="sketch") on device, frozen.
+    c.data.sketch = "xdog"
+    c.data.sketch_augment = True  # random Otsu binarisation, line thickness and intensity
+    # blur | points | strokes | scribbles | palette | none (layout: jaxcolor/data/hints.py)
+    c.data.hints = "blur"
+    c.data.random_flip = True
+    c.data.num_workers = 8  # Grain worker processes per host; 0 reads in the main process
+    c.data.prefetch = 4  # batches buffered per worker
+
+    c.model = ml_collections.ConfigDict()
+    c.model.generator = ml_collections.ConfigDict()
+    c.model.generator.name = "unet"
+    c.model.generator.num_downs = 8  # unet_256: 256 px -> 1x1 bottleneck
+    c.model.generator.ngf = 64
+    c.model.generator.norm = "batch"  # batch | instance | none
+    c.model.generator.dropout = 0.5
+    c.model.generator.out_channels = 3
+    # How the k4-s2 up-convolutions are computed (same parameters, same outputs): auto |
+    # conv_transpose | subpixel (stride-1 convs + depth-to-space); auto = subpixel on CPU.
+    c.model.generator.upsample_impl = "auto"
+    c.model.discriminator = ml_collections.ConfigDict()
+    c.model.discriminator.name = "patchgan"
+    c.model.discriminator.ndf = 64
+    c.model.discriminator.n_layers = 3  # 70x70 receptive field
+    c.model.discriminator.norm = "batch"
+    # pix2pix's ImagePool: D's fake half comes from the last `size` generated (condition, fake)
+    # pairs with probability `prob` once the pool is full; 0 = off (D sees the current fakes).
+    c.model.image_pool = ml_collections.ConfigDict()
+    c.model.image_pool.size = 0
+    c.model.image_pool.prob = 0.5
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.gan_mode = "vanilla"  # vanilla | lsgan | hinge | none (generator alone, no D)
+    c.loss.recon = "l1"  # l1 | l2: reconstruction term against the colour image
+    c.loss.l1_weight = 100.0
+    # Deep supervision (generators with aux outputs, e.g. resunet): weight of the L1 loss of each
+    # intermediate RGB output against the target averaged down to its size; () = off.
+    c.loss.aux_weights = ()
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.learning_rate = 2e-4
+    c.optimizer.b1 = 0.5
+    c.optimizer.b2 = 0.999
+    c.optimizer.decay_steps = 0  # linearly decay the lr to 0 over the last N steps; 0 = constant
+
+    c.train = ml_collections.ConfigDict()
+    c.train.on_nonfinite = "stop"  # NaN/Inf loss or gradient: "stop" the run, or "skip" the update
+    c.train.max_nonfinite = 10  # with "skip": stop after this many non-finite steps in a row
+
+    c.log_every = 100
+    c.eval_every = 2_000
+    c.eval_batch_size = 16  # the fixed validation batch; a multiple of the device count
+    # Mean L1/PSNR/SSIM over the whole validation split (eval_val/* in TensorBoard) every N
+    # steps and at the end; 0 = off. The same numbers as python -m jaxcolor.evaluate.
+    c.eval_split_every = 10_000
+    c.eval_max_images = 2_000  # cap per split evaluation; 0 = every validation image
+    c.checkpoint_every = 2_000
+    c.keep_checkpoints = 3
+    # JAX persistent compilation cache: "auto" = WORKDIR/compile_cache (gs:// works), so a
+    # restart after preemption skips recompiling; a path to share one; "" = off.
+    c.compile_cache_dir = "auto"
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # devices on the `data` axis; -1 = all devices of all hosts
+    return c

@@ -1,0 +1,26 @@
+"""The Flax side of the registry: `model.generator` / `model.discriminator` -> NNX modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+from jaxcolor.nets import registry
+from jaxcolor.nets.base import DISCRIMINATOR, GENERATOR
+from jaxcolor.nets.layers import compute_dtype
+
+
+def build_generator(cfg: Any, *, in_channels: int, dtype: str, rngs: nnx.Rngs) -> nnx.Module:
+    """`model.generator` config -> generator taking `in_channels` (sketch + hints) inputs,
+    computing in `dtype` (a `compute_dtype` config value)."""
+    return registry.build_flax(
+        GENERATOR, cfg, in_channels=in_channels, dtype=compute_dtype(dtype), rngs=rngs
+    )
+
+
+def build_discriminator(cfg: Any, *, in_channels: int, dtype: str, rngs: nnx.Rngs) -> nnx.Module:
+    """`model.discriminator` config -> discriminator over concat(condition, colour image)."""
+    return registry.build_flax(
+        DISCRIMINATOR, cfg, in_channels=in_channels, dtype=compute_dtype(dtype), rngs=rngs
+    )

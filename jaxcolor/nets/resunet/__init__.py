@@ -1,0 +1,1 @@
+"""The resunet network family: spec.py (pure Python), flax.py (NNX), torch.py (PyTorch twin)."""
