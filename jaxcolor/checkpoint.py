@@ -31,8 +31,11 @@ from absl import logging
 from etils import epath
 
 import jaxcolor
+from jaxcolor import parallel, summary
 from jaxcolor.core.errors import CheckpointMismatchError, ConfigError, ExportError, WorkdirError
-from jaxcolor.data.pipeline import condition_channels
+
+# Conversions between Flax and PyTorch layouts (moving to jaxcolor.nets.convert).
+from jaxcolor.data import pipeline
 from jaxcolor.nets import convert, export_format
 
 PyTree = Any
@@ -82,13 +85,13 @@ class Checkpointer:
         does not map onto this run restarts the stream deterministically at the saved step.
         """
         if self.discarded:
-            _log_line(
+            summary.log_line(
                 f"Discarded incomplete checkpoint(s) {', '.join(self.discarded)} in "
                 f"{self.directory} (a save that was interrupted)."
             )
         step = self.latest_step()
         if step is None:
-            _log_line(f"Starting fresh in {self.directory.parent}")
+            summary.log_line(f"Starting fresh in {self.directory.parent}")
             if self._config.init_from:  # PyTorch (pix2pix) weights; only a fresh run starts there
                 state = init_from(state, self._config)
             return state, data_iter_at(0), 0
@@ -100,7 +103,7 @@ class Checkpointer:
         problem = self.restore_data(data_iter, step, metadata)
         if problem is not None:
             data_iter.close()
-            per_process = self._config.batch_size // jax.process_count()  # rows per step here
+            per_process = parallel.per_process_batch_size(self._config.batch_size)
             self._data_start = step * per_process
             logging.warning(
                 "The data iterator state saved at step %d cannot be used: %s. The data stream "
@@ -113,7 +116,7 @@ class Checkpointer:
                 per_process,
             )
             data_iter = data_iter_at(self._data_start)
-        _log_line(f"Resuming from step {step} in {self.directory}")
+        summary.log_line(f"Resuming from step {step} in {self.directory}")
         return state, data_iter, step
 
     def latest_step(self) -> int | None:
@@ -213,12 +216,6 @@ class Checkpointer:
             f"({'; '.join(diffs) or f'first difference: {first}'}). Use the settings it was "
             "trained with to resume it, or pass a new --workdir to start a fresh run."
         )
-
-
-def _log_line(text: str) -> None:
-    """Console output from process 0 only (as summary.log_line, a module beside this one)."""
-    if jax.process_index() == 0:
-        logging.info("%s", text)
 
 
 def handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
@@ -423,7 +420,8 @@ def init_from(state: PyTree, config: ml_collections.ConfigDict) -> PyTree:
     Optimizer state is left as created (Adam's moments start at zero whatever the weights).
     Raises ConfigError naming the file on any key or shape mismatch.
     """
-    archs = export_format.architectures(config.to_dict(), in_channels=condition_channels(config))
+    in_channels = pipeline.condition_channels(config)
+    archs = export_format.architectures(config.to_dict(), in_channels=in_channels)
     nets = {"generator": state.g, "discriminator": state.d}
     new = {}
     for net, file in init_files(config.init_from).items():
