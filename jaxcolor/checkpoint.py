@@ -33,8 +33,6 @@ from etils import epath
 import jaxcolor
 from jaxcolor import parallel, summary
 from jaxcolor.core.errors import CheckpointMismatchError, ConfigError, ExportError, WorkdirError
-
-# Conversions between Flax and PyTorch layouts (moving to jaxcolor.nets.convert).
 from jaxcolor.data import pipeline
 from jaxcolor.nets import convert, export_format
 
