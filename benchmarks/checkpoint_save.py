@@ -20,7 +20,7 @@ from ml_collections import config_flags
 
 from jaxcolor import checkpoint, parallel
 from jaxcolor.data import pipeline
-from jaxcolor.training.step import create_train_state
+from jaxcolor.training.state import create_train_state
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
 _SAVES = flags.DEFINE_integer("saves", 3, "Number of timed saves.")

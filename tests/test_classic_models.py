@@ -29,11 +29,8 @@ from jaxcolor.nets.inputs import model_inputs, sketch_from_color
 from jaxcolor.nets.layers import count_params
 from jaxcolor.training import benchmark, config_checks, sketcher
 from jaxcolor.training.loop import train_and_evaluate
-from jaxcolor.training.step import (
-    NetState,
-    create_train_state,
-    jit_train_step,
-)
+from jaxcolor.training.state import NetState, create_train_state
+from jaxcolor.training.step import jit_train_step
 
 TOL = 1e-4
 torch.set_num_threads(2)

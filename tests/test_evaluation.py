@@ -14,7 +14,7 @@ from jaxcolor.data import pipeline
 from jaxcolor.evaluation import evaluator, fixed_batch, metrics
 from jaxcolor.evaluation.inception import expected_shapes
 from jaxcolor.nets import inputs
-from jaxcolor.training import step as step_lib
+from jaxcolor.training import state as state_lib
 from jaxcolor.training.loop import train_and_evaluate
 
 
@@ -68,7 +68,7 @@ def test_identical_images_score_perfectly():
 
 
 def _nets(config, mesh):
-    state, nets = step_lib.create_train_state(
+    state, nets = state_lib.create_train_state(
         config, in_channels=pipeline.condition_channels(config), mesh=mesh
     )
     return state, nets

@@ -33,12 +33,8 @@ from jaxcolor.nets.build import build_discriminator, build_generator
 from jaxcolor.nets.inputs import model_inputs
 from jaxcolor.nets.pix2pix import spec as pix2pix_spec
 from jaxcolor.training.loop import train_and_evaluate
-from jaxcolor.training.step import (
-    NetState,
-    TrainState,
-    create_train_state,
-    jit_train_step,
-)
+from jaxcolor.training.state import NetState, TrainState, create_train_state
+from jaxcolor.training.step import jit_train_step
 
 TOL = 1e-4
 torch.set_num_threads(2)

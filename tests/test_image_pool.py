@@ -11,11 +11,8 @@ from jaxcolor import checkpoint, parallel
 from jaxcolor.export import exporter
 from jaxcolor.nets.inputs import apply, model_inputs
 from jaxcolor.training import image_pool, losses
-from jaxcolor.training.step import (
-    POOL_STREAM,
-    create_train_state,
-    jit_train_step,
-)
+from jaxcolor.training.state import create_train_state
+from jaxcolor.training.step import POOL_STREAM, jit_train_step
 
 
 def _id_images(ids, hw=2):

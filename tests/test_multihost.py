@@ -104,7 +104,7 @@ def _run(num_processes: int, workdir: pathlib.Path, cache: pathlib.Path, **overr
 
 def _final_state(config, workdir: pathlib.Path, step: int):
     """The checkpoint of `step`, restored here (one process, 8 devices) as numpy arrays."""
-    from jaxcolor.training.step import create_train_state
+    from jaxcolor.training.state import create_train_state
 
     mesh = parallel.create_mesh(-1)
     state, _ = create_train_state(

@@ -22,10 +22,8 @@ from jaxcolor.nets.inputs import model_inputs
 from jaxcolor.nets.layers import count_params
 from jaxcolor.nets.reference.flax import downsample
 from jaxcolor.training import config_checks, losses
-from jaxcolor.training.step import (
-    create_train_state,
-    jit_train_step,
-)
+from jaxcolor.training.state import create_train_state
+from jaxcolor.training.step import jit_train_step
 
 TOL = 1e-4
 torch.set_num_threads(2)

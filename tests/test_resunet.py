@@ -26,7 +26,8 @@ from jaxcolor.nets.build import build_discriminator, build_generator
 from jaxcolor.nets.layers import count_params
 from jaxcolor.nets.resunet.flax import AttentionGate, ResUNetGenerator
 from jaxcolor.training import benchmark, config_checks
-from jaxcolor.training.step import create_train_state, jit_train_step
+from jaxcolor.training.state import create_train_state
+from jaxcolor.training.step import jit_train_step
 
 
 def abstract_train_state(config, *, in_channels, mesh):

@@ -6,7 +6,8 @@ import pytest
 
 from jaxcolor import parallel
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
-from jaxcolor.training.step import create_train_state, jit_train_step
+from jaxcolor.training.state import create_train_state
+from jaxcolor.training.step import jit_train_step
 
 
 def _batch(n: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ from jaxcolor.evaluation import fid as fid_lib
 from jaxcolor.evaluation import metrics
 from jaxcolor.nets import inputs
 from jaxcolor.training import sketcher
-from jaxcolor.training import step as step_lib
+from jaxcolor.training import state as state_lib
 
 SPLITS = ("val", "train")
 PAIRED, DIFFERENT = "paired", "different_reference"
@@ -55,7 +55,7 @@ class Scores:
         return out
 
 
-def _score_fn(config, nets: step_lib.Networks, with_images: bool) -> Callable:
+def _score_fn(config, nets: state_lib.Networks, with_images: bool) -> Callable:
     """(state, batch, mask) -> ({column: {metric: sum over the masked images}}, images), where
     images = {column: prediction, "real": target} when FID is computed, else {}."""
 
@@ -83,7 +83,7 @@ class SplitEvaluator:
     def __init__(
         self,
         config: ml_collections.ConfigDict,
-        nets: step_lib.Networks,
+        nets: state_lib.Networks,
         mesh: Mesh,
         source,
         *,
@@ -117,7 +117,7 @@ class SplitEvaluator:
             pipeline.pop_skipped(batch)
             yield batch, s * b + np.arange(b) < n  # padding rows past the split's end
 
-    def __call__(self, state: step_lib.TrainState) -> Scores:
+    def __call__(self, state: state_lib.TrainState) -> Scores:
         began = time.perf_counter()
         sums: dict[str, dict[str, float]] = {}
         sharding = parallel.batch_sharding(self._mesh)
@@ -143,7 +143,7 @@ class SplitEvaluator:
                 columns[column]["fid"] = value
         return Scores(self.num_images, columns, time.perf_counter() - began)
 
-    def log(self, step: int, state: step_lib.TrainState, writer: summary.Writer) -> Scores:
+    def log(self, step: int, state: state_lib.TrainState, writer: summary.Writer) -> Scores:
         """Scores `state` during training: `eval_val/*` scalars and a console line."""
         scores = self(state)
         write(scores, step=step, split="val", writer=writer, json_path=None)
@@ -241,7 +241,7 @@ def source_for(config: ml_collections.ConfigDict, split: str):
 
 def _abstract_state(config: ml_collections.ConfigDict, mesh: Mesh, **kwargs):
     """(the run's state shapes replicated over `mesh`, its networks); nothing is allocated."""
-    return step_lib.abstract_train_state(
+    return state_lib.abstract_train_state(
         config,
         in_channels=pipeline.condition_channels(config),
         sharding=parallel.replicated(mesh),

@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 from jaxcolor import parallel, summary
 from jaxcolor.evaluation import metrics as image_metrics
 from jaxcolor.nets.inputs import Sketcher, predict, sketch_from_color
-from jaxcolor.training.step import Networks, TrainState, check_sketch_model
+from jaxcolor.training.state import Networks, TrainState, check_sketch_model
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):

@@ -18,7 +18,7 @@ from jaxcolor.core.errors import ExportError
 from jaxcolor.export import FORMATS
 from jaxcolor.export import config_json as config_json_lib
 from jaxcolor.nets import convert, export_format
-from jaxcolor.training.step import TrainState, abstract_train_state
+from jaxcolor.training.state import TrainState, abstract_train_state
 
 TORCHSCRIPT_FILE = "generator.torchscript.pt"
 ONNX_FILE = "generator.onnx"

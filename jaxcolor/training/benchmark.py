@@ -31,7 +31,8 @@ from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.nets import registry
 from jaxcolor.nets.layers import resolve_upsample_impl
 from jaxcolor.training import config_checks, sketcher
-from jaxcolor.training.step import create_train_state, jit_train_step
+from jaxcolor.training.state import create_train_state
+from jaxcolor.training.step import jit_train_step
 
 # Peak dense bf16 FLOP/s per device, by a lower-case substring of `device.device_kind`; the
 # first match wins, so the more specific names come first.

@@ -21,7 +21,8 @@ from jaxcolor.data import pipeline
 from jaxcolor.evaluation import evaluator as split_eval
 from jaxcolor.evaluation import fixed_batch
 from jaxcolor.training import config_checks, sketcher
-from jaxcolor.training.step import NONFINITE, TrainState, create_train_state, jit_train_step
+from jaxcolor.training.state import TrainState, create_train_state
+from jaxcolor.training.step import NONFINITE, jit_train_step
 
 
 class _Evaluation(NamedTuple):

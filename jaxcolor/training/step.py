@@ -1,12 +1,10 @@
-"""Train state and the jitted GAN step (D update, then G update, as in pix2pix)."""
+"""The jitted GAN step (D update, then G update, as in pix2pix) over a `state.TrainState`."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -15,154 +13,15 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from jaxcolor import parallel
-from jaxcolor.data.sketch import is_model_sketch
-from jaxcolor.nets import build, registry
-from jaxcolor.nets.inputs import Sketcher, apply, generator_kwargs, model_inputs
+from jaxcolor.nets.inputs import apply, generator_kwargs, model_inputs
 from jaxcolor.training import image_pool, losses
+from jaxcolor.training.state import NetState, Networks, TrainState, check_sketch_model
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
 NONFINITE = "nonfinite"  # metric: True when this step's losses or gradients had a NaN/Inf
 ON_NONFINITE = ("stop", "skip")
 POOL_STREAM = 0x9001  # folded into the step key for the image pool's draws
-
-
-@flax.struct.dataclass
-class NetState:
-    """One network's trainable parameters, BatchNorm statistics and optimizer state."""
-
-    params: PyTree
-    stats: PyTree
-    opt: PyTree
-
-
-@flax.struct.dataclass
-class TrainState:
-    """Everything a step reads and writes; pure pytrees, so it shards, donates and checkpoints."""
-
-    step: jax.Array
-    rng: jax.Array  # raw uint32 key data; each step folds its index in
-    g: NetState
-    d: NetState | None  # None when loss.gan_mode == "none"
-    pool: image_pool.ImagePool | None = None  # D's past fakes; None when model.image_pool.size=0
-
-
-@dataclasses.dataclass(frozen=True)
-class Networks:
-    """The static halves of the networks (graph definitions) and their optimizers."""
-
-    g_graph: nnx.GraphDef
-    d_graph: nnx.GraphDef | None
-    g_tx: optax.GradientTransformation
-    d_tx: optax.GradientTransformation | None
-    schedule: optax.Schedule
-    takes_reference: bool = False  # the generator is called with reference= (batch["reference"])
-    # data.sketch = "model:DIR": the frozen sketch extractor the steps run on the colour batch.
-    sketch_model: Sketcher | None = None
-
-
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-    """Constant lr, then (optionally) linear decay to 0 over the last `decay_steps` steps."""
-    lr, decay = config.optimizer.learning_rate, config.optimizer.decay_steps
-    if decay <= 0:
-        return optax.constant_schedule(lr)
-    hold = max(config.num_steps - decay, 0)
-    return optax.join_schedules(
-        [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, decay)], [hold]
-    )
-
-
-def _split(model: nnx.Module) -> tuple[nnx.GraphDef, PyTree, PyTree]:
-    graph, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    return graph, nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
-
-
-def create_train_state(
-    config: ml_collections.ConfigDict,
-    *,
-    in_channels: int,
-    mesh: Mesh,
-    sketch_model: Sketcher | None = None,
-) -> tuple[TrainState, Networks]:
-    """Builds both networks and their optimizers; the state is replicated over `mesh`.
-
-    `sketch_model` is the frozen extractor of data.sketch = "model:DIR"
-    (`sketcher.load_sketcher`), needed only where the steps run: it is not part of the state.
-    """
-    key = jax.random.key(config.seed)
-    g_key, d_key, step_key = jax.random.split(key, 3)
-    schedule = learning_rate_schedule(config)
-    opt = config.optimizer
-
-    def adam() -> optax.GradientTransformation:
-        return optax.adam(schedule, b1=opt.b1, b2=opt.b2)
-
-    generator = build.build_generator(
-        config.model.generator,
-        in_channels=in_channels,
-        dtype=config.compute_dtype,
-        rngs=nnx.Rngs(g_key),
-    )
-    g_graph, g_params, g_stats = _split(generator)
-    g_tx = adam()
-    g = NetState(g_params, g_stats, g_tx.init(g_params))
-
-    d_graph = d_tx = d = None
-    if config.loss.gan_mode != "none":
-        out_channels = config.model.generator.out_channels
-        discriminator = build.build_discriminator(
-            config.model.discriminator,
-            in_channels=in_channels + out_channels,
-            dtype=config.compute_dtype,
-            rngs=nnx.Rngs(d_key),
-        )
-        d_graph, d_params, d_stats = _split(discriminator)
-        d_tx = adam()
-        d = NetState(d_params, d_stats, d_tx.init(d_params))
-
-    pool = image_pool.create(config, in_channels + config.model.generator.out_channels)
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(step_key), g=g, d=d, pool=pool
-    )
-    state = jax.device_put(state, parallel.replicated(mesh))
-    reference = registry.generator(config.model.generator).takes_reference
-    networks = Networks(
-        g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference, sketch_model=sketch_model
-    )
-    return state, networks
-
-
-def abstract_train_state(
-    config: ml_collections.ConfigDict,
-    *,
-    in_channels: int,
-    sharding: jax.sharding.Sharding,
-    sketch_model: Sketcher | None = None,
-) -> tuple[TrainState, Networks]:
-    """`create_train_state` without computing the state: its shapes and dtypes placed with
-    `sharding` (a restore target), and the networks. Nothing is allocated."""
-    mesh = parallel.create_mesh(1)
-    created = {}
-
-    def shapes() -> TrainState:
-        state, created["nets"] = create_train_state(
-            config, in_channels=in_channels, mesh=mesh, sketch_model=sketch_model
-        )
-        return state
-
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), jax.eval_shape(shapes)
-    )
-    return abstract, created["nets"]
-
-
-def check_sketch_model(nets: Networks, config: ml_collections.ConfigDict | None) -> None:
-    """data.sketch = "model:DIR" steps run the extractor: `nets` must carry it."""
-    if config is not None and is_model_sketch(config.data.sketch) and nets.sketch_model is None:
-        raise ValueError(
-            f"data.sketch={config.data.sketch!r}: pass sketch_model=sketcher.load_sketcher(config, "
-            "sharding) to create_train_state before compiling a step."
-        )
 
 
 def _update(tx: optax.GradientTransformation, net: NetState, grads, stats) -> NetState:
