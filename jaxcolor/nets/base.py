@@ -92,6 +92,17 @@ def check_size_multiple(config, multiple: int, reason: str) -> None:
     )
 
 
+def num_downs_multiple(arch: Arch) -> int:
+    """2**num_downs: a U-Net halves its input num_downs times, so its sides must be multiples."""
+    return 2 ** arch["num_downs"]
+
+
+def check_num_downs_multiple(config) -> None:
+    """image_size fits the generator's num_downs halvings."""
+    multiple = num_downs_multiple(config.model.generator)
+    check_size_multiple(config, multiple, "2**model.generator.num_downs")
+
+
 def check_fraction(value: float, key: str) -> None:
     """0 <= value < 1 (dropout rates)."""
     require(0.0 <= value < 1.0, f"{key} must be in [0, 1), got {value}")

@@ -110,14 +110,9 @@ def patchgan_forward_flops(d: Arch, in_channels: int, size) -> int:
     return 2 * total
 
 
-def size_multiple(arch: Arch) -> int:
-    """Input sides must be multiples of 2**num_downs (every level halves them)."""
-    return 2 ** arch["num_downs"]
-
-
 def check_unet(config) -> None:
     g = config.model.generator
-    base.check_size_multiple(config, size_multiple(g), "2**model.generator.num_downs")
+    base.check_num_downs_multiple(config)
     base.check_fraction(g.dropout, "model.generator.dropout")
     base.check_upsample_impl(g)
 
@@ -140,7 +135,7 @@ UNET = base.NetworkSpec(
     layout=unet_layout,
     forward_flops=unet_forward_flops,
     check=check_unet,
-    size_multiple=size_multiple,
+    size_multiple=base.num_downs_multiple,
     # pix2pix's norm='none' drops the conv biases (its use_bias tests for InstanceNorm only)
     # while jaxcolor keeps them, and its UnetGenerator needs num_downs >= 5.
     pix2pix_compatible=lambda arch: arch["norm"] != "none" and arch["num_downs"] >= 5,

@@ -114,7 +114,7 @@ def multiscale_forward_flops(d: Arch, in_channels: int, size) -> int:
 
 def check_generator(config) -> None:
     g = config.model.generator
-    base.check_size_multiple(config, pix2pix.size_multiple(g), "2**model.generator.num_downs")
+    base.check_num_downs_multiple(config)
     base.check_fraction(g.dropout, "model.generator.dropout")
     base.check_upsample_impl(g)
     require(
@@ -185,7 +185,7 @@ REFERENCE_UNET = base.NetworkSpec(
     layout=generator_layout,
     forward_flops=generator_forward_flops,
     check=check_generator,
-    size_multiple=pix2pix.size_multiple,
+    size_multiple=base.num_downs_multiple,
     takes_reference=True,
     export_notes=generator_export_notes,
 )

@@ -68,14 +68,9 @@ def forward_flops(g: Arch, in_channels: int, size) -> int:
     return 2 * (total + pixels[0] * widths[0] * g["out_channels"])
 
 
-def size_multiple(arch: Arch) -> int:
-    """Input sides must be multiples of 2**num_downs (each max-pool halves them)."""
-    return 2 ** arch["num_downs"]
-
-
 def check(config) -> None:
     g = config.model.generator
-    base.check_size_multiple(config, size_multiple(g), "2**model.generator.num_downs")
+    base.check_num_downs_multiple(config)
     require(
         0 <= g.num_aux < g.num_downs,
         f"model.generator.num_aux must be in [0, model.generator.num_downs - 1 = "
@@ -103,7 +98,7 @@ RESUNET = base.NetworkSpec(
     layout=layout,
     forward_flops=forward_flops,
     check=check,
-    size_multiple=size_multiple,
+    size_multiple=base.num_downs_multiple,
     num_aux=lambda arch: arch["num_aux"],
     export_notes=export_notes,
 )
