@@ -170,10 +170,12 @@ def handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
 
 
 def _incomplete_steps(directory: epath.Path) -> list[str]:
-    """Names of half-written step directories (a save that was killed)."""
+    """Names of half-written step directories (a save that was killed), as Orbax tells them
+    apart: `N.orbax-checkpoint-tmp` on a local disk, a step without `commit_success.txt` on
+    GCS."""
     if not directory.exists():
         return []
-    return sorted(p.name for p in directory.iterdir() if TMP_SUFFIX in p.name)
+    return sorted(p.get().name for p in ocp.path.step.all_temporary_paths(directory))
 
 
 def _data_state_problem(metadata: dict[str, Any], config: ml_collections.ConfigDict) -> str | None:
