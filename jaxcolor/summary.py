@@ -81,7 +81,12 @@ class Writer:
 
             if self.logdir.startswith("gs://"):
                 record_writer.register_writer_factory("gs", _SegmentedGCSRecordWriterFactory())
-            self._writer = SummaryWriter(logdir=self.logdir, flush_secs=flush_secs)
+            # tensorboardX names the file by the second and the host only, so a second writer
+            # started within the same second (a quick restart, `evaluate`) replaced the first
+            # one's file. The nanosecond clock keeps the names unique and in writing order.
+            self._writer = SummaryWriter(
+                logdir=self.logdir, flush_secs=flush_secs, filename_suffix=f".{time.time_ns()}"
+            )
 
     def scalars(self, step: int, values: Mapping[str, float], prefix: str) -> None:
         """Writes `prefix/name` scalars."""
