@@ -39,7 +39,6 @@ from jaxcolor.nets import convert, export_format
 PyTree = Any
 
 STATE, DATA, METADATA = "state", "data", "metadata"
-TMP_SUFFIX = ".orbax-checkpoint-tmp"
 # Config keys that decide the shapes in the state: a mismatch here means "another run".
 # image_size shapes the image pool (model.image_pool.size > 0).
 SHAPE_KEYS = ("model", "data.hints", "loss.gan_mode", "task", "image_size")
@@ -236,10 +235,12 @@ def handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
 
 
 def _incomplete_steps(directory: epath.Path) -> list[str]:
-    """Names of half-written step directories (a save that was killed)."""
+    """Names of half-written step directories (a save that was killed), as Orbax tells them
+    apart: `N.orbax-checkpoint-tmp` on a local disk, a step without `commit_success.txt` on
+    GCS."""
     if not directory.exists():
         return []
-    return sorted(p.name for p in directory.iterdir() if TMP_SUFFIX in p.name)
+    return sorted(p.get().name for p in ocp.path.step.all_temporary_paths(directory))
 
 
 def _data_state_problem(metadata: dict[str, Any], config: ml_collections.ConfigDict) -> str | None:

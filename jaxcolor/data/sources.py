@@ -267,6 +267,15 @@ class SyntheticCartoonSource:
         return image
 
 
+def _with_scheme(root: epath.Path, dirpath: epath.PathLike) -> epath.Path:
+    """A directory that `root.walk()` yielded, as a path under root: fsspec backends (gcsfs)
+    yield 'bucket/imgs/sub' for gs://bucket/imgs/sub."""
+    scheme, sep, _ = os.fspath(root).partition("://")
+    if sep and "://" not in os.fspath(dirpath):
+        return epath.Path(f"{scheme}://{os.fspath(dirpath)}")
+    return epath.Path(dirpath)
+
+
 class ImageFolderSource:
     """Image files under a folder (recursive), returned as raw bytes for a decode transform."""
 
@@ -298,7 +307,7 @@ class ImageFolderSource:
         for dirpath, _, filenames in self.root.walk():
             for name in filenames:
                 if os.path.splitext(name)[1].lower() in self.extensions:
-                    found.append(os.fspath(epath.Path(dirpath) / name))
+                    found.append(os.fspath(_with_scheme(self.root, dirpath) / name))
         return sorted(found)
 
     @classmethod

@@ -14,7 +14,9 @@ import functools
 import io
 import json
 import os
+import pathlib
 import re
+import tempfile
 import types
 
 import cv2
@@ -196,6 +198,60 @@ def default_name(images: str) -> str:
     return stem if stem and stem[0].isalpha() else f"images_{stem}".rstrip("_")
 
 
+def _build(name: str, data_dir: str, **kwargs) -> None:
+    """Runs the TFDS builder of dataset `name` over `kwargs['files']` into local `data_dir`."""
+    builder = types.new_class(
+        "".join(part.title() for part in name.split("_")),
+        (_ImageFolderBuilder,),
+        {"skip_registration": True},
+        lambda ns: ns.update(name=name),
+    )(**kwargs, data_dir=data_dir, file_format="array_record")
+    tfds.disable_progress_bar()  # ours counts files against the total
+    builder.download_and_prepare()
+
+
+def _check_written(summary: Summary, images: str, num_train: int) -> None:
+    if not summary.written.get("train"):
+        raise InputError(
+            f"--images {images!r}: none of the {num_train} training files could be used "
+            f"({len(summary.skipped)} skipped: "
+            + "; ".join(f"{p}: {w}" for p, w in summary.skipped[:5])
+            + "). Nothing was written."
+        )
+
+
+def _storage_error(option: str, url: epath.Path, what: str, e: Exception) -> ConfigError:
+    return ConfigError(
+        f"{option} {url}: {what} ({type(e).__name__}: "
+        f"{str(e).splitlines()[0] if str(e) else e!r}); check that the bucket exists and that "
+        "these credentials may write to it."
+    )
+
+
+def _check_writable(out: epath.Path) -> None:
+    """Before packing for minutes: a probe object proves that `out` (gs://...) takes writes."""
+    probe = out / ".jaxcolor-write-test"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except Exception as e:  # any storage client's refusal: no bucket, 403, no credentials
+        raise _storage_error("--out", out, "cannot be written", e) from e
+
+
+def _upload(local: pathlib.Path, target: epath.Path) -> None:
+    """Copies the packed dataset directory up to `target` (gs://...), one progress step a file."""
+    import fsspec
+    from fsspec.callbacks import TqdmCallback
+
+    fs, remote = fsspec.core.url_to_fs(os.fspath(target))
+    files = sorted(str(p) for p in local.rglob("*") if p.is_file())
+    callback = TqdmCallback(tqdm_kwargs={"desc": f"Uploading to {target}", "unit": "file"})
+    try:
+        fs.put(files, [f"{remote}/{os.path.relpath(f, local)}" for f in files], callback=callback)
+    except Exception as e:  # any storage client's refusal: 403, expired credentials
+        raise _storage_error("--out", target, "the upload failed", e) from e
+
+
 def prepare(
     images: str,
     out: str,
@@ -233,31 +289,28 @@ def prepare(
             )
         target.rmtree()
     summary = Summary(directory=os.fspath(target))
-    builder = types.new_class(
-        "".join(part.title() for part in name.split("_")),
-        (_ImageFolderBuilder,),
-        {"skip_registration": True},
-        lambda ns: ns.update(name=name),
-    )(
+    build = functools.partial(
+        _build,
+        name,
         files=files,
         root=os.fspath(folder.root),
         layout=layout,
         max_side=max_side,
         workers=workers or min(8, os.cpu_count() or 1),
         summary=summary,
-        data_dir=out,
-        file_format="array_record",
     )
-    tfds.disable_progress_bar()  # ours counts files against the total
-    builder.download_and_prepare()
-    if not summary.written.get("train"):
-        target.rmtree(missing_ok=True)
-        raise InputError(
-            f"--images {images!r}: none of the {len(train.paths)} training files could be used "
-            f"({len(summary.skipped)} skipped: "
-            + "; ".join(f"{p}: {w}" for p, w in summary.skipped[:5])
-            + "). Nothing was written."
-        )
+    if "://" in os.fspath(out):
+        # ArrayRecord's writer opens local files only: pack on this disk, then upload.
+        _check_writable(epath.Path(out))
+        with tempfile.TemporaryDirectory(prefix="jaxcolor-prepare-") as staging:
+            build(staging)
+            _check_written(summary, images, len(train.paths))
+            _upload(pathlib.Path(staging) / name / VERSION, target)
+    else:
+        build(out)
+        if not summary.written.get("train"):
+            target.rmtree(missing_ok=True)
+        _check_written(summary, images, len(train.paths))
     (target / REPORT).write_text(
         json.dumps(
             {

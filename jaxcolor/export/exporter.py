@@ -6,11 +6,13 @@ import dataclasses
 import importlib.util
 import json
 import pathlib
+import tempfile
 import warnings
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 import jaxcolor
 from jaxcolor import checkpoint
@@ -64,15 +66,18 @@ def export(
     step: int | None = None,
     with_discriminator: bool = False,
     formats: tuple[str, ...] = ("safetensors",),
-) -> dict[str, pathlib.Path]:
+) -> dict[str, pathlib.Path | epath.Path]:
     """Writes OUT/config.json and the weights; returns {what: path} of every file written.
 
     safetensors (+ config.json) are always written; "torchscript" and "onnx" add a traced
-    generator that needs neither jaxcolor nor the config to run.
+    generator that needs neither jaxcolor nor the config to run. A gs:// (or other URL) `out_dir`
+    is written locally first and then uploaded: safetensors, TorchScript and ONNX write files.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ExportError(f"Unknown --format {', '.join(unknown)}; choose from {FORMATS}.")
+    if "://" in str(out_dir):
+        return _export_to_url(workdir, str(out_dir), step, with_discriminator, formats)
     restored = restore(workdir, step)
     config_json = config_json_lib.make_config_json(
         restored.config,
@@ -97,6 +102,27 @@ def export(
     if "torchscript" in formats or "onnx" in formats:
         written |= _traced_exports(out, config_json, formats)
     return written
+
+
+def _export_to_url(workdir, out_url, step, with_discriminator, formats) -> dict[str, epath.Path]:
+    """`export` into a local temporary directory, then the files up to `out_url`."""
+    import fsspec
+
+    with tempfile.TemporaryDirectory(prefix="jaxcolor-export-") as staging:
+        local = export(
+            workdir, staging, step=step, with_discriminator=with_discriminator, formats=formats
+        )
+        fs, remote = fsspec.core.url_to_fs(out_url)
+        try:
+            fs.makedirs(remote, exist_ok=True)
+            fs.put([str(p) for p in local.values()], remote.rstrip("/") + "/")
+        except Exception as e:  # any storage client's refusal: no bucket, 403, no credentials
+            raise ExportError(
+                f"Cannot write --out {out_url} ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else e!r}); check that the bucket exists and "
+                "that these credentials may write to it."
+            ) from e
+    return {what: epath.Path(out_url) / p.name for what, p in local.items()}
 
 
 def _traced_exports(out: pathlib.Path, config_json: dict, formats) -> dict[str, pathlib.Path]:

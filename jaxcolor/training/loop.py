@@ -32,10 +32,10 @@ class _Evaluation(NamedTuple):
 
 def _prepare_workdir(path: str) -> epath.Path:
     """Creates the run directory (not its parents: a typo should not grow a tree) and checks
-    that it is writable; gs:// and other URLs are left to the storage backend."""
+    that it is writable; a gs:// (or other URL) workdir is checked by writing to it."""
     if "://" in str(path):
         workdir = epath.Path(path)
-        workdir.mkdir(parents=True, exist_ok=True)
+        _check_bucket_writable(path, workdir)
         return workdir
     workdir = epath.Path(path).expanduser().resolve()  # Orbax requires absolute paths
     if not workdir.parent.is_dir():
@@ -54,6 +54,30 @@ def _prepare_workdir(path: str) -> epath.Path:
             "can write to."
         ) from e
     return workdir
+
+
+def _check_bucket_writable(path: str, workdir: epath.Path) -> None:
+    """Writes and deletes a probe object, so a missing bucket or missing write access stops
+    the run now rather than at the first TensorBoard flush or checkpoint."""
+    bucket = str(path).split("://", 1)[1].split("/", 1)[0]
+    scheme = str(path).split("://", 1)[0]
+    probe = workdir / f".jaxcolor-write-test-{jax.process_index()}"
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except FileNotFoundError as e:  # an upload into an existing bucket never 404s
+        raise WorkdirError(
+            f"--workdir {path}: the bucket {scheme}://{bucket} does not exist ({e}); create it "
+            f"(gcloud storage buckets create {scheme}://{bucket} --location=REGION) or fix the "
+            "path."
+        ) from e
+    except Exception as e:  # any storage client's refusal: 403, no or expired credentials
+        raise WorkdirError(
+            f"--workdir {path} cannot be written ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else e!r}); give this machine's credentials "
+            f"write access to {scheme}://{bucket} or choose another --workdir."
+        ) from e
 
 
 def _compile_cache_dir(config: ml_collections.ConfigDict, workdir: epath.Path) -> str:
