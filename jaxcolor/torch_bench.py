@@ -195,9 +195,9 @@ def run_safely(arch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
 
 def arch_from_config(config: Any) -> dict[str, Any]:
     """jaxcolor training config -> the networks and loss settings of `Pix2Pix`."""
-    from jaxcolor.export import config_json
+    from jaxcolor.data.hints import condition_channels
 
-    cin = config_json.in_channels(config)
+    cin = condition_channels(config)
     g = dict(config.model.generator)
     d = dict(config.model.discriminator)
     g["in_channels"] = cin

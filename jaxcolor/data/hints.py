@@ -27,9 +27,13 @@ build the same inputs from a user's drawing.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import cv2
 import numpy as np
+
+from jaxcolor.nets.export_format import COLOR_CHANNELS, SKETCH_CHANNELS
 
 # Number of hint channels each method produces; the generator's input width depends on it.
 HINT_CHANNELS = {
@@ -40,6 +44,15 @@ HINT_CHANNELS = {
     "palette": 12,
     "none": 0,
 }
+
+
+def condition_channels(config: Mapping[str, Any]) -> int:
+    """Generator input channels: the 1-channel sketch plus the hint channels; with
+    task="sketch" the RGB colour image. `config` is a ConfigDict or its plain dict."""
+    if config.get("task", "colorize") == "sketch":
+        return COLOR_CHANNELS
+    return SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
+
 
 REFERENCE_SIZE = 256
 MASK_ON = 255

@@ -20,6 +20,7 @@ from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data import sources
 from jaxcolor.data.crop import CROP_MARGIN, crop_resize
+from jaxcolor.data.hints import condition_channels  # noqa: F401 - pipeline.condition_channels
 from jaxcolor.nets import registry
 
 SYNTHETIC = "synthetic"
@@ -49,14 +50,6 @@ def reference_view(image: np.ndarray, size, rng: np.random.Generator) -> np.ndar
     if rng.random() < 0.5:
         view = view[:, ::-1]
     return np.ascontiguousarray(view)
-
-
-def condition_channels(config: ml_collections.ConfigDict) -> int:
-    """Generator input channels: the 1-channel sketch plus the hint channels; with
-    task="sketch" the RGB colour image."""
-    if config.get("task", "colorize") == "sketch":
-        return 3
-    return 1 + hints_lib.HINT_CHANNELS[config.data.hints]
 
 
 def _tfds_sources(config: ml_collections.ConfigDict, name: str):

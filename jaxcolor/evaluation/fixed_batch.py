@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 
 from jaxcolor import parallel, summary
 from jaxcolor.evaluation import metrics as image_metrics
-from jaxcolor.nets.inputs import Sketcher, predict, sketch_from_color
+from jaxcolor.nets.inputs import Sketcher, predict, sketch_from_color, to_unit
 from jaxcolor.training.state import Networks, TrainState, check_sketch_model
 
 
@@ -73,6 +73,5 @@ class FixedBatchEvaluator:
 
 def _model_sketch(sketch_model: Sketcher, batch) -> jax.Array:
     """The validation batch's sketches as the steps see them, as uint8 for the grid."""
-    color = batch["color"].astype(jnp.float32) / 127.5 - 1.0
-    sketch = sketch_from_color(sketch_model, color)
+    sketch = sketch_from_color(sketch_model, to_unit(batch["color"]))
     return jnp.round((sketch + 1.0) * 127.5).astype(jnp.uint8)

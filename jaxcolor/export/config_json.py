@@ -11,7 +11,7 @@ from typing import Any
 
 from jaxcolor.core.errors import ExportError
 from jaxcolor.core.image_size import image_hw, to_json
-from jaxcolor.data.hints import HINT_CHANNELS
+from jaxcolor.data.hints import HINT_CHANNELS, condition_channels
 from jaxcolor.nets import registry
 from jaxcolor.nets.base import DISCRIMINATOR, GENERATOR
 from jaxcolor.nets.export_format import (
@@ -26,16 +26,9 @@ from jaxcolor.nets.export_format import (
 from jaxcolor.nets.export_format import architectures as _architectures
 
 
-def in_channels(config: Mapping[str, Any]) -> int:
-    """The generator's input channels: sketch + hints, or the colour image for task="sketch"."""
-    if task(config) == "sketch":
-        return COLOR_CHANNELS
-    return SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
-
-
 def architectures(config: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
     """Training config (plain dict) -> {"generator": arch, "discriminator": arch or None}."""
-    return _architectures(config, in_channels=in_channels(config))
+    return _architectures(config, in_channels=condition_channels(config))
 
 
 def pix2pix_compatible(net: str, arch: Mapping[str, Any]) -> bool:

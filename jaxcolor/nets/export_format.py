@@ -12,7 +12,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from jaxcolor.core.errors import ExportError
+from jaxcolor.core.errors import ConfigError, ExportError
 from jaxcolor.nets import registry
 
 FORMAT = "jaxcolor-export"
@@ -40,7 +40,7 @@ def architectures(
     try:
         registry.generator(g)
         registry.discriminator(d)
-    except Exception as e:  # ConfigError: a name this jaxcolor does not have
+    except ConfigError as e:  # a name this jaxcolor does not have
         raise ExportError(f"This run cannot be exported: {e}") from e
     g["in_channels"] = in_channels
     d["in_channels"] = in_channels + g["out_channels"]
