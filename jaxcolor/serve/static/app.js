@@ -175,9 +175,10 @@ function line(x0, y0, x1, y1, rgb) {
 }
 
 function canvasXY(event, canvas) {
-  const rect = canvas.getBoundingClientRect();
-  const x = Math.floor(((event.clientX - rect.left) / rect.width) * canvas.width);
-  const y = Math.floor(((event.clientY - rect.top) / rect.height) * canvas.height);
+  const rect = canvas.getBoundingClientRect();  // border box: skip the border
+  const left = rect.left + canvas.clientLeft, top = rect.top + canvas.clientTop;
+  const x = Math.floor(((event.clientX - left) / canvas.clientWidth) * canvas.width);
+  const y = Math.floor(((event.clientY - top) / canvas.clientHeight) * canvas.height);
   return [Math.min(Math.max(x, 0), canvas.width - 1), Math.min(Math.max(y, 0), canvas.height - 1)];
 }
 
