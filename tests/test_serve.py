@@ -319,7 +319,9 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(server):
     """Last in the module: stops the shared server."""
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(_good, server, i) for i in range(3)]
-        time.sleep(0.08)  # the requests are waiting --max-wait-ms for batch mates
+        deadline = time.monotonic() + 10
+        while server.metric("jaxcolor_in_flight") < 4 and time.monotonic() < deadline:
+            pass  # the 3 requests (and this /metrics one) are in flight, waiting for batch mates
         server.process.send_signal(signal.SIGTERM)
         results = [f.result() for f in futures]
     assert all(r.shape == (32, 48, 3) for r in results)

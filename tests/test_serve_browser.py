@@ -156,6 +156,18 @@ def test_a_painting_session_in_chromium(server, tmp_path):
         hints = np.asarray(read_rgba(_hints_png(page)))
         alpha = hints[..., 3]
         assert set(np.unique(alpha)) == {0, 255}, "hints must be hard-edged (alpha 0 or 255)"
+        # Why the page writes pixels: the same stroke as a canvas path is anti-aliased.
+        path_levels = page.evaluate(
+            """() => {
+                const c = document.createElement('canvas'); c.width = 96; c.height = 64;
+                const g = c.getContext('2d'); g.lineWidth = 4; g.strokeStyle = '#e03c31';
+                g.beginPath(); g.moveTo(10.5, 10.5); g.lineTo(30.5, 14.5); g.stroke();
+                const a = new Set(); const d = g.getImageData(0, 0, 96, 64).data;
+                for (let i = 3; i < d.length; i += 4) a.add(d[i]);
+                return a.size;
+            }"""
+        )
+        assert path_levels > 10, path_levels
         painted = alpha == 255
         assert {tuple(c) for c in hints[painted][:, :3]} == {(0xE0, 0x3C, 0x31)}
         ys, xs = np.nonzero(painted)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 
 PROG = "python -m jaxcolor.serve"
@@ -113,16 +114,21 @@ def main(argv: list[str] | None = None) -> None:
         model = inference.load(args.model, args.device)
     except JaxcolorError as e:
         sys.exit(f"{PROG}: error: {e}")
+    try:  # bound here: a taken port is a one-line error, and --port 0 reports its port
+        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+    except OSError as e:
+        sys.exit(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}")
+    port = sock.getsockname()[1]
     app = create_app(model, limits)
     print(
         f"{PROG}: {args.model} ({model.config['generator'].get('name')}, hints={model.hints}) "
-        f"on {model.device}; page at http://{args.host}:{args.port}/",
+        f"on {model.device}; page at http://{args.host}:{port}/",
         flush=True,
     )
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=int(limits.timeout_s) + 5,
         limit_concurrency=limits.max_queue * 4,
@@ -131,10 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     # no-op one makes a drained shutdown exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    try:
-        uvicorn.Server(config).run()
-    except OSError as e:  # the port is taken, the host cannot be bound
-        sys.exit(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {e}")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// Read back often (line-art check, eyedropper, tests): keep these canvases in CPU memory.
+const ctx2d = (canvas) => canvas.getContext("2d", { willReadFrequently: true });
 const state = {
   info: null,
   sketchBlob: null,      // what is sent as `sketch`
@@ -64,7 +66,7 @@ async function bitmapOf(blob) {
 }
 
 function isColourful(canvas) {
-  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const data = ctx2d(canvas).getImageData(0, 0, canvas.width, canvas.height).data;
   let colourful = 0;
   for (let i = 0; i < data.length; i += 4) {
     const r = data[i], g = data[i + 1], b = data[i + 2];
@@ -92,8 +94,7 @@ async function setSketch(blob, { keepHints = false } = {}) {
     $(id).width = bitmap.width;
     $(id).height = bitmap.height;
   }
-  const ctx = $("sketch-canvas").getContext("2d");
-  ctx.drawImage(bitmap, 0, 0);
+  ctx2d($("sketch-canvas")).drawImage(bitmap, 0, 0);
   if (!(keepHints && sameSize)) {
     state.hints = new ImageData(bitmap.width, bitmap.height);
     state.undo = [];
@@ -113,7 +114,7 @@ async function setReference(blob) {
   if (bitmap) {
     canvas.width = bitmap.width;
     canvas.height = bitmap.height;
-    canvas.getContext("2d").drawImage(bitmap, 0, 0);
+    ctx2d(canvas).drawImage(bitmap, 0, 0);
   }
 }
 
@@ -184,7 +185,7 @@ function canvasXY(event, canvas) {
 
 function pickColour(event, canvas) {
   const [x, y] = canvasXY(event, canvas);
-  const d = canvas.getContext("2d").getImageData(x, y, 1, 1).data;
+  const d = ctx2d(canvas).getImageData(x, y, 1, 1).data;
   setColour(rgbToHex([d[0], d[1], d[2]]));
 }
 
@@ -323,7 +324,7 @@ async function colorize() {
     const canvas = $("result-canvas");
     canvas.width = bitmap.width;
     canvas.height = bitmap.height;
-    canvas.getContext("2d").drawImage(bitmap, 0, 0);
+    ctx2d(canvas).drawImage(bitmap, 0, 0);
     if (state.resultUrl) URL.revokeObjectURL(state.resultUrl);
     state.resultUrl = URL.createObjectURL(blob);
     $("download").href = state.resultUrl;
