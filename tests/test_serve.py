@@ -278,7 +278,7 @@ def _uploads(draw):
     return files, data
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(_uploads())
 def test_fuzzed_uploads_never_get_a_5xx(server, upload):
     files, data = upload
