@@ -1,7 +1,8 @@
 """Load test of python -m jaxcolor.serve on 127.0.0.1 (imports no JAX).
 
     python benchmarks/serve_load.py [--model EXPORT_DIR] [--requests 200] [--clients 16]
-        [--side 128] [--max-batch 8] [--max-wait-ms 10] [--json PATH]
+        [--side 128] [--max-batch 8] [--max-wait-ms 10] [--rss-rounds 20]
+        [--parts load,overhead,rss] [--json PATH]
 
 Without --model it writes an export of configs/tiny.py's generator (the README's tiny run:
 64 px, 6 downsamplings, width 16, blur hints), freshly initialised by PyTorch: the same network,
@@ -196,7 +197,7 @@ def _overhead(model_dir, inputs, repeats: int = 50) -> dict:
     return out
 
 
-def _rss(model_dir, body_mb: int = 8, repeats: int = 20) -> dict:
+def _rss(model_dir, repeats: int, body_mb: int = 8) -> dict:
     server = Server(model_dir, "--max-body-mb", str(body_mb))
     proc = psutil.Process(server.process.pid)
     peak, stop = [proc.memory_info().rss], threading.Event()
@@ -238,9 +239,9 @@ def _rss(model_dir, body_mb: int = 8, repeats: int = 20) -> dict:
         "oversize_mb_each": 4 * body_mb,
         "rss_start_mb": round(peak[0] / mb, 1),
         "rss_peak_mb": round(max(peak) / mb, 1),
-        "rss_peak_after_round_1_5_10_20_mb": [
-            round(rounds[i] / mb, 1) for i in (0, 4, 9, 19) if i < len(rounds)
-        ],
+        "rss_peak_after_rounds_mb": {
+            n: round(rounds[n - 1] / mb, 1) for n in (1, 5, 10, 20, 40, 80) if n <= len(rounds)
+        },
         "healthz_after": healthy,
     }
 
@@ -253,19 +254,27 @@ def main() -> None:
     p.add_argument("--side", type=int, default=128, help="sketch side in pixels (default 128)")
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-wait-ms", type=float, default=10)
+    p.add_argument("--rss-rounds", type=int, default=20, help="oversize upload rounds (20)")
+    p.add_argument(
+        "--parts", default="load,overhead,rss", help="which measurements (default: all three)"
+    )
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = pathlib.Path(args.model) if args.model else _tiny_export(pathlib.Path(tmp) / "m")
         inputs = _inputs(16, args.side)
+        parts = args.parts.split(",")
         results = {
             "model": str(args.model or "configs/tiny.py generator, initialised"),
             "side": args.side,
             "cpu_count": os.cpu_count(),
-            "load": _load_test(model, args, inputs),
-            "overhead": _overhead(model, inputs),
-            "rss": _rss(model),
         }
+        if "load" in parts:
+            results["load"] = _load_test(model, args, inputs)
+        if "overhead" in parts:
+            results["overhead"] = _overhead(model, inputs)
+        if "rss" in parts:
+            results["rss"] = _rss(model, args.rss_rounds)
     jax_loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "flax", "orbax"))
     results["jax_modules_imported"] = jax_loaded
     out = json.dumps(results, indent=2)

@@ -5,6 +5,10 @@ as one grayscale channel, then the hint channels made by the same jaxcolor.data.
 all scaled from uint8 to [-1, 1]. Every image file (sketch, hints, reference) is decoded by
 training's decoder, jaxcolor.data.decode. Any size works: the image is padded to a multiple of
 2**num_downs and the output cropped back.
+
+`python -m jaxcolor.colorize` (files) and `python -m jaxcolor.serve` (uploads) both go through
+`check_options`, `decode_image` and `prepare_inputs` here, then `Colorizer.run`, which takes a
+batch of images of one padded shape.
 """
 
 from __future__ import annotations
@@ -299,10 +303,12 @@ def hint_channels_for(
     model_hw: tuple[int, int],
 ) -> np.ndarray:
     """The hint channels for one sketch from the --hints file (see `hint_channels`)."""
-    if method == "none" or hints_path is None:
-        image = None
-    else:  # a grayscale file is used as its gray RGB, as training uses a grayscale colour image
-        image = read_image(hints_path, "Hints image")
+    if method == "none" and hints_path is not None:
+        raise InputError(
+            "This model was trained without colour hints (data.hints='none'); drop --hints."
+        )
+    # A grayscale file is used as its gray RGB, as training uses a grayscale colour image.
+    image = None if hints_path is None else read_image(hints_path, "Hints image")
     return hint_channels(
         method,
         image,
