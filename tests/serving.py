@@ -19,17 +19,19 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 JAX_FAMILY = ("jax", "jaxlib", "flax", "optax", "orbax", "grain")
 
 
-def tiny_export(folder: pathlib.Path, hints: str = "points") -> pathlib.Path:
-    """An export of configs/tiny.py's generator shrunk to 32 px (5 downsamplings, width 8),
+def tiny_export(folder: pathlib.Path, hints: str = "points", config: str = "tiny") -> pathlib.Path:
+    """An export of configs/<config>.py's generator shrunk to 32 px (5 downsamplings, width 8),
     freshly initialised by PyTorch: no JAX in this process, inference in milliseconds."""
     from conftest import load_config
 
     from jaxcolor.export import torch_models
 
-    config = load_config("tiny")
+    config = load_config(config)
     config.image_size = 32
     config.model.generator.num_downs = 5
     config.model.generator.ngf = 8
+    if "style_width" in config.model.generator:  # configs/reference.py's style encoder
+        config.model.generator.update(style_width=8, style_dim=16)
     config.data.hints = hints
     torch_models.write_initialised(config.to_dict(), folder, seed=0)
     return folder

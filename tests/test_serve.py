@@ -315,6 +315,40 @@ def test_full_queue_is_503_and_slow_requests_504(model_dir):
     assert timed_out.status_code == 504 and "limit" in timed_out.json()["detail"]
 
 
+@pytest.mark.parametrize("config, hints", [("reference", "none"), ("tiny", "palette")])
+def test_reference_and_palette_models(tmp_path, config, hints):
+    """The image a model takes besides the sketch: `reference` or a palette `hints` image of any
+    size; the answers are colorize's."""
+    from jaxcolor.serve.app import create_app
+
+    model_dir = tiny_export(tmp_path / "export", hints=hints, config=config)
+    model = inference.load(model_dir, "cpu")
+    field = "reference" if config == "reference" else "hints"
+    sketch, other = tmp_path / "s.png", tmp_path / "r.png"
+    sketch.write_bytes(png(_sketch(3)))
+    other.write_bytes(png(_sketch(4, (40, 56))))
+    (out,) = inference.colorize_files(
+        model, str(sketch), str(tmp_path / "o.png"), **{field: str(other)}
+    )
+
+    async def run():
+        app = create_app(model)
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                info = (await client.get("/v1/info")).json()
+                files = {"sketch": sketch.read_bytes(), field: other.read_bytes()}
+                good = await client.post("/v1/colorize", files=files)
+                missing = await client.post("/v1/colorize", files={"sketch": files["sketch"]})
+                return info, good, missing
+
+    info, good, missing = asyncio.run(run())
+    assert info["reference"] is (config == "reference") and info["hints"] == hints
+    np.testing.assert_array_equal(read_png(good.content), read_png(out.read_bytes()))
+    assert missing.status_code == 422
+    assert f"pass field {field} IMAGE" in missing.json()["detail"]
+
+
 def test_sigterm_finishes_in_flight_requests_and_exits_0(server):
     """Last in the module: stops the shared server."""
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
