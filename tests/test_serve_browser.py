@@ -55,17 +55,26 @@ OFFLINE_FLAGS = [
 H, W = 64, 96
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def _server(tmp_path_factory, **export):
     if CHROMIUM is None:
         pytest.skip(
             "chromium-headless-shell is not installed: apt-get install -y "
             "--no-install-recommends chromium-headless-shell (.ci/run does)"
         )
     folder = tmp_path_factory.mktemp("browser")
-    s = Server(tiny_export(folder / "export"), folder, "--max-wait-ms", "0")
+    return Server(tiny_export(folder / "export", **export), folder, "--max-wait-ms", "0")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = _server(tmp_path_factory)
     yield s
     s.stop()
+
+
+def _foreign(requests: list[str], origin: str) -> list[str]:
+    """Requests that left the page's origin (blob: URLs of the page's own images are local)."""
+    return [u for u in requests if not u.startswith((origin + "/", f"blob:{origin}/"))]
 
 
 def _pixels(page, canvas_id: str) -> np.ndarray:
@@ -225,10 +234,7 @@ def test_a_painting_session_in_chromium(server, tmp_path):
         assert "not an image" in page.locator("#message").inner_text()
         browser.close()
 
-    foreign = [
-        u for u in requests if not (u.startswith(origin + "/") or u.startswith(f"blob:{origin}/"))
-    ]
-    assert requests and not foreign, foreign
+    assert requests and not _foreign(requests, origin), _foreign(requests, origin)
     if os.environ.get("JAXCOLOR_UPDATE_SCREENSHOT") == "1":
         shutil.copy(tmp_path / "serve.png", REPO / "docs" / "serve.png")
 
@@ -239,3 +245,48 @@ def read_rgba(data: bytes) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
+
+
+def test_a_reference_model_asks_for_its_reference(tmp_path_factory, tmp_path):
+    server = _server(tmp_path_factory, hints="none", config="reference")
+    try:
+        sketch = png(np.repeat(_sketch_u8(), 3, axis=-1))
+        reference = png(SyntheticCartoonSource(1, (40, 56), seed=8)[0])
+        (tmp_path / "s.png").write_bytes(sketch)
+        (tmp_path / "r.png").write_bytes(reference)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS)
+            page = browser.new_page()
+            requests = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(server.url + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.locator("#tools").is_hidden()  # data.hints=none: nothing to paint
+            assert page.locator("#reference-word").inner_text() == "Reference"
+            page.set_input_files("#sketch-file", str(tmp_path / "s.png"))
+            page.wait_for_selector("#colorize:enabled")
+            page.click("#colorize")
+            page.wait_for_function("document.getElementById('message').textContent !== ''")
+            assert "needs a reference image" in page.locator("#message").inner_text()
+            page.set_input_files("#reference-file", str(tmp_path / "r.png"))
+            page.fill("#size", "64")
+            page.click("#colorize")
+            _wait_results(page, 1)
+            result = _pixels(page, "result-canvas")[..., :3]
+            browser.close()
+        direct = httpx.post(
+            server.url + "/v1/colorize",
+            files={"sketch": sketch, "reference": reference},
+            data={"size": "64"},
+        )
+        assert result.shape == (64, 96, 3)
+        np.testing.assert_array_equal(result, read_png(direct.content))
+        assert requests and not _foreign(requests, server.url), _foreign(requests, server.url)
+    finally:
+        server.stop()
+
+
+def _sketch_u8() -> np.ndarray:
+    from jaxcolor.data.sketch import make_sketch
+
+    return make_sketch("xdog", SyntheticCartoonSource(1, (32, 48), seed=6)[0])
