@@ -132,7 +132,7 @@ def _path_label(path: str) -> str:
     return "/static" if path.startswith("/static/") else "other"
 
 
-def _json_error(status: int, message: str) -> bytes:
+def _json_error(message: str) -> bytes:
     return json.dumps({"detail": message}).encode()
 
 
@@ -146,7 +146,7 @@ class Guard:
         self.metrics = metrics
 
     async def _refuse(self, send, status: int, message: str) -> None:
-        body = _json_error(status, message)
+        body = _json_error(message)
         headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
