@@ -32,8 +32,9 @@ def _config_with_vgg(path, layers=vgg.DEFAULT_LAYERS, dtype="float32"):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_flax_vgg19_matches_pytorch(vgg19_pth, dtype):
     frozen = vgg.load_vgg(_config_with_vgg(vgg19_pth["pth"], dtype=dtype))
-    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
-    got = jax.jit(frozen)(jnp.asarray(x))
+    shape = (2, 32, 32, 3) if dtype == "float32" else (1, 16, 16, 3)  # bf16 convs are slow here
+    x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    got = frozen(jnp.asarray(x))  # op by op: compiling the 13-conv graph costs more here
     mean = torch.tensor(vgg.IMAGENET_MEAN)[:, None, None]
     std = torch.tensor(vgg.IMAGENET_STD)[:, None, None]
     h = ((torch.from_numpy(x).permute(0, 3, 1, 2) + 1) / 2 - mean) / std
