@@ -169,10 +169,12 @@ def _read_legacy(path: pathlib.Path) -> Any:
         keys = pickle.load(f)
         for key in keys:
             storage = storages[str(key)]
-            numel = int(np.frombuffer(f.read(8), "<i8")[0])
-            storage.data = f.read(numel * storage.kind.dtype.itemsize)
-            if numel != storage.numel or len(storage.data) != numel * storage.kind.dtype.itemsize:
-                raise WeightsFileError(f"{path} is truncated (storage {key})")
+            size = f.read(8)
+            nbytes = storage.numel * storage.kind.dtype.itemsize
+            if len(size) == 8 and int(np.frombuffer(size, "<i8")[0]) == storage.numel:
+                storage.data = f.read(nbytes)
+            if storage.data is None or len(storage.data) != nbytes:
+                raise WeightsFileError(f"{path} is truncated or damaged (storage {key})")
     return obj
 
 

@@ -3,6 +3,7 @@ PyTorch VGG-19 built in conftest.py, strict loading, the .pth reader, the losses
 the config errors. tests/test_reference_model.py trains configs/reference.py with them."""
 
 import collections
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -11,10 +12,15 @@ import pytest
 import torch
 from conftest import load_config
 from safetensors.numpy import save_file
+from test_export import _real_batch
 
+from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError
+from jaxcolor.data import pipeline
 from jaxcolor.training import config_checks, losses, vgg
-from jaxcolor.weights_file import read_state_dict
+from jaxcolor.training.state import create_train_state
+from jaxcolor.training.step import jit_train_step
+from jaxcolor.weights_file import WeightsFileError, read_state_dict
 
 TOL = 1e-4
 torch.set_num_threads(2)
@@ -70,6 +76,10 @@ def test_pth_reader_needs_no_torch_and_runs_no_code(vgg19_pth, tmp_path):
     torch.save(small, legacy, _use_new_zipfile_serialization=False)
     for k, v in read_state_dict(legacy).items():
         np.testing.assert_array_equal(v, small[k].float().numpy())
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(legacy.read_bytes()[:-8])
+    with pytest.raises(WeightsFileError, match=r"cut\.pth is truncated"):
+        read_state_dict(cut)
     evil = tmp_path / "evil.pth"
     torch.save({"features.0.weight": torch.nn.Linear(2, 2)}, evil)
     c = _config_with_vgg(evil)
@@ -139,3 +149,36 @@ def test_missing_weights_and_bad_options_are_config_errors(tmp_path):
     c.loss.vgg_layers, c.loss.style_weight = vgg.DEFAULT_LAYERS, -1.0
     with pytest.raises(ConfigError, match=r"loss\.style_weight must be >= 0"):
         config_checks.validate(c)
+
+
+@pytest.mark.parametrize("name", ["unet", "classic_unet"])
+def test_every_colorizer_family_can_use_the_losses(vgg19_pth, tiny_config, name):
+    """The losses live in the shared step: the pix2pix U-Net GAN and the classic U-Net
+    regressor (bf16, as the configs compute) report them; without the loaded VGG-19 a step
+    refuses to build."""
+    c = tiny_config
+    c.update(compute_dtype="bfloat16")
+    c.model.generator.name = name
+    if name == "classic_unet":  # as configs/unet_scribbles.py: a regressor, no discriminator
+        c.model.generator.update(num_downs=3, norm="none", dropout=0.0)
+        c.loss.gan_mode = "none"
+    c.loss.update(perceptual_weight=0.01, style_weight=50.0, vgg_weights=str(vgg19_pth["pth"]))
+    c.loss.vgg_layers = "relu1_2,conv2_1"
+    config_checks.validate(c)
+    mesh = parallel.create_mesh(-1)
+    frozen = vgg.load_vgg(c, parallel.replicated(mesh))
+    created = {}
+
+    def init():
+        state, created["nets"] = create_train_state(
+            c, in_channels=pipeline.condition_channels(c), mesh=mesh, vgg=frozen
+        )
+        return state
+
+    state = jax.eval_shape(init)
+    batch = parallel.to_global(_real_batch(c, 8), parallel.batch_sharding(mesh))
+    _, metrics = jax.eval_shape(jit_train_step(created["nets"], c, mesh), state, batch)
+    assert {"g_perceptual", "g_style"} <= set(metrics)
+    assert metrics["g_style"].shape == () and metrics["g_style"].dtype == jnp.float32
+    with pytest.raises(ValueError, match=r"pass vgg=vgg\.load_vgg"):
+        jit_train_step(dataclasses.replace(created["nets"], vgg=None), c, mesh)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxcolor.core.image_size import image_hw
+from jaxcolor.core.image_size import describe, image_hw
 from jaxcolor.data.decode import LAYOUTS
 from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.data.sketch import DATASET_SKETCH, is_model_sketch, parse_sketch_mix
@@ -122,7 +122,7 @@ def _check_perceptual(config: ml_collections.ConfigDict) -> None:
     pools = vgg.pools_before(layers)
     require(
         min(image_hw(config)) >= 2**pools,
-        f"image_size={config.image_size} is too small for loss.vgg_layers={layers} "
+        f"image_size={describe(config.image_size)} is too small for loss.vgg_layers={layers} "
         f"({pools} max pools before the deepest; needs >= {2**pools} px); use shallower layers.",
     )
 
