@@ -87,6 +87,8 @@ class _Tensor:
 
 def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *_: Any) -> _Tensor:
     """torch._utils._rebuild_tensor(_v2)(storage, offset, size, stride, ...)."""
+    if not isinstance(storage, _Storage):
+        raise WeightsFileError(f"a tensor is built from {type(storage).__name__}, not a storage")
     return _Tensor(storage, int(offset), tuple(size), tuple(stride))
 
 
