@@ -15,16 +15,26 @@ right, 14,224 for training, 100 epochs ~ 22k steps at batch 64):
   --config.data.source=folder:/path/to/train --config.data.layout=paired
   --config.data.sketch=dataset
 
-Losses: L1 (weight 100) + adversarial (mean over the three scales). Left out, as the seed's
-paper uses them but they need pretrained VGG weights that nothing here may download: the
-perceptual and style losses. Also left out: the colorization network's extra lower-resolution
-outputs (the seed's "multi-scale output images"); the generator returns the full-size image.
+Multi-scale outputs (the seed's "multi-scale output images"): RGB heads at the decoder's 1/2
+and 1/4 levels (model.generator.num_aux=2), each trained with L1 against the target averaged
+down to its size (loss.aux_weights=(50, 25): half the weight per halving, as
+configs/resunet_palette.py's deep supervision). The export keeps them; forward(condition,
+reference) returns only the final image.
+
+Losses: L1 (weight 100) + the two multi-scale L1 terms + adversarial (mean over the three
+scales); with VGG-19 weights also the perceptual (0.01) and style (50) losses on
+relu1_1..relu5_1, each summed over the layers (the weights and layers of the PyTorch
+reference-guided colorization code this design follows; the paper's own values were not at
+hand). Nothing downloads the VGG weights: pass torchvision's vgg19-dcbb9e9d.pth
+(https://download.pytorch.org/models/vgg19-dcbb9e9d.pth, or its tensors as .safetensors/.npz)
+as the config's argument, which turns both losses on:
+  python -m jaxcolor.train --config configs/reference.py:/path/to/vgg19-dcbb9e9d.pth
 
 Parameters at full size (256 px, hints none: 1 input channel), checked by
 tests/test_reference_model.py:
-  generator      58,166,147  (style_codes=1: U-Net 54,409,411, style encoder 2,473,792,
-                              AdaIN projections 1,282,944)
-  generator      57,320,835  (style_codes=4: AdaIN projections 436,096)
+  generator      58,167,305  (style_codes=1: U-Net 54,409,411, style encoder 2,473,792,
+                              AdaIN projections 1,282,944, multi-scale heads 1,158)
+  generator      57,321,993  (style_codes=4: AdaIN projections 436,096)
   discriminator   8,297,283  (3 scales x 2,765,761)
 
 Train with:  python -m jaxcolor.train --config configs/reference.py --workdir DIR
@@ -36,9 +46,14 @@ Colorize an export:  python -m jaxcolor.colorize --model EXPORT --sketch S.png -
 # install or another directory, so the base is in the package (see jaxcolor/core/config.py).
 from jaxcolor.core import config as base
 
+# Weights of the VGG-19 losses (each a sum over relu1_1, relu2_1, ..., relu5_1).
+PERCEPTUAL_WEIGHT, STYLE_WEIGHT = 0.01, 50.0
 
-def get_config():
-    """default.py with the reference-guided generator and the multi-scale discriminator."""
+
+def get_config(vgg_weights: str = ""):
+    """default.py with the reference-guided generator and the multi-scale discriminator; a VGG-19
+    weights file (the `--config configs/reference.py:PATH` argument) adds the perceptual and
+    style losses."""
     c = base.get_config()
     c.num_steps = 22_225  # the seed's 100 epochs of 14,224 images at batch 64
     c.data.hints = "none"  # the seed colours from the sketch and the reference alone
@@ -48,6 +63,11 @@ def get_config():
     g.style_width = 64  # style blocks 64, 128, 256, 256 wide
     g.style_dim = 256  # the seed's 256-d colour style code
     g.style_codes = 1  # 4: the seed's fine-tune variant, one code per style block
+    g.num_aux = 2  # multi-scale outputs at 1/2 and 1/4 resolution
+    c.loss.aux_weights = (50.0, 25.0)
+    if vgg_weights:
+        c.loss.vgg_weights = vgg_weights
+        c.loss.perceptual_weight, c.loss.style_weight = PERCEPTUAL_WEIGHT, STYLE_WEIGHT
 
     d = c.model.discriminator
     d.name = "multiscale_patchgan"

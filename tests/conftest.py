@@ -64,3 +64,44 @@ def compile_cache(tmp_path_factory) -> pathlib.Path:
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     return cache
+
+
+# torchvision.models.vgg19().features ("E"): torchvision itself is not installed (it breaks beside
+# this torch), so the tests build the same Sequential with plain torch.nn.
+VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"]
+VGG19_CFG += [512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+
+
+def torch_vgg19_features(seed: int = 0):
+    """torchvision's VGG-19 `features`, He-normal random weights (activations stay O(1) through
+    16 convolutions, so a 1e-4 comparison means something deep down)."""
+    import torch
+
+    torch.manual_seed(seed)
+    layers, cin = [], 3
+    for v in VGG19_CFG:
+        if v == "M":
+            layers.append(torch.nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            conv = torch.nn.Conv2d(cin, v, kernel_size=3, padding=1)
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            torch.nn.init.normal_(conv.bias, 0.0, 0.1)
+            layers += [conv, torch.nn.ReLU(inplace=True)]
+            cin = v
+    return torch.nn.Sequential(*layers).eval()
+
+
+@pytest.fixture(scope="session")
+def vgg19_pth(tmp_path_factory) -> dict:
+    """A random VGG-19 saved as torchvision's file is (`features.*` plus classifier tensors,
+    .pth): {"features": the torch module, "pth": path, "state": the saved state_dict}."""
+    import collections
+
+    import torch
+
+    features = torch_vgg19_features()
+    state = collections.OrderedDict((f"features.{k}", v) for k, v in features.state_dict().items())
+    state["classifier.6.bias"] = torch.zeros(1000)  # ignored, as the real file's classifier
+    path = tmp_path_factory.mktemp("vgg") / "vgg19-random.pth"
+    torch.save(state, path)
+    return {"features": features, "pth": path, "state": state}

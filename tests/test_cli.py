@@ -34,7 +34,8 @@ TRAIN_MISTAKES = {
     "mistyped key": (
         ["--config.loss.l1_wieght=10"],
         r"--config\.loss\.l1_wieght: config\.loss has no key 'l1_wieght'; did you mean "
-        r"--config\.loss\.l1_weight.*\(its keys: aux_weights, gan_mode, l1_weight, recon\)",
+        r"--config\.loss\.l1_weight.*\(its keys: aux_weights, gan_mode, l1_weight, "
+        r"perceptual_weight, recon, style_weight, vgg_layers, vgg_weights\)",
     ),
     "mistyped top-level key": (
         ["--config.batchsize=4"],
@@ -54,6 +55,11 @@ TRAIN_MISTAKES = {
         ["--config.model.generator.name=unett"],
         r"model\.generator\.name='unett' is not a known generator; choose one of "
         r"\['classic_unet', 'reference_unet', 'resunet', 'unet'\]",
+    ),
+    "missing VGG weights file": (
+        ["--config.loss.style_weight=50", "--config.loss.vgg_weights=/nowhere/vgg19.pth"],
+        r"loss\.vgg_weights=/nowhere/vgg19\.pth does not exist; give torchvision's ImageNet "
+        r"VGG-19 weights, vgg19-dcbb9e9d\.pth \(https://\S+; nothing is downloaded\)",
     ),
     "unknown discriminator": (
         ["--config.model.discriminator.name=patchgn"],

@@ -333,11 +333,14 @@ def test_loader_errors_name_the_file_the_keys_and_the_expected_file(reference, t
         inception.load_fid_inception(tmp_path / "broken.safetensors")
 
 
-def test_pth_without_torch_says_to_install_it(reference, monkeypatch):
+def test_pth_reads_without_torch(reference, monkeypatch):
+    """The .pth is read by jaxcolor/weights_file.py's restricted unpickler, not torch.load."""
+    want = reference["model"].state_dict()
     monkeypatch.setitem(__import__("sys").modules, "torch", None)  # `import torch` fails
-    with pytest.raises(inception.FidWeightsError, match="pip install torch") as e:
-        inception.load_fid_inception(reference["path"])
-    assert "--fid-weights" in str(e.value) and ".safetensors" in str(e.value)
+    tensors = inception.read_state_dict(reference["path"])
+    assert set(tensors) == set(want)
+    for k in ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.bn.running_var"):
+        np.testing.assert_array_equal(tensors[k], want[k].numpy())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from jaxcolor.nets.build import build_discriminator, build_generator
 from jaxcolor.nets.inputs import model_inputs
 from jaxcolor.nets.layers import count_params
 from jaxcolor.nets.reference.flax import downsample
-from jaxcolor.training import config_checks, losses
+from jaxcolor.training import config_checks, losses, vgg
 from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
 
@@ -30,8 +30,8 @@ torch.set_num_threads(2)
 
 # Full size (256 px, data.hints="none": 1 input channel), as stated in configs/reference.py.
 FULL_SIZE_PARAMS = {
-    ("generator", 1): 58_166_147,
-    ("generator", 4): 57_320_835,
+    ("generator", 1): 58_167_305,
+    ("generator", 4): 57_321_993,
     ("discriminator", 1): 8_297_283,
 }
 
@@ -86,9 +86,25 @@ def _pipeline_batches(config):
     return train, pipeline.validation_batch(config, val_source)
 
 
-@pytest.mark.parametrize("hints,codes", [("none", 1), ("blur", 4)])
-def test_reference_config_trains_and_uses_the_reference(hints, codes):
+@pytest.mark.parametrize("hints,codes,with_vgg", [("none", 1, True), ("blur", 4, False)])
+def test_reference_config_trains_and_uses_the_reference(hints, codes, with_vgg, request):
+    """configs/reference.py (multi-scale outputs on; given a VGG-19 file, its perceptual and
+    style losses too) trains: every loss falls; the prediction follows the reference; the
+    trained networks, multi-scale heads included, export with parity."""
     config = small_config(hints, codes)
+    losses_used = ["g_l1", "g_aux1", "g_aux2", "g_loss"]
+    if with_vgg:  # random VGG-19 weights, written by the fixture as torchvision's .pth
+        paper = load_config("reference", str(request.getfixturevalue("vgg19_pth")["pth"]))
+        assert (paper.loss.perceptual_weight, paper.loss.style_weight) == (0.01, 50.0)
+        config.loss.update(
+            perceptual_weight=paper.loss.perceptual_weight,
+            style_weight=paper.loss.style_weight,
+            vgg_weights=paper.loss.vgg_weights,
+            vgg_layers="relu1_1,relu2_1,relu3_1",  # 32 px: the shallow layers keep it short
+        )
+        config_checks.validate(config)
+        losses_used += ["g_perceptual", "g_style"]
+    assert config.model.generator.num_aux == 2 and config.loss.aux_weights == (50.0, 25.0)
     train, val = _pipeline_batches(config)
     size = config.image_size
     for batch in (train, val):
@@ -106,7 +122,10 @@ def test_reference_config_trains_and_uses_the_reference(hints, codes):
 
     mesh = parallel.create_mesh(1 if codes == 1 else -1)  # one run sharded over 8 devices
     state, nets = create_train_state(
-        config, in_channels=pipeline.condition_channels(config), mesh=mesh
+        config,
+        in_channels=pipeline.condition_channels(config),
+        mesh=mesh,
+        vgg=vgg.load_vgg(config, parallel.replicated(mesh)),
     )
     assert nets.takes_reference
     initial = jax.device_get(state)
@@ -119,8 +138,10 @@ def test_reference_config_trains_and_uses_the_reference(hints, codes):
     for m in history:
         assert all(np.isfinite(v) for v in m.values()), m
         assert np.ndim(m["d_loss"]) == 0 and np.ndim(m["g_loss"]) == 0
-    first, last = history[0]["g_l1"], history[-1]["g_l1"]
-    assert last < 0.8 * first, (first, last)
+    assert ("g_style" in history[0]) == with_vgg
+    for name in losses_used:
+        first, last = history[0][name], np.mean([m[name] for m in history[-3:]])
+        assert last < 0.9 * first, (name, first, last)
 
     # The prediction follows the reference: another image's reference changes it.
     evaluate = jit_eval_step(nets, mesh)
@@ -195,14 +216,18 @@ def _unit_scale(tree, seed):
     return jax.tree_util.tree_map_with_path(draw, tree)
 
 
-def _torch_out(module, *inputs) -> list[np.ndarray]:
+def _torch_out(module, *inputs, **kwargs) -> list[np.ndarray]:
+    """NHWC numpy inputs -> the module's outputs as a flat list of NHWC arrays."""
     with torch.no_grad():
-        out = module(*(torch.from_numpy(np.array(a)).permute(0, 3, 1, 2) for a in inputs))
+        out = module(*(torch.from_numpy(np.array(a)).permute(0, 3, 1, 2) for a in inputs), **kwargs)
+    if kwargs.get("return_aux"):
+        out = [out[0], *out[1]]
     return [o.permute(0, 2, 3, 1).numpy() for o in (out if isinstance(out, list) else [out])]
 
 
 def _parity(config, nets, state, batch) -> dict[str, float]:
-    """max |JAX - PyTorch| in eval mode: the generator (two inputs) and every scale of the D."""
+    """max |JAX - PyTorch| in eval mode: the generator (two inputs; its multi-scale outputs
+    too) and every scale of the D."""
     archs = config_json.architectures(config.to_dict())
     condition, color = (np.asarray(a) for a in model_inputs(batch))
     reference = batch["reference"].astype(np.float32) / 127.5 - 1.0
@@ -213,7 +238,13 @@ def _parity(config, nets, state, batch) -> dict[str, float]:
     diffs = {}
     for net, (graph, s, inputs) in cases.items():
         model = nnx.merge(graph, s.params, s.stats)
-        if net == "generator":
+        kwargs = {}
+        if net == "generator" and config.model.generator.get("num_aux", 0):
+            kwargs = {"return_aux": True}
+            image, aux = model(jnp.asarray(condition), train=False, reference=reference, **kwargs)
+            expected = [image, *aux]
+            assert [a.shape[1] for a in aux] == [image.shape[1] // 2**k for k in (1, 2)]
+        elif net == "generator":
             expected = [model(jnp.asarray(condition), train=False, reference=reference)]
         else:
             expected = model(jnp.asarray(inputs[0]), train=False)
@@ -221,7 +252,7 @@ def _parity(config, nets, state, batch) -> dict[str, float]:
         tensors = convert.flax_to_torch(net, archs[net], s.params, s.stats, step=3)
         module = torch_models.build(net, archs[net])
         module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
-        got = _torch_out(module.eval(), *inputs)
+        got = _torch_out(module.eval(), *inputs, **kwargs)
         assert len(got) == len(expected)
         for i, (e, g) in enumerate(zip(expected, got, strict=True)):
             assert e.shape == g.shape, (net, i)
@@ -279,6 +310,8 @@ def test_config_json_documents_the_reference_input():
     assert out["inputs"]["reference"]["channels"] == 3
     assert "forward(condition, reference)" in out["inputs"]["reference"]["argument"]
     assert out["discriminator"]["num_scales"] == 3 and "list" in out["discriminator"]["output"]
+    assert "2 multi-scale output heads" in out["generator"]["aux_outputs"]
+    assert "return_aux=True" in out["generator"]["aux_outputs"]
 
 
 def test_average_pool_downsampling_matches_pix2pixhd():

@@ -72,6 +72,13 @@ def get_config() -> ml_collections.ConfigDict:
     # Deep supervision (generators with aux outputs, e.g. resunet): weight of the L1 loss of each
     # intermediate RGB output against the target averaged down to its size; () = off.
     c.loss.aux_weights = ()
+    # Perceptual and style losses on frozen VGG-19 features (jaxcolor/training/vgg.py), for any
+    # colorizer; 0 = off. A non-zero weight needs loss.vgg_weights: torchvision's
+    # vgg19-dcbb9e9d.pth, or its tensors as .safetensors/.npz (nothing is downloaded).
+    c.loss.perceptual_weight = 0.0  # L1 between the feature maps of prediction and target
+    c.loss.style_weight = 0.0  # L1 between their Gram matrices
+    c.loss.vgg_weights = ""
+    c.loss.vgg_layers = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"  # reluB_J / convB_J names
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-4

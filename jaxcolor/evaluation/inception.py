@@ -14,13 +14,10 @@ PyTorch's clamping of the source index. Images in any other range (the colorizer
 default) are mapped to [0, 1] first.
 
 Weights are never downloaded: `load_fid_inception(path)` reads the file the user has, pytorch-fid's
-`pt_inception-2015-12-05-6726825d.pth` state_dict (with torch), or the same keys in a .safetensors
-or .npz file (without torch). Attribute names mirror torchvision's, so Flax path
-`Mixed_5b.branch1x1.conv.kernel` is torch key `Mixed_5b.branch1x1.conv.weight`. To use the .pth
-where torch is not installed (a TPU VM), convert it once where it is:
-
-    python -c "import numpy, torch; numpy.savez('fid_inception.npz', **{k: v.numpy() for k, v in
-    torch.load('pt_inception-2015-12-05-6726825d.pth', weights_only=True).items()})"
+`pt_inception-2015-12-05-6726825d.pth` state_dict, or the same keys in a .safetensors or .npz
+file, all without torch (jaxcolor/weights_file.py reads the .pth pickle with a restricted
+unpickler that runs no code from it). Attribute names mirror torchvision's, so Flax path
+`Mixed_5b.branch1x1.conv.kernel` is torch key `Mixed_5b.branch1x1.conv.weight`.
 """
 
 from __future__ import annotations
@@ -35,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxcolor import weights_file
 from jaxcolor.core.errors import JaxcolorError
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -43,7 +41,7 @@ FID_WEIGHTS_URL = (
 )
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
-WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".npz")
+WEIGHT_SUFFIXES = weights_file.SUFFIXES
 
 # torch keys the FID network does not use: the 1008-way classifier and BatchNorm step counters.
 _IGNORED_PREFIXES = ("fc.",)
@@ -317,64 +315,12 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _read_torch(path: pathlib.Path) -> Mapping[str, Any]:
-    try:
-        import torch
-    except ImportError as e:
-        raise FidWeightsError(
-            f"--fid-weights {path}: reading a PyTorch .pth file needs torch ({e}); "
-            f"pip install torch, or save the same state_dict as .safetensors or .npz on a "
-            f"machine that has torch and pass that file instead."
-        ) from e
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors, or objects weights_only refuses
-        raise FidWeightsError(
-            f"--fid-weights {path} is not a readable PyTorch state_dict ({e}); "
-            f"{_expected_file_hint()}."
-        ) from e
-    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise FidWeightsError(
-            f"--fid-weights {path} holds a {type(state).__name__}, not a state_dict of tensors; "
-            f"{_expected_file_hint()}."
-        )
-    return {k: v.detach().to(torch.float32).numpy() for k, v in state.items()}
-
-
 def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
-    """Weights file (.pth/.pt via torch, .safetensors, .npz) -> {torch key: float32 array}."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FidWeightsError(
-            f"--fid-weights {path} does not exist (nothing is downloaded); {_expected_file_hint()}."
-        )
-    suffix = path.suffix.lower()
-    if suffix in (".pth", ".pt"):
-        tensors = _read_torch(path)
-    elif suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
-        try:
-            tensors = load_file(str(path))
-        except Exception as e:  # safetensors raises its own types for a corrupt header
-            raise FidWeightsError(
-                f"--fid-weights {path} is not a readable safetensors file ({e}); "
-                f"{_expected_file_hint()}."
-            ) from e
-    elif suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                tensors = {k: f[k] for k in f.files}
-        except Exception as e:  # zip errors, object arrays
-            raise FidWeightsError(
-                f"--fid-weights {path} is not a readable .npz file ({e}); {_expected_file_hint()}."
-            ) from e
-    else:
-        raise FidWeightsError(
-            f"--fid-weights {path}: unknown file type {suffix!r} (use one of "
-            f"{', '.join(WEIGHT_SUFFIXES)}); {_expected_file_hint()}."
-        )
-    return {k: np.asarray(v, np.float32) for k, v in tensors.items()}
+    """Weights file (.pth/.pt without torch, .safetensors, .npz) -> {torch key: float32 array}."""
+    try:
+        return weights_file.read_state_dict(path)
+    except weights_file.WeightsFileError as e:
+        raise FidWeightsError(f"--fid-weights {e}; {_expected_file_hint()}.") from e
 
 
 def _listing(keys: list[str], limit: int = 8) -> str:

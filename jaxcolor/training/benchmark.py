@@ -30,7 +30,7 @@ from jaxcolor.data import pipeline
 from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.nets import registry
 from jaxcolor.nets.layers import resolve_upsample_impl
-from jaxcolor.training import config_checks, sketcher
+from jaxcolor.training import config_checks, sketcher, vgg
 from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
 
@@ -88,11 +88,18 @@ def analytic_step_flops(config: ml_collections.ConfigDict) -> dict[str, int]:
         sketcher = generator_forward_flops(
             ml_collections.ConfigDict(arch), arch["in_channels"], size
         )
+    # Perceptual/style losses: VGG-19 forward on the target, forward + input gradient on the
+    # fake (its weights are frozen), i.e. three forwards.
+    perceptual = 0
+    if vgg.uses_vgg(config):
+        layers = vgg.parse_layers(config.loss.get("vgg_layers", vgg.DEFAULT_LAYERS))
+        perceptual = vgg.forward_flops(layers, size)
     return {
         "g_forward": g,
         "d_forward": d,
         "sketcher_forward": sketcher,
-        "step": FWD_BWD * (g + (D_PASSES * d if d else 0)) + sketcher,
+        "vgg_forward": perceptual,
+        "step": FWD_BWD * (g + (D_PASSES * d if d else 0)) + sketcher + 3 * perceptual,
     }
 
 
@@ -153,6 +160,7 @@ class _Setup:
             in_channels=pipeline.condition_channels(config),
             mesh=self.mesh,
             sketch_model=sketcher.load_sketcher(config, parallel.replicated(self.mesh)),
+            vgg=vgg.load_vgg(config, parallel.replicated(self.mesh)),
         )
         batch = parallel.to_global(synthetic_batch(config), self.sharding)
         start = time.perf_counter()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxcolor.core.image_size import image_hw
+from jaxcolor.core.image_size import describe, image_hw
 from jaxcolor.data.decode import LAYOUTS
 from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.data.sketch import DATASET_SKETCH, is_model_sketch, parse_sketch_mix
 from jaxcolor.nets import registry
 from jaxcolor.nets.base import COMPUTE_DTYPES, DISCRIMINATOR, GENERATOR, NORMS, require
+from jaxcolor.training import vgg
 from jaxcolor.training.losses import GAN_MODES, RECON
 from jaxcolor.training.step import ON_NONFINITE
 
@@ -75,6 +76,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for spec in networks:
         spec.check(config)  # the family's own rules
     _check_deep_supervision_and_pool(config)
+    _check_perceptual(config)
     if config.data.sketch != DATASET_SKETCH and not is_model_sketch(config.data.sketch):
         parse_sketch_mix(config.data.sketch)  # raises ConfigError naming data.sketch
     _check_task(config)
@@ -99,6 +101,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
     require(
         0.0 <= config.data.val_fraction < 1.0,
         f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}",
+    )
+
+
+def _check_perceptual(config: ml_collections.ConfigDict) -> None:
+    perceptual, style = vgg.perceptual_weights(config)
+    for key, w in (("perceptual_weight", perceptual), ("style_weight", style)):
+        require(w >= 0, f"loss.{key} must be >= 0 (0 = off), got {w}")
+    layers = vgg.parse_layers(config.loss.get("vgg_layers", vgg.DEFAULT_LAYERS))
+    if not vgg.uses_vgg(config):
+        return
+    vgg.check_weights_file(config)
+    out = config.model.generator.out_channels
+    require(
+        config.get("task", "colorize") == "colorize" and out == 3,
+        f"loss.perceptual_weight / loss.style_weight compare RGB images through VGG-19; they "
+        f"need task='colorize' and model.generator.out_channels=3 (got "
+        f"{config.get('task', 'colorize')!r}, {out}); set both weights to 0.",
+    )
+    pools = vgg.pools_before(layers)
+    require(
+        min(image_hw(config)) >= 2**pools,
+        f"image_size={describe(config.image_size)} is too small for loss.vgg_layers={layers} "
+        f"({pools} max pools before the deepest; needs >= {2**pools} px); use shallower layers.",
     )
 
 

@@ -20,7 +20,7 @@ from jaxcolor.core.errors import NonFiniteError, WorkdirError
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import evaluator as split_eval
 from jaxcolor.evaluation import fixed_batch
-from jaxcolor.training import config_checks, sketcher
+from jaxcolor.training import config_checks, sketcher, vgg
 from jaxcolor.training.state import TrainState, create_train_state
 from jaxcolor.training.step import NONFINITE, jit_train_step
 
@@ -122,6 +122,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         in_channels=pipeline.condition_channels(config),
         mesh=mesh,
         sketch_model=sketcher.load_sketcher(config, parallel.replicated(mesh)),
+        vgg=vgg.load_vgg(config, parallel.replicated(mesh)),
     )
     _check_free_space(workdir, state, config.keep_checkpoints)
     train_source, val_source = pipeline.make_sources(config)

@@ -82,3 +82,30 @@ def deep_supervision_losses(aux: list[jax.Array], target: jax.Array) -> dict[str
         factor = target.shape[1] // a.shape[1]
         out[f"g_aux{k}"] = jnp.abs(a - downsample_mean(target, factor)).mean()
     return out
+
+
+def gram_matrix(features: jax.Array) -> jax.Array:
+    """(B, H, W, C) -> (B, C, C) Gram matrix divided by C * H * W (accumulated in float32)."""
+    _, h, w, c = features.shape
+    gram = jnp.einsum("bhwc,bhwd->bcd", features, features, preferred_element_type=jnp.float32)
+    return gram / (c * h * w)
+
+
+def perceptual_loss(fake: list[jax.Array], real: list[jax.Array]) -> jax.Array:
+    """Sum over the VGG layers of the mean absolute difference of the feature maps."""
+    return sum(
+        jnp.abs(f.astype(jnp.float32) - r.astype(jnp.float32)).mean()
+        for f, r in zip(fake, real, strict=True)
+    )
+
+
+def style_loss(fake: list[jax.Array], real: list[jax.Array]) -> jax.Array:
+    """Sum over the VGG layers of the mean absolute difference of the Gram matrices.
+
+    L1 rather than Gatys' squared error: the Gram entries of the deeper layers are orders of
+    magnitude larger than the shallow ones', and a square lets those few entries dominate the
+    sum and its gradient; L1 is what the reference-colorization work this follows trains with.
+    """
+    return sum(
+        jnp.abs(gram_matrix(f) - gram_matrix(r)).mean() for f, r in zip(fake, real, strict=True)
+    )

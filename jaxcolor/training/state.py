@@ -19,6 +19,7 @@ from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.nets import build, registry
 from jaxcolor.nets.inputs import Sketcher
 from jaxcolor.training import image_pool
+from jaxcolor.training.vgg import FrozenVGG, uses_vgg
 
 PyTree = Any
 
@@ -55,6 +56,8 @@ class Networks:
     takes_reference: bool = False  # the generator is called with reference= (batch["reference"])
     # data.sketch = "model:DIR": the frozen sketch extractor the steps run on the colour batch.
     sketch_model: Sketcher | None = None
+    # loss.perceptual_weight / style_weight: the frozen VGG-19 (`vgg.load_vgg`) the steps run.
+    vgg: FrozenVGG | None = None
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -79,11 +82,13 @@ def create_train_state(
     in_channels: int,
     mesh: Mesh,
     sketch_model: Sketcher | None = None,
+    vgg: FrozenVGG | None = None,
 ) -> tuple[TrainState, Networks]:
     """Builds both networks and their optimizers; the state is replicated over `mesh`.
 
     `sketch_model` is the frozen extractor of data.sketch = "model:DIR"
-    (`sketcher.load_sketcher`), needed only where the steps run: it is not part of the state.
+    (`sketcher.load_sketcher`), and `vgg` the frozen VGG-19 of the perceptual and style losses
+    (`vgg.load_vgg`), both needed only where the steps run: they are not part of the state.
     """
     key = jax.random.key(config.seed)
     g_key, d_key, step_key = jax.random.split(key, 3)
@@ -123,7 +128,14 @@ def create_train_state(
     state = jax.device_put(state, parallel.replicated(mesh))
     reference = registry.generator(config.model.generator).takes_reference
     networks = Networks(
-        g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference, sketch_model=sketch_model
+        g_graph,
+        d_graph,
+        g_tx,
+        d_tx,
+        schedule,
+        takes_reference=reference,
+        sketch_model=sketch_model,
+        vgg=vgg,
     )
     return state, networks
 
@@ -158,4 +170,9 @@ def check_sketch_model(nets: Networks, config: ml_collections.ConfigDict | None)
         raise ValueError(
             f"data.sketch={config.data.sketch!r}: pass sketch_model=sketcher.load_sketcher(config, "
             "sharding) to create_train_state before compiling a step."
+        )
+    if config is not None and uses_vgg(config) and nets.vgg is None:
+        raise ValueError(
+            "loss.perceptual_weight / loss.style_weight: pass vgg=vgg.load_vgg(config, sharding) "
+            "to create_train_state before compiling a step."
         )

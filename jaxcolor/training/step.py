@@ -16,6 +16,7 @@ from jaxcolor import parallel
 from jaxcolor.nets.inputs import apply, generator_kwargs, model_inputs
 from jaxcolor.training import image_pool, losses
 from jaxcolor.training.state import NetState, Networks, TrainState, check_sketch_model
+from jaxcolor.training.vgg import perceptual_weights
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -45,6 +46,9 @@ def train_step(
     aux_weights = deep_supervision_weights(config)
     if aux_weights:
         extra["return_aux"] = True
+    perceptual_w, style_w = perceptual_weights(config)
+    # VGG-19 features of the target: no gradient, computed once outside G's loss.
+    real_features = jax.lax.stop_gradient(nets.vgg(target)) if (perceptual_w or style_w) else None
 
     def generate(params):
         return apply(
@@ -99,6 +103,14 @@ def train_step(
         if aux_weights:
             parts |= losses.deep_supervision_losses(g_out[1], target)
             loss = loss + sum(w * parts[f"g_aux{k}"] for k, w in enumerate(aux_weights, 1))
+        if real_features is not None:
+            fake_features = nets.vgg(generated)
+            if perceptual_w:
+                parts["g_perceptual"] = losses.perceptual_loss(fake_features, real_features)
+                loss = loss + perceptual_w * parts["g_perceptual"]
+            if style_w:
+                parts["g_style"] = losses.style_loss(fake_features, real_features)
+                loss = loss + style_w * parts["g_style"]
         stats = d.stats if d is not None else None
         if mode != "none":
             # The freshly updated D judges the fake, as pix2pix's backward_G does.

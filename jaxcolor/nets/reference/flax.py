@@ -10,6 +10,11 @@ features are instance-normalised and then scaled and shifted per channel by
 blocks of the style encoder each give a pooled code, fused into four decoder levels, deepest
 block into the deepest of them (the seed's fine-tune variant); with 1 the final code drives
 every decoder level but the output one.
+
+Multi-scale outputs (the seed's "multi-scale output images"): with `num_aux=K` the decoder
+levels 1..K (1/2, 1/4, ... resolution) each get a 1x1 conv + tanh RGB head on what the next
+up-convolution reads (the ReLU of skip ++ decoder features), returned only with
+`return_aux=True` and trained by `loss.aux_weights` as the residual U-Net's deep supervision.
 """
 
 from __future__ import annotations
@@ -110,7 +115,8 @@ class ReferenceUNet(nnx.Module):
     """pix2pix U-Net over sketch ++ hints whose decoder takes its colours from a reference.
 
     Called as `g(x, train=..., rngs=..., reference=ref)` with `ref` (B, H', W', 3) in [-1, 1]
-    (any H', W' >= 16); returns one float32 (B, H, W, out_channels) image in [-1, 1].
+    (any H', W' >= 16); returns one float32 (B, H, W, out_channels) image in [-1, 1], or with
+    `return_aux=True` (image, [aux at 1/2, ..., 1/2**num_aux]).
     """
 
     takes_reference = True
@@ -128,11 +134,17 @@ class ReferenceUNet(nnx.Module):
         style_dim: int = 256,
         style_codes: int = 1,
         upsample_impl: str = "auto",
+        num_aux: int = 0,
         dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
         if num_downs < 2:
             raise ValueError(f"model.generator.num_downs must be >= 2, got {num_downs}")
+        if not 0 <= num_aux < num_downs:
+            raise ValueError(
+                f"model.generator.num_aux must be in [0, num_downs - 1 = {num_downs - 1}], "
+                f"got {num_aux}"
+            )
         if style_codes not in STYLE_CODES:
             raise ValueError(
                 f"model.generator.style_codes must be one of {STYLE_CODES}, got {style_codes}"
@@ -188,6 +200,10 @@ class ReferenceUNet(nnx.Module):
         self.adain = nnx.List(adain)
         self.dropout = nnx.Dropout(dropout)
         self.dropout_levels = tuple(dropout_levels(num_downs)) if dropout > 0 else ()
+        head = dict(stride=1, kernel=1, padding=0, use_bias=True, dtype=dtype, rngs=rngs)
+        self.aux_heads = nnx.List(
+            [conv(2 * widths[k - 1], out_channels, **head) for k in range(1, num_aux + 1)]
+        )
 
     def __call__(
         self,
@@ -196,9 +212,10 @@ class ReferenceUNet(nnx.Module):
         train: bool,
         rngs: nnx.Rngs | None = None,
         reference: jax.Array | None = None,
-    ) -> jax.Array:
+        return_aux: bool = False,
+    ):
         """(B, H, W, in_channels) and reference (B, H', W', 3), both in [-1, 1] ->
-        (B, H, W, out_channels) float32 in [-1, 1]."""
+        (B, H, W, out_channels) float32 in [-1, 1] (and the aux images with return_aux)."""
         if reference is None:
             raise ValueError(
                 "ReferenceUNet needs reference=(B, H, W, 3) colour image in [-1, 1]; the data "
@@ -216,6 +233,7 @@ class ReferenceUNet(nnx.Module):
             skips.append(h)
 
         u = skips.pop()
+        aux = {}
         for i in reversed(range(self.num_downs)):
             u = self.up_norms[i](self.ups[i](nnx.relu(u)), train=train)
             if i in adain:
@@ -224,7 +242,12 @@ class ReferenceUNet(nnx.Module):
                 u = self.dropout(u, deterministic=not train, rngs=rngs)
             if i > 0:
                 u = jnp.concatenate([skips.pop(), u], axis=-1)
-        return jnp.tanh(u.astype(jnp.float32))
+            if return_aux and 1 <= i <= len(self.aux_heads):
+                aux[i] = jnp.tanh(self.aux_heads[i - 1](nnx.relu(u)).astype(jnp.float32))
+        image = jnp.tanh(u.astype(jnp.float32))
+        if not return_aux:
+            return image
+        return image, [aux[k] for k in range(1, len(self.aux_heads) + 1)]
 
 
 def downsample(x: jax.Array) -> jax.Array:

@@ -58,6 +58,8 @@ def generator_layout(arch: Arch) -> list[Entry]:
         entries += norm_entries(f"up_norms.{level}", ("up_norms", level), up_norm)
     for k in range(len(fused)):
         entries += conv_entries(f"adain.{k}.proj", ("adain", k, "proj"), bias=True, kind="linear")
+    for k in range(arch.get("num_aux", 0)):  # multi-scale output heads, last
+        entries += conv_entries(f"aux_heads.{k}", ("aux_heads", k), bias=True)
     return entries
 
 
@@ -117,6 +119,12 @@ def check_generator(config) -> None:
     base.check_num_downs_multiple(config)
     base.check_fraction(g.dropout, "model.generator.dropout")
     base.check_upsample_impl(g)
+    num_aux = g.get("num_aux", 0)
+    require(
+        0 <= num_aux < g.num_downs,
+        f"model.generator.num_aux (multi-scale outputs) must be in [0, "
+        f"model.generator.num_downs - 1 = {g.num_downs - 1}], got {num_aux}",
+    )
     require(
         g.style_codes in STYLE_CODES,
         f"model.generator.style_codes must be one of {STYLE_CODES}, got {g.style_codes}",
@@ -166,7 +174,17 @@ def generator_export_notes(arch: Arch, config) -> dict:
             f"{h}x{w} views of the target image)"
         ),
     }
-    return {"inputs": {"reference": reference}}
+    notes: dict = {"inputs": {"reference": reference}}
+    if arch.get("num_aux", 0):
+        notes["generator"] = {
+            "aux_outputs": (
+                f"generator.safetensors includes the {arch['num_aux']} multi-scale output heads "
+                "(aux_heads.K: 1x1 conv + tanh at 1/2**(K+1) resolution); forward(condition, "
+                "reference) returns only the final image, forward(condition, reference, "
+                "return_aux=True) also the lower-resolution images."
+            )
+        }
+    return notes
 
 
 def multiscale_export_notes(arch: Arch, config) -> dict:
@@ -187,6 +205,7 @@ REFERENCE_UNET = base.NetworkSpec(
     check=check_generator,
     size_multiple=base.num_downs_multiple,
     takes_reference=True,
+    num_aux=lambda arch: arch.get("num_aux", 0),
     export_notes=generator_export_notes,
 )
 MULTISCALE_PATCHGAN = base.NetworkSpec(

@@ -79,6 +79,7 @@ class ReferenceUnetGenerator(nn.Module):
         style_width: int = 64,
         style_dim: int = 256,
         style_codes: int = 1,
+        num_aux: int = 0,
         **_: Any,
     ):
         super().__init__()
@@ -106,8 +107,12 @@ class ReferenceUnetGenerator(nn.Module):
             AdaIN(codes[code_index(level, style_codes)], widths[level - 1]) for level in self.fused
         )
         self.dropout = nn.Dropout(dropout)
+        self.aux_heads = nn.ModuleList(
+            nn.Conv2d(2 * widths[k - 1], out_channels, 1) for k in range(1, num_aux + 1)
+        )
 
-    def forward(self, x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, reference: torch.Tensor, return_aux: bool = False):
+        """The image, or with return_aux (image, [aux at 1/2, ..., 1/2**num_aux])."""
         codes = self.style(reference)
         adain = dict(zip(self.fused, self.adain, strict=True))
         skips = []
@@ -118,6 +123,7 @@ class ReferenceUnetGenerator(nn.Module):
             h = self.down_norms[i](self.downs[i](h))
             skips.append(h)
         u = skips.pop()
+        aux = {}
         for i in reversed(range(self.num_downs)):
             u = self.up_norms[i](self.ups[i](torch.relu(u)))
             if i in adain:
@@ -126,7 +132,12 @@ class ReferenceUnetGenerator(nn.Module):
                 u = self.dropout(u)
             if i > 0:
                 u = torch.cat([skips.pop(), u], 1)
-        return torch.tanh(u)
+            if return_aux and 1 <= i <= len(self.aux_heads):
+                aux[i] = torch.tanh(self.aux_heads[i - 1](torch.relu(u)))
+        image = torch.tanh(u)
+        if not return_aux:
+            return image
+        return image, [aux[k] for k in range(1, len(self.aux_heads) + 1)]
 
 
 class MultiscaleDiscriminator(nn.Module):
