@@ -182,3 +182,29 @@ def test_every_colorizer_family_can_use_the_losses(vgg19_pth, tiny_config, name)
     assert metrics["g_style"].shape == () and metrics["g_style"].dtype == jnp.float32
     with pytest.raises(ValueError, match=r"pass vgg=vgg\.load_vgg"):
         jit_train_step(dataclasses.replace(created["nets"], vgg=None), c, mesh)
+
+
+def test_frozen_weights_are_arguments_not_constants(vgg19_pth, tiny_config):
+    """The VGG-19 (and sketch extractor) weights reach the compiled step as a replicated
+    argument: closed over, jit would embed them in the program (VGG-19's ~80 MB in every
+    executable and persistent-cache entry)."""
+    c = tiny_config
+    c.loss.update(perceptual_weight=0.01, style_weight=50.0, vgg_weights=str(vgg19_pth["pth"]))
+    c.loss.vgg_layers = "relu1_2"
+    mesh = parallel.create_mesh(-1)
+    frozen = vgg.load_vgg(c, parallel.replicated(mesh))
+    created = {}
+
+    def init():
+        state, created["nets"] = create_train_state(
+            c, in_channels=pipeline.condition_channels(c), mesh=mesh, vgg=frozen
+        )
+        return state
+
+    state = jax.eval_shape(init)
+    batch = parallel.to_global(_real_batch(c, 8), parallel.batch_sharding(mesh))
+    text = jit_train_step(created["nets"], c, mesh).lower(state, batch).as_text()
+    # conv1_2's kernel, 3x3x64x64: an argument of the module, never a constant.
+    kernel = "tensor<3x3x64x64xf32>"
+    assert kernel in text
+    assert not [line for line in text.splitlines() if "constant" in line and kernel in line]

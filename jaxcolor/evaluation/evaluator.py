@@ -96,8 +96,10 @@ class SplitEvaluator:
         self._config, self._source, self._batch = config, source, batch_size
         self._mesh, self._fid = mesh, fid
         rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-        self._score = jax.jit(
-            _score_fn(config, nets, fid is not None),
+        self._score = state_lib.jit_with_frozen(
+            lambda n, *args: _score_fn(config, n, fid is not None)(*args),
+            nets,
+            mesh,
             in_shardings=(rep, data, data),
             out_shardings=(rep, data),
         )

@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 from jaxcolor import parallel, summary
 from jaxcolor.evaluation import metrics as image_metrics
 from jaxcolor.nets.inputs import Sketcher, predict, sketch_from_color, to_unit
-from jaxcolor.training.state import Networks, TrainState, check_sketch_model
+from jaxcolor.training.state import Networks, TrainState, check_sketch_model, jit_with_frozen
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):
@@ -29,8 +29,8 @@ def jit_eval_step(nets: Networks, mesh: Mesh, config: ml_collections.ConfigDict 
     """`eval_step` compiled with the prediction left batch-sharded and metrics replicated."""
     check_sketch_model(nets, config)
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    fn = lambda state, batch: eval_step(state, batch, nets=nets, config=config)  # noqa: E731
-    return jax.jit(fn, in_shardings=(rep, data), out_shardings=(data, rep))
+    fn = lambda nets, state, batch: eval_step(state, batch, nets=nets, config=config)  # noqa: E731
+    return jit_with_frozen(fn, nets, mesh, in_shardings=(rep, data), out_shardings=(data, rep))
 
 
 class FixedBatchEvaluator:
@@ -45,7 +45,13 @@ class FixedBatchEvaluator:
             for k, v in self._batch.items()
         }
         if nets.sketch_model is not None:  # data.sketch = "model:DIR": made on device, once
-            sketch = jax.jit(lambda b: _model_sketch(nets.sketch_model, b))(self._batch)
+            sketch = jit_with_frozen(
+                lambda n, b: _model_sketch(n.sketch_model, b),
+                nets,
+                mesh,
+                in_shardings=(parallel.batch_sharding(mesh),),
+                out_shardings=parallel.batch_sharding(mesh),
+            )(self._batch)
             self._host["sketch"] = np.asarray(multihost_utils.process_allgather(sketch, tiled=True))
         self._task = config.get("task", "colorize")
         self._writer = writer

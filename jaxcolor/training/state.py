@@ -60,6 +60,80 @@ class Networks:
     vgg: FrozenVGG | None = None
 
 
+def frozen_weights(nets: Networks) -> dict[str, PyTree]:
+    """The weights of the frozen networks (sketch extractor, VGG-19) as one pytree."""
+    weights = {}
+    if nets.sketch_model is not None:
+        weights["sketch"] = (nets.sketch_model.params, nets.sketch_model.stats)
+    if nets.vgg is not None:
+        weights["vgg"] = nets.vgg.params
+    return weights
+
+
+def with_frozen_weights(nets: Networks, weights: dict[str, PyTree]) -> Networks:
+    """`nets` with its frozen networks' weights replaced by `weights` (`frozen_weights`)."""
+    changes = {}
+    if "sketch" in weights:
+        params, stats = weights["sketch"]
+        changes["sketch_model"] = dataclasses.replace(nets.sketch_model, params=params, stats=stats)
+    if "vgg" in weights:
+        changes["vgg"] = dataclasses.replace(nets.vgg, params=weights["vgg"])
+    return dataclasses.replace(nets, **changes)
+
+
+class Bound:
+    """A jitted function, or its Lowered / Compiled form, with its first argument bound.
+
+    `jit_with_frozen` returns one; `.lower(*args)` and `.compile()` keep the argument bound (as
+    shapes when lowering, so a compile-only target's mesh needs no arrays), and other attributes
+    (`memory_analysis`, `cost_analysis`, `as_text`, ...) are the wrapped object's.
+    """
+
+    def __init__(self, fn: Any, first: PyTree):
+        self._fn, self._first = fn, first
+
+    def __call__(self, *args):
+        return self._fn(self._first, *args)
+
+    def lower(self, *args) -> Bound:
+        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self._first)
+        return Bound(self._fn.lower(shapes, *args), self._first)
+
+    def compile(self, *args, **kwargs) -> Bound:
+        return Bound(self._fn.compile(*args, **kwargs), self._first)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fn, name)
+
+
+def jit_with_frozen(
+    fn: Any,
+    nets: Networks,
+    mesh: Mesh,
+    *,
+    in_shardings: tuple,
+    out_shardings: Any,
+    donate_argnums: tuple[int, ...] = (),
+) -> Bound:
+    """`jax.jit` of `fn(nets, *args)` called as `(*args)`, with the frozen networks' weights
+    (`frozen_weights`) passed as a replicated argument.
+
+    Closed over, jit would embed them in the program as constants: VGG-19's ~80 MB in every
+    executable, its compile and its persistent-cache entry.
+    """
+
+    def call(weights, *args):
+        return fn(with_frozen_weights(nets, weights), *args)
+
+    jitted = jax.jit(
+        call,
+        in_shardings=(parallel.replicated(mesh), *in_shardings),
+        out_shardings=out_shardings,
+        donate_argnums=tuple(i + 1 for i in donate_argnums),
+    )
+    return Bound(jitted, frozen_weights(nets))
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     """Constant lr, then (optionally) linear decay to 0 over the last `decay_steps` steps."""
     lr, decay = config.optimizer.learning_rate, config.optimizer.decay_steps

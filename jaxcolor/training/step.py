@@ -15,7 +15,13 @@ from jax.sharding import Mesh
 from jaxcolor import parallel
 from jaxcolor.nets.inputs import apply, generator_kwargs, model_inputs
 from jaxcolor.training import image_pool, losses
-from jaxcolor.training.state import NetState, Networks, TrainState, check_sketch_model
+from jaxcolor.training.state import (
+    NetState,
+    Networks,
+    TrainState,
+    check_sketch_model,
+    jit_with_frozen,
+)
 from jaxcolor.training.vgg import perceptual_weights
 
 PyTree = Any
@@ -151,5 +157,7 @@ def jit_train_step(
     """`train_step` compiled with replicated state, `data`-sharded batch, donated state."""
     check_sketch_model(nets, config)
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    fn = lambda state, batch: train_step(state, batch, nets=nets, config=config)  # noqa: E731
-    return jax.jit(fn, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=0)
+    fn = lambda nets, state, batch: train_step(state, batch, nets=nets, config=config)  # noqa: E731
+    return jit_with_frozen(
+        fn, nets, mesh, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,)
+    )
