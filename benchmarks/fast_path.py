@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from jaxcolor.bench import REPO, load_config
+from jaxcolor.bench import DEFAULT_CONFIG, load_config
 from jaxcolor.training import benchmark
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=str(REPO / "configs" / "default.py"))
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="default: configs/default.py's base")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("variants", nargs="+")
