@@ -75,6 +75,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for spec in networks:
         spec.check(config)  # the family's own rules
     _check_deep_supervision_and_pool(config)
+    _check_profile(config)
     if config.data.sketch != DATASET_SKETCH and not is_model_sketch(config.data.sketch):
         parse_sketch_mix(config.data.sketch)  # raises ConfigError naming data.sketch
     _check_task(config)
@@ -99,6 +100,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
     require(
         0.0 <= config.data.val_fraction < 1.0,
         f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}",
+    )
+
+
+def _check_profile(config: ml_collections.ConfigDict) -> None:
+    profile = config.get("profile")
+    if profile is None:
+        return
+    require(
+        profile.num_steps >= 0,
+        f"profile.num_steps must be >= 0 (0 = no profile), got {profile.num_steps}",
+    )
+    require(
+        profile.num_steps == 0 or profile.start_step >= 1,
+        f"profile.start_step must be >= 1 (the first step is 1), got {profile.start_step}",
     )
 
 
