@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's "Sizing for a TPU slice" table: `bench aot` for each (config, topology), one at a
 # time, each result in benchmarks/results/aot-<config>-<topology>.json (an existing file is
-# kept: delete it to rerun). About 10-20 min per --search run of default.py on 2 cores.
+# kept: delete it to rerun). A pix2pix-256 compile takes 4-12 min on 2 busy cores.
 #   nice -n 10 benchmarks/aot_table.sh [PYTHON]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +22,16 @@ run() {  # run NAME ARGS...: one bench aot into $OUT/aot-NAME.json, its log next
   grep -v -e '^[WIE]0000' -e '^WARNING' -e 'Source Location' -e 'libtpu_init' "$OUT/aot-$name.log"
 }
 
-# configs/default.py as it is (global batch 64; eval_batch_size raised to split over 32 chips).
-run default-v5litepod-8 --config configs/default.py --topology v5litepod-8 --search
-run default-v6e-8 --config configs/default.py --topology v6e-8 --search
-run default-v4-32 --config configs/default.py --topology v4-32 --search
-run default-v5p-64 --config configs/default.py --topology v5p-64 --search --search-step 64 \
-  --config.eval_batch_size=32
+# Repeated compiles (a rerun, the same batch again) come from JAX's persistent cache.
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxcolor-aot-cache}
+
+# configs/pod.py at its chosen per-chip batch, then --search from there; configs/default.py as it
+# is (global batch 64; eval_batch_size raised to split over v5p-64's 32 chips).
+run pod-v5litepod-8 --config configs/pod.py:v5litepod-8 --topology v5litepod-8 --search
+run default-v5litepod-8 --config configs/default.py --topology v5litepod-8
+run pod-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --search
+run pod-v4-32 --config configs/pod.py:v4-32 --topology v4-32 --search
+run pod-v5p-64 --config configs/pod.py:v5p-64 --topology v5p-64 --search
+run default-v6e-8 --config configs/default.py --topology v6e-8
+run default-v4-32 --config configs/default.py --topology v4-32
+run default-v5p-64 --config configs/default.py --topology v5p-64 --config.eval_batch_size=32

@@ -228,7 +228,9 @@ def _add_aot(p: argparse.ArgumentParser) -> None:
         help="per-chip batch (global = this x chips); default: the config's batch_size",
     )
     p.add_argument("--search", action="store_true", help="find the largest per-chip batch")
-    p.add_argument("--search-step", type=int, default=16, help="--search's precision (images)")
+    p.add_argument(
+        "--search-step", type=int, default=0, help="--search's precision (0 = 5 %% of the max)"
+    )
     p.add_argument("--no-eval", action="store_true", help="compile the train step only")
     p.add_argument(
         "--data-json",

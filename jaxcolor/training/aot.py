@@ -170,10 +170,11 @@ def search_max_batch(
     first: Step,
     *,
     hbm_bytes: float,
-    step: int = 16,
+    step: int = 0,
     echo=lambda line: None,
 ) -> dict[str, Any]:
-    """The largest per-chip batch (within `step`) whose train step the compiler accepts.
+    """The largest per-chip batch (within `step`; 0 = 5 % of the first guess, a multiple of 8)
+    whose train step the compiler accepts.
 
     Peak memory grows about linearly with the batch. The first guess extrapolates `first` (the
     config's own batch) to the chip's HBM, 5 % over so that it is likely rejected, which is
@@ -188,6 +189,7 @@ def search_max_batch(
     while hi is None or hi - lo > step:
         if hi is None:
             guess = 1.05 * (hbm_bytes - args) / max(1.0, (lo_peak - args) / lo)
+            step = step or max(8, int(0.05 * guess) // 8 * 8)
             candidate = max(lo + step, -(-int(guess) // step) * step)
         else:
             target = limit or hbm_bytes
