@@ -1,4 +1,5 @@
-"""pix2pix-256 for a Cloud TPU slice: the per-chip batch follows the chip, the global batch the slice.
+"""pix2pix-256 for a Cloud TPU slice: the per-chip batch follows the chip, the global batch
+the slice.
 
 The slice's accelerator type (or its chip count) comes after the file name (config files are
 read before JAX starts):

@@ -116,10 +116,12 @@ def _compile(name: str, lowered_fn, batch_size: int) -> Step:
             if m
             else text.splitlines()[0][:300]
         )
+        option = (
+            "--batch-size or --config.batch_size" if name == "train" else "--config.eval_batch_size"
+        )
         raise DoesNotFit(
             f"does not fit: the {name} step at batch_size={batch_size} {figure} (the TPU "
-            "compiler's figure); lower --batch-size or --config.batch_size, or use a chip with "
-            "more HBM.",
+            f"compiler's figure); lower {option}, or use a chip with more HBM.",
             used,
             limit,
         ) from None

@@ -1,0 +1,52 @@
+"""Prints the README's "Sizing for a TPU slice" table from benchmarks/results/aot-*.json
+(written by benchmarks/aot_table.sh):  python benchmarks/aot_table.py"""
+
+import json
+import pathlib
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+ORDER = ["v5litepod-8", "v6e-8", "v4-32", "v5p-64"]
+
+
+def main() -> None:
+    runs = {
+        p.stem.removeprefix("aot-"): json.loads(p.read_text()) for p in RESULTS.glob("aot-*.json")
+    }
+    # The largest per-chip batch that fits depends on the chip (and the model), not the config's
+    # batch: pod-* runs searched it.
+    max_batch = {
+        r["topology"]: r.get("max_per_chip_batch")
+        for r in runs.values()
+        if "max_per_chip_batch" in r
+    }
+    print(
+        "| config | topology (hosts x chips) | per-chip batch | compile s (train / eval) "
+        "| peak GiB / HBM (train) | FLOPs/image XLA / analytic | roofline step bound "
+        "| MFU ceiling | host input needed | max per-chip batch |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for config in ("default", "pod"):
+        for topology in ORDER:
+            r = runs.get(f"{config}-{topology}")
+            if r is None:
+                continue
+            train, ev = r["train"], r.get("eval", {})
+            h = r["host_input"]
+            name = "default.py" if config == "default" else f"pod.py:{topology}"
+            peak = max_batch.get(topology)
+            print(
+                f"| {name} | {topology} ({r['hosts']} x {r['chips_per_host']}) "
+                f"| {r['per_chip_batch']} (global {r['batch_size']}) "
+                f"| {train['compile_s']:.0f} / {ev.get('compile_s', float('nan')):.0f} "
+                f"| {train['peak_gib']:.2f} / {r['hbm_gib']:.0f} "
+                f"| {r['flops_per_image_xla'] / 1e9:.1f} G / "
+                f"{r['flops_per_image_analytic'] / 1e9:.1f} G "
+                f"| {1e3 * r['roofline_step_s']:.1f} ms ({r['roofline_bound_by']}) "
+                f"| {100 * r['mfu_ceiling']:.0f} % "
+                f"| {h['images_per_s_needed']:.0f} img/s/host = {h['cores_needed']:.0f} cores "
+                f"| {peak if peak is not None else 'not searched'} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
