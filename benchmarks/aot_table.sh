@@ -25,13 +25,15 @@ run() {  # run NAME ARGS...: one bench aot into $OUT/aot-NAME.json, its log next
 # Repeated compiles (a rerun, the same batch again) come from JAX's persistent cache.
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxcolor-aot-cache}
 
-# configs/pod.py at its chosen per-chip batch, then --search from there; configs/default.py as it
-# is (global batch 64; eval_batch_size raised to split over v5p-64's 32 chips).
+# configs/pod.py at its chosen per-chip batch (the first with --search from there, for the
+# largest batch a v5e fits), then configs/default.py as it is (global batch 64; eval_batch_size
+# raised to split over v5p-64's 32 chips). --no-eval: the train step is the one that sizes the
+# batch, and each eval compile would cost minutes here.
 run pod-v5litepod-8 --config configs/pod.py:v5litepod-8 --topology v5litepod-8 --search
-run default-v5litepod-8 --config configs/default.py --topology v5litepod-8
-run pod-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --search
-run pod-v4-32 --config configs/pod.py:v4-32 --topology v4-32 --search
-run pod-v5p-64 --config configs/pod.py:v5p-64 --topology v5p-64 --search
-run default-v6e-8 --config configs/default.py --topology v6e-8
-run default-v4-32 --config configs/default.py --topology v4-32
-run default-v5p-64 --config configs/default.py --topology v5p-64 --config.eval_batch_size=32
+run pod-v5p-64 --config configs/pod.py:v5p-64 --topology v5p-64 --no-eval
+run pod-v4-32 --config configs/pod.py:v4-32 --topology v4-32 --no-eval
+run default-v5litepod-8 --config configs/default.py --topology v5litepod-8 --no-eval
+run pod-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval
+run default-v5p-64 --config configs/default.py --topology v5p-64 --no-eval
+run default-v4-32 --config configs/default.py --topology v4-32 --no-eval
+run default-v6e-8 --config configs/default.py --topology v6e-8 --no-eval

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
+from jax.experimental import mesh_utils, multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -125,29 +125,37 @@ def create_mesh(num_data_devices: int = -1, devices: list[jax.Device] | None = N
     # Ordered by process: process i's devices, hence its rows of a global batch, are contiguous
     # (rows i*b .. (i+1)*b-1 for b rows per process), whatever the number of processes.
     devices = sorted(jax.devices() if devices is None else devices,
-                     key=lambda d: (d.process_index, d.id))  # fmt: skip
+                     key=lambda d: (*_host(d), d.id))  # fmt: skip
     n = len(devices) if num_data_devices == -1 else num_data_devices
     if n < 1 or n > len(devices):
         raise ConfigError(
             f"mesh.data={num_data_devices} but {len(devices)} devices are visible; "
             "use -1 for all devices or a number between 1 and that count."
         )
-    processes = len({d.process_index for d in devices})
+    processes = len({_host(d) for d in devices})
     if processes > 1 and n != len(devices):
         raise ConfigError(
             f"mesh.data={num_data_devices}: a run of {processes} processes uses every "
             f"device ({len(devices)}); set --config.mesh.data=-1."
         )
+    auto = (jax.sharding.AxisType.Auto,)
+    slices = len({_host(d)[0] for d in devices})
+    if slices > 1:  # multi-slice: within each slice over ICI, across slices over the DCN
+        grid = mesh_utils.create_hybrid_device_mesh((n // slices,), (slices,), devices)
+        return Mesh(grid.reshape(-1), (DATA_AXIS,), axis_types=auto)
     # Auto axes: GSPMD propagates the batch sharding through the model (plain data parallelism).
-    return jax.make_mesh(
-        (n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n]
-    )
+    return jax.make_mesh((n,), (DATA_AXIS,), axis_types=auto, devices=devices[:n])
+
+
+def _host(device: jax.Device) -> tuple[int, int]:
+    """(slice, process) owning `device`: a multi-slice topology numbers processes per slice."""
+    return getattr(device, "slice_index", 0) or 0, device.process_index
 
 
 def process_count(mesh: Mesh) -> int:
     """Processes (hosts) owning the mesh's devices: jax.process_count() for a run's own mesh,
-    the slice's host count for a compile-only one."""
-    return len({d.process_index for d in mesh.devices.flat})
+    the slices' host count for a compile-only one."""
+    return len({_host(d) for d in mesh.devices.flat})
 
 
 def platform(mesh: Mesh) -> str:

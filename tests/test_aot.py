@@ -103,6 +103,9 @@ def test_known_slices_have_the_published_shapes():
         "v6e-8": ("v6e:2x4", 1, 8),
         "v4-16": ("v4:2x2x2", 2, 8),
     }
+    # Two v5litepod-16 slices: 32 chips on 8 hosts (each slice numbers its hosts from 0).
+    two = parallel.create_mesh(-1, devices=parallel.topology_devices("v5litepod-16", num_slices=2))
+    assert (two.devices.size, parallel.process_count(two)) == (32, 8)
 
 
 def _upsample_impls(config, mesh) -> set[str]:
