@@ -178,11 +178,12 @@ def search_max_batch(
     """The largest per-chip batch (within `step`; 0 = 5 % of the first guess, a multiple of 8)
     whose train step the compiler accepts.
 
-    Peak memory grows about linearly with the batch. The first guess extrapolates `first` (the
-    config's own batch) to the chip's HBM, 5 % over so that it is likely rejected, which is
-    fast; a rejection states the bytes it needed and the chip's limit, so the next guess
-    interpolates between the largest batch that fit and the smallest rejected one. Each batch
-    that fits is a full compile; usually two or three are needed.
+    Peak memory grows at most about linearly with the batch. The first guess extrapolates
+    `first` (the config's own batch) to the chip's HBM, 5 % over so that it is likely rejected,
+    which is fast; while guesses fit (XLA rematerialises to fit) the next is 25 % larger. A
+    rejection states the bytes it needed and the chip's limit, so later guesses interpolate
+    between the largest batch that fit and the smallest rejected one. Each batch that fits is a
+    full compile.
     """
     chips = mesh.devices.size
     lo, lo_peak, hi, hi_used, limit = config.batch_size // chips, first.peak_bytes, None, None, None
@@ -191,14 +192,15 @@ def search_max_batch(
     while hi is None or hi - lo > step:
         if hi is None:
             guess = 1.05 * (hbm_bytes - args) / max(1.0, (lo_peak - args) / lo)
+            if tried:  # the extrapolation fit (XLA rematerialises): overshoot by 25 % instead
+                guess = max(guess, 1.25 * lo)
             step = step or max(8, int(0.05 * guess) // 8 * 8)
             candidate = max(lo + step, -(-int(guess) // step) * step)
         else:
             target = limit or hbm_bytes
+            guess = (lo + hi) / 2  # biased up: a rejection is fast, a fit is a full compile
             if hi_used and hi_used > lo_peak:
-                guess = lo + (target - lo_peak) * (hi - lo) / (hi_used - lo_peak)
-            else:
-                guess = (lo + hi) / 2
+                guess = max(guess, lo + (target - lo_peak) * (hi - lo) / (hi_used - lo_peak))
             candidate = min(hi - step, max(lo + step, int(guess) // step * step))
             if candidate <= lo:
                 break
