@@ -9,8 +9,10 @@ launch/train.sh passes its --type and starts every host at once.
 Scaling with the slice (data parallelism: every chip holds the whole model):
 - batch_size: PER_CHIP_BATCH[chip] x chips, at most MAX_GLOBAL_BATCH (README, "Sizing for a TPU
   slice", has the measurements). PER_CHIP_BATCH is the largest power of two at most 3/4 of the
-  largest per-chip batch the TPU compiler fits (`python -m jaxcolor.bench aot --search`): a
-  quarter of HBM stays free for the eval step, an image pool, a compiler that packs differently.
+  largest per-chip batch the TPU compiler fits (`python -m jaxcolor.bench aot --search`). The
+  margin is in images, not bytes: XLA rematerialises to fit, so the peak is near HBM well below
+  the limit (13.8 of 15.75 GiB at 512 on a v5e, whose limit is 792 to 815); a quarter of the
+  batch spare leaves room for an image pool, a larger eval batch or another compiler version.
   MAX_GLOBAL_BATCH is the training reason for less: default.py's 6.4M images are then still
   1,563 updates, and no pix2pix-style GAN is known to train well at a larger batch. A bare chip
   count (configs/pod.py:16) keeps LEGACY_PER_CHIP_BATCH, as the chip is then unknown.
@@ -35,7 +37,10 @@ import math
 from jaxcolor.core import accelerators
 from jaxcolor.core import config as base
 
-# Measured for this config (bench aot --search, benchmarks/results/aot-pod-*.json).
+# v5e: measured here (benchmarks/results/aot-pod-v5litepod-8.json: 792 fits, 816 does not).
+# v6e and v5p: by the same rule from the issue's measurement with the same compiler (largest
+# fits ~1376 and ~5376); v4 as v6e (both 32 GiB), not searched. Below MAX_GLOBAL_BATCH / chips
+# these only apply to slices of 1 to 4 chips.
 PER_CHIP_BATCH = {"v5litepod": 512, "v6e": 1024, "v4": 1024, "v5p": 2048}
 MAX_GLOBAL_BATCH = 4096
 LEGACY_PER_CHIP_BATCH = 8

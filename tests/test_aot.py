@@ -43,7 +43,10 @@ def test_tiny_config_fits_a_v5litepod_8(capsys, tmp_path):
     assert r["upsample_impl"] == "conv_transpose"  # the TPU formulation, on a CPU process
     # The TPU compiler's FLOPs agree with the families' analytic count.
     assert 0.8 < r["xla_over_analytic"] < 1.3
-    assert r["roofline_step_s"] > 0 and 0 < r["mfu_ceiling"] <= 1
+    assert r["roofline_step_s"] > 0 and 0 < r["flops_utilization_ceiling"] <= 1
+    assert r["mfu_ceiling"] == pytest.approx(
+        r["flops_utilization_ceiling"] / r["xla_over_analytic"]
+    )
     assert "fits" in capsys.readouterr().err
     assert jax.default_backend() == "cpu"
 
