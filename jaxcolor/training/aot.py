@@ -36,8 +36,16 @@ GIB = 2**30
 # benchmarks/README.md, "Input pipeline": xdog sketches + blur hints (the default config's),
 # 2 Grain workers, images per CPU-second on a Xeon. `bench aot --data-json` replaces it.
 MEASURED_IMAGES_PER_CORE_S = 295.0  # bench.MEASURED_PER_CORE
-# vCPUs of one host of each TPU VM type (Cloud TPU docs, "System architecture").
-HOST_VCPUS = {"v4": 240, "v5p": 208, "v5litepod": 112, "v6e": 180}
+# vCPUs of one TPU VM host by (chip, chips per host): Cloud TPU's machine types (ct5lp-hightpu-
+# 4t/8t, ct6e-standard-4t/8t, v4 and v5p hosts).
+HOST_VCPUS = {
+    ("v5litepod", 4): 112,
+    ("v5litepod", 8): 224,
+    ("v6e", 4): 180,
+    ("v6e", 8): 180,
+    ("v4", 4): 240,
+    ("v5p", 4): 208,
+}
 # The two forms of the compiler's rejection: "Used 20.5G of 15.75G hbm" (buffer assignment) and
 # "required for HLO temporaries (979.27G) exceeds available HBM (15.75G)" (before it).
 _OOM = (
@@ -292,14 +300,15 @@ def report(
             "flops_utilization_ceiling": compute_s / bound,
         }
         host_rate = batch / hosts / bound
+        vcpus = HOST_VCPUS.get((chip.family, chips // hosts))
         cores = host_rate / images_per_core_s
         out["host_input"] = {
             "per_host_batch": batch // hosts,
             "images_per_s_needed": host_rate,
             "images_per_core_s": images_per_core_s,
             "cores_needed": cores,
-            "host_vcpus": HOST_VCPUS.get(chip.family),
-            "host_can_feed": cores <= HOST_VCPUS.get(chip.family, 0),
+            "host_vcpus": vcpus,
+            "host_can_feed": cores <= vcpus if vcpus else "unknown",
         }
     return out
 
