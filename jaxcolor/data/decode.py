@@ -28,6 +28,11 @@ class BadImage(ValueError):
     """A file that cannot be used as a training image; the message says why."""
 
 
+class TooManyPixels(BadImage):
+    """An image whose header claims more pixels than allowed (PIL's bomb limit or the caller's
+    `max_pixels`); raised before any pixel is decoded."""
+
+
 def _open(data: bytes) -> Image.Image:
     if not data:
         raise BadImage("empty file (0 bytes)")
@@ -39,7 +44,7 @@ def _open(data: bytes) -> Image.Image:
     except UnidentifiedImageError:
         raise BadImage("not an image (unknown format or not an image file)") from None
     except Image.DecompressionBombError as e:
-        raise BadImage(f"too large to decode safely ({e})") from None
+        raise TooManyPixels(f"too large to decode safely ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise BadImage(f"corrupt image header ({e})") from None
 
@@ -75,13 +80,21 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image, np.uint8)
 
 
-def decode(data: bytes, *, min_side: int | None = None) -> np.ndarray:
+def decode(
+    data: bytes, *, min_side: int | None = None, max_pixels: int | None = None
+) -> np.ndarray:
     """Decodes image bytes to uint8 RGB (H, W, 3) upright; raises `BadImage` saying why not.
 
     `min_side`: the smallest short side the caller needs; large JPEGs are decoded at the
     largest libjpeg reduction (1/2..1/8) that keeps at least that (much faster, same crop).
+    `max_pixels`: refuse (`TooManyPixels`) an image whose header claims more, before decoding.
     """
     image = _open(data)
+    w, h = image.size
+    if max_pixels is not None and w * h > max_pixels:
+        raise TooManyPixels(
+            f"{w}x{h} px ({w * h:,} pixels) is over the limit of {max_pixels:,} pixels"
+        )
     try:
         _draft(image, min_side)
         # Phone photos store "rotate 90" in EXIF instead of rotating the pixels.
@@ -91,7 +104,7 @@ def decode(data: bytes, *, min_side: int | None = None) -> np.ndarray:
     except BadImage:
         raise
     except Image.DecompressionBombError as e:
-        raise BadImage(f"too large to decode safely ({e})") from None
+        raise TooManyPixels(f"too large to decode safely ({e})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadImage(f"truncated or corrupt image data ({e})") from None
     h, w = rgb.shape[:2]

@@ -5,12 +5,17 @@ as one grayscale channel, then the hint channels made by the same jaxcolor.data.
 all scaled from uint8 to [-1, 1]. Every image file (sketch, hints, reference) is decoded by
 training's decoder, jaxcolor.data.decode. Any size works: the image is padded to a multiple of
 2**num_downs and the output cropped back.
+
+`python -m jaxcolor.colorize` (files) and `python -m jaxcolor.serve` (uploads) both go through
+`check_options`, `decode_image` and `prepare_inputs` here, then `Colorizer.run`, which takes a
+batch of images of one padded shape.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import pathlib
 import re
 from collections.abc import Sequence
@@ -29,7 +34,16 @@ from jaxcolor.export import torch_models
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _POINT = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*#([0-9a-fA-F]{6})\s*$")
+
+
+class UnreadableImage(InputError):
+    """Image bytes the decoder refuses (empty, not an image, truncated, too small)."""
+
+
+class ImageTooLarge(UnreadableImage):
+    """An image whose header claims more pixels than allowed; refused before decoding."""
 
 
 @dataclasses.dataclass
@@ -63,26 +77,63 @@ class Colorizer:
     ) -> np.ndarray:
         """uint8 (H, W, 1) sketch + uint8 (H, W, C) hints (+ uint8 (H', W', 3) reference for
         reference-guided models) -> uint8 (H, W, 3) RGB."""
+        return self.run([self.prepare(sketch, hint_channels, reference)])[0]
+
+    def prepare(
+        self, sketch: np.ndarray, hint_channels: np.ndarray, reference: np.ndarray | None = None
+    ) -> Prepared:
+        """uint8 inputs -> the padded [-1, 1] tensors of one image (on the CPU), for `run`."""
         condition = np.concatenate([sketch, hint_channels], axis=-1)
-        x = torch.from_numpy(condition).to(self.device).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(np.ascontiguousarray(condition)).permute(2, 0, 1)[None].float()
         x = x / 127.5 - 1.0
         h, w = x.shape[-2:]
-        x = pad_to_multiple(x, self.multiple)
-        inputs = [x]
+        r = None
         if self.takes_reference:
             if reference is None:
                 raise InputError(
                     "This model is reference-guided: pass --reference IMAGE, a colour image "
                     "whose colours the result takes."
                 )
-            r = torch.from_numpy(np.ascontiguousarray(reference)).to(self.device)
-            inputs.append(r.permute(2, 0, 1)[None].float() / 127.5 - 1.0)
+            r = torch.from_numpy(np.ascontiguousarray(reference))
+            r = r.permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        return Prepared(pad_to_multiple(x, self.multiple), (h, w), r)
+
+    def run(self, items: Sequence[Prepared]) -> list[np.ndarray]:
+        """One forward pass over images of one padded shape (`Prepared.key`) -> uint8 RGB each.
+
+        Every network of the family is per-example in eval mode (BatchNorm's running
+        statistics, instance norm), so an image's output does not depend on its batch mates.
+        """
+        if len({item.key for item in items}) != 1:
+            raise ValueError(f"run() takes one padded shape, got {[i.key for i in items]}")
+        inputs = [torch.cat([item.x for item in items]).to(self.device)]
+        if self.takes_reference:
+            inputs.append(torch.cat([item.reference for item in items]).to(self.device))
         with torch.inference_mode():
             y = self.generator(*inputs)
-        top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
-        y = y[0, :, top : top + h, left : left + w]
-        y = ((y + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        return y.permute(1, 2, 0).cpu().numpy()
+        y = ((y + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+        outputs = []
+        for i, item in enumerate(items):
+            (h, w), (ph, pw) = item.hw, item.x.shape[-2:]
+            top, left = (ph - h) // 2, (pw - w) // 2
+            outputs.append(y[i, :, top : top + h, left : left + w].permute(1, 2, 0).numpy())
+        return outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """One image's generator inputs: the padded condition (1, C, H', W') in [-1, 1], the size
+    to crop the output back to, and the reference (1, 3, h, w) of reference-guided models."""
+
+    x: torch.Tensor
+    hw: tuple[int, int]
+    reference: torch.Tensor | None = None
+
+    @property
+    def key(self) -> tuple:
+        """Images with equal keys can share one forward pass."""
+        ref = None if self.reference is None else tuple(self.reference.shape)
+        return (tuple(self.x.shape), ref)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -121,10 +172,26 @@ def load(model_dir: str | pathlib.Path, device: str | None = None) -> Colorizer:
     return Colorizer(generator, config, dev)
 
 
+def decode_image(data: bytes, what: str, *, max_pixels: int | None = None) -> np.ndarray:
+    """Image bytes -> uint8 RGB (H, W, 3), decoded by training's decoder (data.decode): EXIF
+    orientation applied, alpha composited on white, grayscale, palette, CMYK and 16-bit
+    converted, so inference sees a file as training would have. `max_pixels`: refuse larger
+    images from their header (`ImageTooLarge`), before decoding."""
+    try:
+        return decode_lib.decode(data, max_pixels=max_pixels)
+    except decode_lib.TooManyPixels as e:
+        raise ImageTooLarge(
+            f"{what} is too large: {e}; send a smaller image (scale it down first)."
+        ) from None
+    except decode_lib.BadImage as e:
+        raise UnreadableImage(
+            f"{what} is not an image colorize can use: {e}; give a PNG, JPEG, WebP, BMP "
+            f"or TIFF image of at least {decode_lib.MIN_SIDE} px per side."
+        ) from None
+
+
 def read_image(path: str | pathlib.Path, what: str) -> np.ndarray:
-    """Any image file -> uint8 RGB (H, W, 3), decoded by training's decoder (data.decode):
-    EXIF orientation applied, alpha composited on white, grayscale, palette, CMYK and 16-bit
-    converted, so colorize sees a file as training would have."""
+    """Any image file -> uint8 RGB (H, W, 3) by `decode_image`."""
     path = pathlib.Path(path)
     if not path.exists():
         raise InputError(f"{what} {path} does not exist.")
@@ -134,19 +201,22 @@ def read_image(path: str | pathlib.Path, what: str) -> np.ndarray:
         data = path.read_bytes()
     except OSError as e:
         raise InputError(f"{what} {path} cannot be read: {e.strerror or e}.") from None
-    try:
-        return decode_lib.decode(data)
-    except decode_lib.BadImage as e:
-        raise InputError(
-            f"{what} {path} is not an image colorize can use: {e}; give a PNG, JPEG, WebP, BMP "
-            f"or TIFF image of at least {decode_lib.MIN_SIDE} px per side."
-        ) from None
+    return decode_image(data, f"{what} {path}")
 
 
 def to_sketch(image: np.ndarray) -> np.ndarray:
     """RGB -> grayscale (H, W, 1) line art, as the training sketch (cv2's RGB -> gray weights;
     a gray image stored as RGB keeps its values)."""
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
+
+
+def short_side_hw(hw: tuple[int, int], size: int | None) -> tuple[int, int]:
+    """(H, W) after `resize_short_side` to `size`."""
+    h, w = hw
+    if size is None or min(h, w) == size:
+        return h, w
+    scale = size / min(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def resize_short_side(image: np.ndarray, size: int | None, *, nearest: bool = False) -> np.ndarray:
@@ -158,14 +228,46 @@ def resize_short_side(image: np.ndarray, size: int | None, *, nearest: bool = Fa
     if size is None or min(h, w) == size:
         return image
     scale = size / min(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    nh, nw = short_side_hw((h, w), size)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     out = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_NEAREST if nearest else interp)
     return out.reshape(nh, nw, image.shape[-1])
 
 
+def _json_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
+    """'[{"x": 3, "y": 4, "color": "#rrggbb"}, ...]' (or [[x, y, "#rrggbb"], ...]) -> points."""
+    form = '[{"x": 3, "y": 4, "color": "#ff0000"}, ...]'
+    try:
+        items = json.loads(text)
+    except ValueError as e:
+        raise InputError(f"--hint-points is not valid JSON ({e}); give {form}.") from None
+    if not isinstance(items, list):
+        raise InputError(f"--hint-points JSON must be a list of points such as {form}.")
+    points = []
+    for item in items:
+        if isinstance(item, dict) and set(item) == {"x", "y", "color"}:
+            x, y, color = item["x"], item["y"], item["color"]
+        elif isinstance(item, list) and len(item) == 3:
+            x, y, color = item
+        else:
+            raise InputError(f"--hint-points JSON entry {item!r} is not a point such as {form}.")
+        ints = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (x, y))
+        if not ints or not isinstance(color, str) or _COLOR.match(color) is None:
+            raise InputError(
+                f"--hint-points JSON entry {item!r}: x and y must be pixel numbers >= 0 and "
+                'color "#rrggbb".'
+            )
+        rgb = bytes.fromhex(color[1:])
+        points.append((x, y, (rgb[0], rgb[1], rgb[2])))
+    if not points:
+        raise InputError(f"--hint-points is an empty list; give {form}.")
+    return points
+
+
 def parse_hint_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
-    """ "x,y,#rrggbb;x,y,#rrggbb" -> [(x, y, (r, g, b)), ...]."""
+    """ "x,y,#rrggbb;x,y,#rrggbb" (or the JSON list of `_json_points`) -> [(x, y, (r, g, b))]."""
+    if text.lstrip().startswith("["):
+        return _json_points(text)
     points = []
     for part in filter(str.strip, text.split(";")):
         m = _POINT.match(part)
@@ -200,7 +302,34 @@ def hint_channels_for(
     original_hw: tuple[int, int],
     model_hw: tuple[int, int],
 ) -> np.ndarray:
-    """The hint channels for one sketch, made by the training functions for `method`.
+    """The hint channels for one sketch from the --hints file (see `hint_channels`)."""
+    if method == "none" and hints_path is not None:
+        raise InputError(
+            "This model was trained without colour hints (data.hints='none'); drop --hints."
+        )
+    # A grayscale file is used as its gray RGB, as training uses a grayscale colour image.
+    image = None if hints_path is None else read_image(hints_path, "Hints image")
+    return hint_channels(
+        method,
+        image,
+        hints_name=f"Hints image {hints_path}",
+        sketch_name=f"sketch {sketch_path}",
+        original_hw=original_hw,
+        model_hw=model_hw,
+    )
+
+
+def hint_channels(
+    method: str,
+    image: np.ndarray | None,
+    *,
+    hints_name: str,
+    sketch_name: str,
+    original_hw: tuple[int, int],
+    model_hw: tuple[int, int],
+) -> np.ndarray:
+    """The hint channels for one sketch, made by the training functions for `method` from the
+    decoded hint image (None: no --hints given).
 
     - blur: the hint image (the sketch's size) is resized with the sketch to the model's working
       size and only then blurred, as training blurs at the training size.
@@ -212,25 +341,23 @@ def hint_channels_for(
     - palette: any reference image; hints.palette_colors of it, rendered at the working size.
     """
     if method == "none":
-        if hints_path is not None:
+        if image is not None:
             raise InputError(
                 "This model was trained without colour hints (data.hints='none'); drop --hints."
             )
         return np.zeros((*model_hw, 0), np.uint8)
-    if hints_path is None:
+    if image is None:
         also = ' or --hint-points "x,y,#rrggbb;..."' if method in POINT_METHODS else ""
         raise InputError(
             f"This model takes colour hints (data.hints={method!r}): pass --hints IMAGE, "
             f"{HINTS_IMAGE[method]}{also}."
         )
-    # A grayscale file is used as its gray RGB, as training uses a grayscale colour image.
-    image = read_image(hints_path, "Hints image")
     if method == "palette":
         return hints_lib.render_palette(hints_lib.palette_colors(image), model_hw)
     if image.shape[:2] != original_hw:
         raise InputError(
-            f"Hints image {hints_path} is {image.shape[1]}x{image.shape[0]} but sketch "
-            f"{sketch_path} is {original_hw[1]}x{original_hw[0]}; they must be the same size."
+            f"{hints_name} is {image.shape[1]}x{image.shape[0]} but {sketch_name} is "
+            f"{original_hw[1]}x{original_hw[0]}; they must be the same size."
         )
     if method in POINT_METHODS:
         drawing = resize_short_side(image, min(model_hw), nearest=True)
@@ -245,6 +372,11 @@ def reference_image(path: str | pathlib.Path, size: int | Sequence[int]) -> np.n
     scaled to cover it and centre-cropped by `crop_resize`, as validation makes the target's
     own view."""
     image = read_image(path, "Reference image")  # grayscale: its gray RGB, as in training
+    return reference_view(image, size)
+
+
+def reference_view(image: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
+    """A decoded reference -> its view at the training image size (see `reference_image`)."""
     return np.ascontiguousarray(crop_resize(image, size, None))
 
 
@@ -262,7 +394,7 @@ def point_hint_channels(
     method: str,
     clicks: list[tuple[int, int, tuple[int, int, int]]],
     *,
-    sketch_path: pathlib.Path,
+    sketch_path: pathlib.Path | str,
     original_hw: tuple[int, int],
     model_hw: tuple[int, int],
     point_size: int = hints_lib.INFERENCE_POINT_SIZE,
@@ -277,7 +409,7 @@ def point_hint_channels(
     for x, y, _ in clicks:
         if not (0 <= x < w and 0 <= y < h):
             raise InputError(
-                f"--hint-points {x},{y} is outside sketch {sketch_path} ({w}x{h}); x must be in "
+                f"--hint-points {x},{y} is outside {sketch_path} ({w}x{h}); x must be in "
                 f"[0, {w - 1}] and y in [0, {h - 1}]."
             )
     sy, sx = model_hw[0] / h, model_hw[1] / w
@@ -361,27 +493,14 @@ def colorize_files(
     `reference`: the colour image a reference-guided model takes its colours from (required
     for those models, refused for the others).
     """
-    method = model.hints
-    if model.takes_reference and reference is None:
-        raise InputError(
-            f"This model is reference-guided (model.generator.name="
-            f"{model.config['generator'].get('name')!r}): pass --reference IMAGE, a colour image "
-            "whose colours the result takes."
-        )
-    if reference is not None and not model.takes_reference:
-        raise InputError(
-            "--reference is for reference-guided models; this model was trained without one."
-        )
-    clicks = None
-    if hint_points is not None:
-        clicks = parse_hint_points(hint_points)  # report a malformed list first
-        if hints is not None:
-            raise InputError("Give either --hints or --hint-points, not both.")
-        _require_point_model(method)
-    if point_size < 1:
-        raise InputError(f"--point-size must be a positive number of pixels, got {point_size}.")
-    if size is not None and size < 1:
-        raise InputError(f"--size must be a positive number of pixels, got {size}.")
+    clicks = check_options(
+        model,
+        hints=hints is not None,
+        hint_points=hint_points,
+        reference=reference is not None,
+        size=size,
+        point_size=point_size,
+    )
     sketches = expand_sketches(sketch)
     outputs = output_paths(sketches, out)
     hint_files = [hints_for(path, hints) for path in sketches]  # fail before the slow part
@@ -390,14 +509,85 @@ def colorize_files(
         reference_u8 = reference_image(reference, model.image_size)
     for path, hint_file, dest in zip(sketches, hint_files, outputs, strict=True):
         image = read_image(path, "Sketch")
-        sketch_u8 = resize_short_side(to_sketch(image), size)
-        where = dict(sketch_path=path, original_hw=image.shape[:2], model_hw=sketch_u8.shape[:2])
-        if clicks is not None:
-            hint_u8 = point_hint_channels(method, clicks, point_size=point_size, **where)
-        else:
-            hint_u8 = hint_channels_for(method, hint_file, **where)
+        hint_image = None if hint_file is None else read_image(hint_file, "Hints image")
+        sketch_u8, hint_u8 = prepare_inputs(
+            model,
+            image,
+            hint_image=hint_image,
+            clicks=clicks,
+            size=size,
+            point_size=point_size,
+            sketch_name=f"sketch {path}",
+            hints_name=f"Hints image {hint_file}",
+        )
         rgb = model(sketch_u8, hint_u8, reference_u8)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(dest), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
             raise InputError(f"Could not write {dest} (unsupported extension or not writable).")
     return outputs
+
+
+def check_options(
+    model: Colorizer,
+    *,
+    hints: bool,
+    hint_points: str | None,
+    reference: bool,
+    size: int | None,
+    point_size: int,
+) -> list[tuple[int, int, tuple[int, int, int]]] | None:
+    """Checks which inputs were given against the model's layout, before any image is read;
+    returns the parsed hint points (None without them). Shared by colorize and the server."""
+    method = model.hints
+    if hints and method == "none":
+        raise InputError(
+            "This model was trained without colour hints (data.hints='none'); drop --hints."
+        )
+    if model.takes_reference and not reference:
+        raise InputError(
+            f"This model is reference-guided (model.generator.name="
+            f"{model.config['generator'].get('name')!r}): pass --reference IMAGE, a colour image "
+            "whose colours the result takes."
+        )
+    if reference and not model.takes_reference:
+        raise InputError(
+            "--reference is for reference-guided models; this model was trained without one."
+        )
+    clicks = None
+    if hint_points is not None:
+        clicks = parse_hint_points(hint_points)  # report a malformed list first
+        if hints:
+            raise InputError("Give either --hints or --hint-points, not both.")
+        _require_point_model(method)
+    if point_size < 1:
+        raise InputError(f"--point-size must be a positive number of pixels, got {point_size}.")
+    if size is not None and size < 1:
+        raise InputError(f"--size must be a positive number of pixels, got {size}.")
+    return clicks
+
+
+def prepare_inputs(
+    model: Colorizer,
+    image: np.ndarray,
+    *,
+    hint_image: np.ndarray | None,
+    clicks: list[tuple[int, int, tuple[int, int, int]]] | None,
+    size: int | None,
+    point_size: int,
+    sketch_name: str,
+    hints_name: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A decoded sketch and hint image (or points) -> the uint8 sketch (H, W, 1) and hint
+    channels (H, W, C) at the working size, by the training functions. Shared by colorize and
+    the server (jaxcolor.serve)."""
+    sketch_u8 = resize_short_side(to_sketch(image), size)
+    where = dict(original_hw=image.shape[:2], model_hw=sketch_u8.shape[:2])
+    if clicks is not None:
+        hint_u8 = point_hint_channels(
+            model.hints, clicks, point_size=point_size, sketch_path=sketch_name, **where
+        )
+    else:
+        hint_u8 = hint_channels(
+            model.hints, hint_image, hints_name=hints_name, sketch_name=sketch_name, **where
+        )
+    return sketch_u8, hint_u8

@@ -47,3 +47,24 @@ def load(
             f"{pathlib.Path(model_dir) / arch['file']} does not fit {net}: {e}"
         ) from e
     return module.to(device).eval(), cfg
+
+
+def write_initialised(
+    config: Mapping[str, Any], out: str | pathlib.Path, *, seed: int = 0
+) -> dict[str, Any]:
+    """Writes an export of a freshly initialised generator (PyTorch's default init) of the
+    training `config` (a plain dict) to `out`: an untrained but complete export, for smoke
+    tests and benchmarks of the serving path. Returns its config.json."""
+    import json
+
+    from jaxcolor.export import config_json
+
+    cfg = config_json.make_config_json(config, step=0, version="0", with_discriminator=False)
+    torch.manual_seed(seed)
+    module = build("generator", cfg["generator"]).eval()
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    convert.save_safetensors(tensors, out / cfg["generator"]["file"])
+    (out / export_format.CONFIG_FILE).write_text(json.dumps(cfg, indent=2))
+    return cfg

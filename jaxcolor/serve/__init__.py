@@ -1,0 +1,1 @@
+"""HTTP serving of an export (PyTorch, no JAX): `python -m jaxcolor.serve`."""

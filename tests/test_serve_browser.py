@@ -1,0 +1,292 @@
+"""The hint page of python -m jaxcolor.serve in real headless Chromium (Playwright).
+
+Playwright's pip package drives Debian's chromium-headless-shell (`apt-get install -y
+--no-install-recommends chromium-headless-shell`; .ci/run installs it), never a browser that
+`playwright install` downloads. A real session: open a colour image, extract its line art,
+paint two colours, undo one, colorize, check the result, download it, export and import the
+hints, the eyedropper, live mode, a rejected upload; no request leaves the page's origin.
+
+JAXCOLOR_UPDATE_SCREENSHOT=1 copies the screenshot to docs/serve.png (shown in the README).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pathlib
+import shutil
+
+import httpx
+import numpy as np
+import pytest
+from serving import REPO, Server, png, read_png, tiny_export
+
+from jaxcolor.data.sources import SyntheticCartoonSource
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = next(
+    (
+        p
+        for p in (
+            "/usr/lib/chromium/chromium-headless-shell",
+            shutil.which("chromium-headless-shell"),
+        )
+        if p and os.path.exists(p)
+    ),
+    None,
+)
+# Keep the browser off the network: no component/safe-browsing/sync/metrics traffic.
+OFFLINE_FLAGS = [
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-breakpad",
+    "--no-first-run",
+    "--no-pings",
+    "--metrics-recording-only",
+    "--no-default-browser-check",
+]
+H, W = 64, 96
+
+
+def _server(tmp_path_factory, **export):
+    if CHROMIUM is None:
+        pytest.skip(
+            "chromium-headless-shell is not installed: apt-get install -y "
+            "--no-install-recommends chromium-headless-shell (.ci/run does)"
+        )
+    folder = tmp_path_factory.mktemp("browser")
+    return Server(tiny_export(folder / "export", **export), folder, "--max-wait-ms", "0")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = _server(tmp_path_factory)
+    yield s
+    s.stop()
+
+
+def _foreign(requests: list[str], origin: str) -> list[str]:
+    """Requests that left the page's origin (blob: URLs of the page's own images are local)."""
+    return [u for u in requests if not u.startswith((origin + "/", f"blob:{origin}/"))]
+
+
+def _pixels(page, canvas_id: str) -> np.ndarray:
+    data = page.evaluate(
+        """(id) => {
+            const c = document.getElementById(id);
+            return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
+        }""",
+        canvas_id,
+    )
+    box = page.evaluate(f"[{canvas_id!r}].map(i => document.getElementById(i))[0].height")
+    return np.asarray(data, np.uint8).reshape(box, -1, 4)
+
+
+def _hints_png(page) -> bytes:
+    b64 = page.evaluate(
+        """async () => {
+            const blob = await window.jaxcolor.hintsBlob();
+            const bytes = new Uint8Array(await blob.arrayBuffer());
+            let s = ''; for (const b of bytes) s += String.fromCharCode(b);
+            return btoa(s);
+        }"""
+    )
+    return base64.b64decode(b64)
+
+
+def _at(page, canvas_id: str, x: int, y: int) -> tuple[float, float]:
+    """The page position of pixel (x, y)'s centre of a canvas shown scaled."""
+    left, top, width, height, w, h = page.evaluate(
+        """(id) => {
+            const c = document.getElementById(id), r = c.getBoundingClientRect();
+            return [r.left + c.clientLeft, r.top + c.clientTop, c.clientWidth, c.clientHeight,
+                    c.width, c.height];
+        }""",
+        canvas_id,
+    )
+    return left + (x + 0.5) * width / w, top + (y + 0.5) * height / h
+
+
+def _drag(page, points, canvas_id="hint-canvas"):
+    page.mouse.move(*_at(page, canvas_id, *points[0]))
+    page.mouse.down()
+    for p in points[1:]:
+        page.mouse.move(*_at(page, canvas_id, *p), steps=4)
+    page.mouse.up()
+
+
+def _wait_results(page, n: int) -> None:
+    page.wait_for_function(f"Number(document.body.dataset.results || 0) >= {n}")
+
+
+def test_a_painting_session_in_chromium(server, tmp_path):
+    origin = server.url
+    color = SyntheticCartoonSource(1, (H, W), seed=5)[0]
+    (tmp_path / "colour.png").write_bytes(png(color))
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS)
+        context = browser.new_context(
+            viewport={"width": 1000, "height": 640}, accept_downloads=True
+        )
+        requests = []
+        context.on("request", lambda r: requests.append(r.url))
+        page = context.new_page()
+        page.goto(origin + "/")
+        page.wait_for_selector("body[data-ready='1']")
+        assert "hints: points" in page.locator("#model-info").inner_text()
+
+        # A colour image: the page offers the training sketch function.
+        page.set_input_files("#sketch-file", str(tmp_path / "colour.png"))
+        page.wait_for_selector("#extract:not([hidden])")
+        page.click("#extract")
+        page.wait_for_selector("#extract[hidden]", state="attached")
+        sketch = _pixels(page, "sketch-canvas")
+        assert sketch.shape == (H, W, 4)
+        assert (sketch[..., 0] == sketch[..., 1]).all() and (sketch[..., 1] == sketch[..., 2]).all()
+
+        page.click("#colorize")
+        _wait_results(page, 1)
+        plain = _pixels(page, "result-canvas")[..., :3].astype(int)
+
+        # Two colours, then undo the second.
+        page.locator("#color").fill("#e03c31")
+        _drag(page, [(10, 10), (30, 14)])
+        page.locator("#color").fill("#1e5af0")
+        _drag(page, [(60, 45), (85, 50)])
+        assert page.locator("#recent button").count() == 2
+        page.click("#undo")
+        hints = np.asarray(read_rgba(_hints_png(page)))
+        alpha = hints[..., 3]
+        assert set(np.unique(alpha)) == {0, 255}, "hints must be hard-edged (alpha 0 or 255)"
+        # Why the page writes pixels: the same stroke as a canvas path is anti-aliased.
+        path_levels = page.evaluate(
+            """() => {
+                const c = document.createElement('canvas'); c.width = 96; c.height = 64;
+                const g = c.getContext('2d'); g.lineWidth = 4; g.strokeStyle = '#e03c31';
+                g.beginPath(); g.moveTo(10.5, 10.5); g.lineTo(30.5, 14.5); g.stroke();
+                const a = new Set(); const d = g.getImageData(0, 0, 96, 64).data;
+                for (let i = 3; i < d.length; i += 4) a.add(d[i]);
+                return a.size;
+            }"""
+        )
+        assert path_levels > 10, path_levels
+        painted = alpha == 255
+        assert {tuple(c) for c in hints[painted][:, :3]} == {(0xE0, 0x3C, 0x31)}
+        ys, xs = np.nonzero(painted)
+        assert 8 <= xs.min() and xs.max() <= 32 and 8 <= ys.min() and ys.max() <= 16
+
+        page.click("#colorize")
+        _wait_results(page, 2)
+        result = _pixels(page, "result-canvas")[..., :3].astype(int)
+        # The page sends what colorize would: the same sketch and hint layer give these pixels.
+        sketch_png = png(np.ascontiguousarray(sketch[..., :3]))
+        direct = httpx.post(
+            origin + "/v1/colorize", files={"sketch": sketch_png, "hints": _hints_png(page)}
+        )
+        np.testing.assert_array_equal(result, read_png(direct.content))
+        change = np.abs(result - plain).sum(-1)
+        near = np.zeros_like(painted)
+        near[max(ys.min() - 4, 0) : ys.max() + 5, max(xs.min() - 4, 0) : xs.max() + 5] = True
+        assert change[painted].mean() > 0 and change[near].mean() > 2 * change[~near].mean()
+
+        with page.expect_download() as download:
+            page.click("#download")
+        assert read_png(pathlib.Path(download.value.path()).read_bytes()).shape == (H, W, 3)
+        np.testing.assert_array_equal(
+            read_png(pathlib.Path(download.value.path()).read_bytes()), result
+        )
+        page.screenshot(path=str(tmp_path / "serve.png"))
+
+        # Hints as JSON points: export, clear, import gives the same layer.
+        with page.expect_download() as exported:
+            page.click("#export-hints")
+        points = json.loads(pathlib.Path(exported.value.path()).read_text())
+        assert len(points) == painted.sum() and points[0]["color"] == "#e03c31"
+        page.click("#clear")
+        assert (read_rgba(_hints_png(page))[..., 3] == 0).all()
+        page.set_input_files("#import-hints", exported.value.path())
+        page.wait_for_function("window.jaxcolor.state.undo.length === 3")  # red, clear, import
+        np.testing.assert_array_equal(read_rgba(_hints_png(page)), hints)
+
+        # The eyedropper takes a colour from the result; live mode colorizes after a stroke.
+        page.click("[data-tool='eyedropper']")
+        page.mouse.click(*_at(page, "result-canvas", 48, 32))
+        r, g, b = result[32, 48]
+        assert page.locator("#color").input_value() == f"#{r:02x}{g:02x}{b:02x}"
+        page.click("[data-tool='point']")
+        page.check("#live")
+        _drag(page, [(50, 30)])
+        _wait_results(page, 3)
+
+        # A rejected upload shows the server's message.
+        page.set_input_files(
+            "#sketch-file",
+            files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}],
+        )
+        page.wait_for_function("document.getElementById('message').textContent.includes('400')")
+        assert "not an image" in page.locator("#message").inner_text()
+        browser.close()
+
+    assert requests and not _foreign(requests, origin), _foreign(requests, origin)
+    if os.environ.get("JAXCOLOR_UPDATE_SCREENSHOT") == "1":
+        shutil.copy(tmp_path / "serve.png", REPO / "docs" / "serve.png")
+
+
+def read_rgba(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
+
+
+def test_a_reference_model_asks_for_its_reference(tmp_path_factory, tmp_path):
+    server = _server(tmp_path_factory, hints="none", config="reference")
+    try:
+        sketch = png(np.repeat(_sketch_u8(), 3, axis=-1))
+        reference = png(SyntheticCartoonSource(1, (40, 56), seed=8)[0])
+        (tmp_path / "s.png").write_bytes(sketch)
+        (tmp_path / "r.png").write_bytes(reference)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS)
+            page = browser.new_page()
+            requests = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(server.url + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.locator("#tools").is_hidden()  # data.hints=none: nothing to paint
+            assert page.locator("#reference-word").inner_text() == "Reference"
+            page.set_input_files("#sketch-file", str(tmp_path / "s.png"))
+            page.wait_for_selector("#colorize:enabled")
+            page.click("#colorize")
+            page.wait_for_function("document.getElementById('message').textContent !== ''")
+            assert "needs a reference image" in page.locator("#message").inner_text()
+            page.set_input_files("#reference-file", str(tmp_path / "r.png"))
+            page.fill("#size", "64")
+            page.click("#colorize")
+            _wait_results(page, 1)
+            result = _pixels(page, "result-canvas")[..., :3]
+            browser.close()
+        direct = httpx.post(
+            server.url + "/v1/colorize",
+            files={"sketch": sketch, "reference": reference},
+            data={"size": "64"},
+        )
+        assert result.shape == (64, 96, 3)
+        np.testing.assert_array_equal(result, read_png(direct.content))
+        assert requests and not _foreign(requests, server.url), _foreign(requests, server.url)
+    finally:
+        server.stop()
+
+
+def _sketch_u8() -> np.ndarray:
+    from jaxcolor.data.sketch import make_sketch
+
+    return make_sketch("xdog", SyntheticCartoonSource(1, (32, 48), seed=6)[0])
