@@ -62,7 +62,10 @@ def batch_for(accelerator: str) -> tuple[int, int]:
             "--config=configs/pod.py:v4-32 or configs/pod.py:v5litepod-8 (configs/pod.py:16 for "
             "a v4-32 by chips: v4/v5p names count 2 cores per chip)."
         )
-    target = accelerators.slice_of(accelerator)  # ConfigError listing the known types
+    try:
+        target = accelerators.slice_of(accelerator, option="configs/pod.py:TYPE")
+    except ValueError as e:  # config_flags shows a config file's ValueError as one line
+        raise ValueError(str(e)) from None
     per_chip = min(PER_CHIP_BATCH[target.chip.family], MAX_GLOBAL_BATCH // target.chips)
     return target.chips, max(1, per_chip) * target.chips
 

@@ -251,7 +251,9 @@ def test_pod_config_scales_with_the_chip_count(chips, batch, eval_batch, checkpo
 def test_pod_config_needs_the_chip_count():
     with pytest.raises(ValueError, match=r"configs/pod.py:16 for a v4-32"):
         _pod_config("")
-    with pytest.raises(ValueError, match=r"'v5litepod-12' is not a known .* v5litepod-16"):
+    with pytest.raises(
+        ValueError, match=r"configs/pod.py:TYPE='v5litepod-12' is not a known .* v5litepod-16"
+    ):
         _pod_config("v5litepod-12")
 
 

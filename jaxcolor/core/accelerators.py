@@ -82,15 +82,16 @@ def known_types() -> list[str]:
     return out
 
 
-def slice_of(accelerator_type: str) -> Slice:
-    """ "v5litepod-8" -> its Slice; an unknown type raises ConfigError listing the known ones."""
+def slice_of(accelerator_type: str, option: str = "--topology") -> Slice:
+    """An accelerator type ("v5litepod-8") -> its Slice; an unknown type raises ConfigError
+    naming `option` and listing the known ones."""
     m = re.fullmatch(r"(v4|v5p|v5litepod|v6e)-(\d+)", accelerator_type.strip())
     chip = CHIPS[m.group(1)] if m else None
     grids = (_GRIDS_3D if chip.dims == 3 else _GRIDS_2D) if chip else {}
     chips = int(m.group(2)) // chip.cores_per_chip if m else 0
     if chips not in grids or (m and int(m.group(2)) % chip.cores_per_chip):
         raise ConfigError(
-            f"--topology={accelerator_type!r} is not a known Cloud TPU accelerator type; use one "
+            f"{option}={accelerator_type!r} is not a known Cloud TPU accelerator type; use one "
             f"of: {', '.join(known_types())} (gcloud's --accelerator-type names)."
         )
     grid = grids[chips]
