@@ -37,3 +37,6 @@ run pod-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval
 run default-v5p-64 --config configs/default.py --topology v5p-64 --no-eval
 run default-v4-32 --config configs/default.py --topology v4-32 --no-eval
 run default-v6e-8 --config configs/default.py --topology v6e-8 --no-eval
+# The largest per-chip batch of the other chips (the first compile is the cached pod-* one).
+run search-v4-32 --config configs/pod.py:v4-32 --topology v4-32 --no-eval --search
+run search-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval --search
