@@ -21,12 +21,14 @@ def main() -> None:
         for r in runs.values()
         if "max_per_chip_batch" in r
     }
+    chosen = {r["topology"]: r["per_chip_batch"] for k, r in runs.items() if k.startswith("pod-")}
     print(
         "| config | topology (hosts x chips) | per-chip batch | compile s (train / eval) "
         "| peak GiB / HBM (train) | FLOPs/image XLA / analytic | roofline step bound "
-        "| MFU ceiling (analytic / XLA FLOPs) | host input needed | max per-chip batch |"
+        "| MFU ceiling (analytic / XLA FLOPs) | host input needed | max per-chip batch "
+        "| chosen per-chip batch (pod.py) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for config in ("default", "pod"):
         for topology in ORDER:
             r = runs.get(f"{config}-{topology}")
@@ -48,7 +50,8 @@ def main() -> None:
                 f"| {1e3 * r['roofline_step_s']:.1f} ms ({r['roofline_bound_by']}) "
                 f"| {100 * r['mfu_ceiling']:.0f} % / {100 * hardware:.0f} % "
                 f"| {h['images_per_s_needed']:.0f} img/s/host = {h['cores_needed']:.0f} cores "
-                f"| {peak if peak is not None else 'not searched'} |"
+                f"| {peak if peak is not None else 'not searched'} "
+                f"| {chosen.get(topology, '-')} |"
             )
 
 

@@ -30,6 +30,16 @@ TINY = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _restore_environment():
+    """topology_devices sets libtpu's TPU_* variables for this process: the later test files
+    of this worker (and their subprocesses) get the environment they had."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def _aot(*args):
     return bench.main(["aot", *TINY, *args])
 
