@@ -22,9 +22,6 @@ run() {  # run NAME ARGS...: one bench aot into $OUT/aot-NAME.json, its log next
   grep -v -e '^[WIE]0000' -e '^WARNING' -e 'Source Location' -e 'libtpu_init' "$OUT/aot-$name.log"
 }
 
-# Repeated compiles (a rerun, the same batch again) come from JAX's persistent cache.
-export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxcolor-aot-cache}
-
 # configs/pod.py at its chosen per-chip batch (the first with --search from there, for the
 # largest batch a v5e fits), then configs/default.py as it is (global batch 64; eval_batch_size
 # raised to split over v5p-64's 32 chips). --no-eval: the train step is the one that sizes the
@@ -37,6 +34,7 @@ run pod-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval
 run default-v5p-64 --config configs/default.py --topology v5p-64 --no-eval
 run default-v4-32 --config configs/default.py --topology v4-32 --no-eval
 run default-v6e-8 --config configs/default.py --topology v6e-8 --no-eval
-# The largest per-chip batch of the other chips (the first compile is the cached pod-* one).
+# The largest per-chip batch of the other chips (not run yet: each is several full compiles;
+# JAX's persistent cache does not help, it cannot load executables for compile-only devices).
 run search-v4-32 --config configs/pod.py:v4-32 --topology v4-32 --no-eval --search
 run search-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval --search
