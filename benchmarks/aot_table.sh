@@ -34,7 +34,7 @@ run pod-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval
 run default-v5p-64 --config configs/default.py --topology v5p-64 --no-eval
 run default-v4-32 --config configs/default.py --topology v4-32 --no-eval
 run default-v6e-8 --config configs/default.py --topology v6e-8 --no-eval
-# The largest per-chip batch of the other chips (not run yet: each is several full compiles;
+# The largest per-chip batch of the other chips (search-v6e-8 not run yet: several full compiles;
 # JAX's persistent cache does not help, it cannot load executables for compile-only devices).
 run search-v4-32 --config configs/pod.py:v4-32 --topology v4-32 --no-eval --search
 run search-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval --search

@@ -39,7 +39,8 @@ from jaxcolor.core import config as base
 
 # v5e: measured here (benchmarks/results/aot-pod-v5litepod-8.json: 792 fits, 816 does not).
 # v6e and v5p: by the same rule from the measurement with the same compiler (largest
-# fits ~1376 and ~5376); v4 as v6e (both 32 GiB), not searched. MAX_GLOBAL_BATCH overrides
+# fits ~1376 and ~5376). v4: measured here (aot-search-v4-32.json: 1624 fits, 1680 does not).
+# MAX_GLOBAL_BATCH overrides
 # them on slices of more than 4096 / PER_CHIP_BATCH chips (every v5p slice: 1024 on a v5p-8).
 PER_CHIP_BATCH = {"v5litepod": 512, "v6e": 1024, "v4": 1024, "v5p": 2048}
 MAX_GLOBAL_BATCH = 4096
