@@ -8,6 +8,9 @@
   in one process; prints JAX img/s / PyTorch img/s per PyTorch variant.
 - data: the host input pipeline alone (decode, crop, sketch, hints, batch) for each Grain
   worker count: images/s and images per CPU-second (see jaxcolor.data.throughput).
+- aot: the train and eval steps compiled ahead of time for a Cloud TPU slice on this host
+  (needs libtpu, not a TPU): per-chip HBM against the chip's, fits or not, FLOPs, roofline,
+  host input rate; --search finds the largest per-chip batch (see jaxcolor.training.aot).
 
 Each subcommand is one `_add_<name>` (its arguments) and one `_<name>` (what it runs) in
 SUBCOMMANDS.
@@ -29,11 +32,14 @@ from ml_collections import config_flags
 
 from jaxcolor import cli
 from jaxcolor.core import config as base_config
+from jaxcolor.core.errors import ConfigError
 
 PROG = "jaxcolor.bench"
 # Without --config: the base every config builds on (what configs/default.py returns). It is a
 # config file of the installed package, so bench needs no checkout: any directory, any install.
 DEFAULT_CONFIG = base_config.__file__
+# benchmarks/README.md, "Input pipeline": xdog + blur hints (the default config's), 2 workers.
+MEASURED_PER_CORE = 295.0
 CONFIG_HELP = "config .py (default: jaxcolor/core/config.py, the base configs/default.py returns)"
 
 
@@ -208,11 +214,78 @@ def _data(args, config) -> dict[str, Any]:
     }
 
 
+def _add_aot(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=DEFAULT_CONFIG, help=CONFIG_HELP)
+    p.add_argument(
+        "--topology",
+        required=True,
+        help="Cloud TPU accelerator type as gcloud names it: v5litepod-8, v5p-64, v4-32, v6e-8 ...",
+    )
+    p.add_argument("--num-slices", type=int, default=1, help="multi-slice: slices of --topology")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="per-chip batch (global = this x chips); default: the config's batch_size",
+    )
+    p.add_argument("--search", action="store_true", help="find the largest per-chip batch")
+    p.add_argument(
+        "--search-step", type=int, default=0, help="--search's precision (0 = 5 %% of the max)"
+    )
+    p.add_argument("--no-eval", action="store_true", help="compile the train step only")
+    p.add_argument(
+        "--data-json",
+        help="a `bench data --json` result: its best images per core-second for the host "
+        f"input report (default {MEASURED_PER_CORE:.0f}, benchmarks/README.md)",
+    )
+    p.add_argument("--json", help="also write the results to this JSON file")
+
+
+def _aot(args, config) -> dict[str, Any]:
+    # The host only compiles: keep JAX itself on the CPU (an installed libtpu would otherwise
+    # probe for local TPU chips first).
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    from jaxcolor.training import aot
+
+    per_core = MEASURED_PER_CORE
+    if args.data_json:
+        try:
+            measured = json.loads(pathlib.Path(args.data_json).read_text())
+            per_core = max(r["images_per_core_s"] for r in measured["results"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(
+                f"--data-json={args.data_json}: not a `bench data --json` result ({e}); "
+                "rerun python -m jaxcolor.bench data --json FILE."
+            ) from None
+    target, mesh = aot.target_mesh(args.topology, args.num_slices)
+    if args.batch_size is not None:
+        if args.batch_size < 1:
+            raise ConfigError(f"--batch-size={args.batch_size}: give a per-chip batch >= 1.")
+        config = aot.with_batch(config, args.batch_size * mesh.devices.size)
+    echo = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    echo(f"compiling for {args.topology} x{args.num_slices} ({mesh.devices.size} chips) ...")
+    steps = aot.compile_steps(config, mesh, with_eval=not args.no_eval)
+    result = aot.report(config, target, mesh, steps, images_per_core_s=per_core)
+    if args.search:
+        echo("searching the largest per-chip batch ...")
+        result |= aot.search_max_batch(
+            config,
+            mesh,
+            steps["train"],
+            hbm_bytes=target.chip.hbm_gib * aot.GIB,
+            step=args.search_step,
+            echo=echo,
+        )
+    for line in aot.summary_lines(result):
+        echo(line)
+    return result
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("GAN step on a synthetic device-resident batch", _add_train, _train),
     "e2e": ("GAN step fed by the real input pipeline", _add_e2e, _e2e),
     "compare": ("JAX step vs the PyTorch reference, same device", _add_compare, _compare),
     "data": ("host input pipeline images/s per Grain worker count", _add_data, _data),
+    "aot": ("compile the steps for a Cloud TPU slice: memory, FLOPs, max batch", _add_aot, _aot),
 }
 
 

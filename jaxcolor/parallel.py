@@ -4,13 +4,14 @@ host batch -> global jax.Array for data parallelism."""
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import urllib.request
 from collections.abc import Mapping
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
+from jax.experimental import mesh_utils, multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -118,26 +119,81 @@ def configure_compilation_cache(path: str) -> str | None:
     return path
 
 
-def create_mesh(num_data_devices: int = -1) -> Mesh:
-    """1-D mesh over all devices of all processes (`mesh.data`, -1 = all), axis `data`."""
+def create_mesh(num_data_devices: int = -1, devices: list[jax.Device] | None = None) -> Mesh:
+    """1-D mesh over `devices` (default: all devices of all processes; `mesh.data`, -1 = all),
+    axis `data`. Explicit devices may be compile-only ones of a TPU slice (`topology_devices`)."""
     # Ordered by process: process i's devices, hence its rows of a global batch, are contiguous
     # (rows i*b .. (i+1)*b-1 for b rows per process), whatever the number of processes.
-    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+    devices = sorted(jax.devices() if devices is None else devices,
+                     key=lambda d: (*_host(d), d.id))  # fmt: skip
     n = len(devices) if num_data_devices == -1 else num_data_devices
     if n < 1 or n > len(devices):
         raise ConfigError(
             f"mesh.data={num_data_devices} but {len(devices)} devices are visible; "
             "use -1 for all devices or a number between 1 and that count."
         )
-    if jax.process_count() > 1 and n != len(devices):
+    processes = len({_host(d) for d in devices})
+    if processes > 1 and n != len(devices):
         raise ConfigError(
-            f"mesh.data={num_data_devices}: a run of {jax.process_count()} processes uses every "
+            f"mesh.data={num_data_devices}: a run of {processes} processes uses every "
             f"device ({len(devices)}); set --config.mesh.data=-1."
         )
+    auto = (jax.sharding.AxisType.Auto,)
+    slices = len({_host(d)[0] for d in devices})
+    if slices > 1:  # multi-slice: within each slice over ICI, across slices over the DCN
+        grid = mesh_utils.create_hybrid_device_mesh((n // slices,), (slices,), devices)
+        return Mesh(grid.reshape(-1), (DATA_AXIS,), axis_types=auto)
     # Auto axes: GSPMD propagates the batch sharding through the model (plain data parallelism).
-    return jax.make_mesh(
-        (n,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n]
+    return jax.make_mesh((n,), (DATA_AXIS,), axis_types=auto, devices=devices[:n])
+
+
+def _host(device: jax.Device) -> tuple[int, int]:
+    """(slice, process) owning `device`: a multi-slice topology numbers processes per slice."""
+    return getattr(device, "slice_index", 0) or 0, device.process_index
+
+
+def process_count(mesh: Mesh) -> int:
+    """Processes (hosts) owning the mesh's devices: jax.process_count() for a run's own mesh,
+    the slices' host count for a compile-only one."""
+    return len({_host(d) for d in mesh.devices.flat})
+
+
+def platform(mesh: Mesh) -> str:
+    """The platform the mesh's devices compile for ("tpu", "gpu", "cpu"), which may differ from
+    jax.default_backend() (ahead-of-time compilation for a TPU slice on a CPU host)."""
+    return mesh.devices.flat[0].platform
+
+
+def topology_devices(accelerator_type: str, num_slices: int = 1) -> list[jax.Device]:
+    """Compile-only devices of every host of `num_slices` Cloud TPU slices of `accelerator_type`
+    (e.g. "v5p-64"), built by libtpu on any host: nothing runs on them, they compile."""
+    from jaxcolor.core import accelerators
+
+    target = accelerators.slice_of(accelerator_type)
+    if num_slices < 1:
+        raise ConfigError(f"--num-slices={num_slices}: give 1 or more slices.")
+    if importlib.util.find_spec("libtpu") is None:
+        raise ConfigError(
+            "compiling for a TPU slice needs libtpu on this host (no TPU is needed): "
+            "pip install 'jaxcolor[tpu]' (or the test extra), then rerun."
+        )
+    # libtpu would otherwise ask the GCE metadata server for the local TPU (seconds of timeouts
+    # off GCE) and refuse to load next to another process that holds it.
+    os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+    os.environ.setdefault("TPU_ACCELERATOR_TYPE", accelerator_type)  # or it warns it has none
+    from jax.experimental import topologies
+
+    topology = topologies.get_topology_desc(
+        platform="tpu",
+        topology_name=target.topology_name,
+        chip_config_name=target.chip.chip_config,
+        chips_per_host_bounds=target.chips_per_host_bounds,
+        num_slices=num_slices,
+        wrap=target.wrap,
     )
+    return list(topology.devices)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -158,16 +214,16 @@ def check_batch_size(batch_size: int, mesh: Mesh, *, name: str = "batch_size") -
             f"{name}={batch_size} is not divisible by the number of devices on the mesh ({n}); "
             f"set --config.{name} to a multiple of {n} (e.g. {max(1, batch_size // n) * n})."
         )
-    if batch_size % jax.process_count():
+    if batch_size % process_count(mesh):
         raise ConfigError(
             f"{name}={batch_size} is not divisible by the number of processes "
-            f"({jax.process_count()})."
+            f"({process_count(mesh)})."
         )
 
 
-def per_process_batch_size(batch_size: int) -> int:
-    """Each process loads its own slice of the global batch."""
-    return batch_size // jax.process_count()
+def per_process_batch_size(batch_size: int, mesh: Mesh | None = None) -> int:
+    """Each process loads its own slice of the global batch (of `mesh`'s processes if given)."""
+    return batch_size // (jax.process_count() if mesh is None else process_count(mesh))
 
 
 def to_global(batch: Mapping[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:

@@ -326,7 +326,13 @@ def test_pipeline_batches_and_the_grid_are_height_by_width(tiny_config, tmp_path
     # The synthetic source draws at the pair too, and the bench's batch follows.
     tiny_config.data.source = "synthetic"
     assert pipeline.make_sources(tiny_config)[0][0].shape == (32, 64, 3)
-    assert benchmark.synthetic_batch(tiny_config)["hints"].shape == (8, 32, 64, 4)
+    shapes = benchmark.batch_shapes(tiny_config, parallel.create_mesh(-1))
+    assert {k: v.shape for k, v in shapes.items()} == {
+        "color": (8, 32, 64, 3),
+        "sketch": (8, 32, 64, 1),
+        "hints": (8, 32, 64, 4),
+    }
+    assert benchmark.synthetic_batch(shapes, processes=1)["hints"].shape == (8, 32, 64, 4)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ TRAIN_MISTAKES = {
     "mistyped section": (
         ["--config.modle.generator.ngf=4"],
         r"--config\.modle\.generator\.ngf: the config has no key 'modle'; did you mean "
-        r"--config\.model\?",
+        r"--config\.model\b",
     ),
     "bad value": (
         ["--config.batch_size=abc"],
@@ -86,10 +86,10 @@ def test_train_mistake_is_one_line(mistake, tmp_path):
     ("config", "message"),
     [
         ("configs/nonexist.py", r"--config=configs/nonexist\.py: no such file; give a config"),
-        # configs/pod.py refuses to guess the chip count: its own words, without a traceback
+        # configs/pod.py refuses to guess the slice: its own words, without a traceback
         (
             str(REPO / "configs" / "pod.py"),
-            r"--config=\S+pod\.py: configs/pod\.py needs the number of chips",
+            r"--config=\S+pod\.py: configs/pod\.py needs the slice's accelerator type",
         ),
     ],
 )

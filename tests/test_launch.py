@@ -79,8 +79,10 @@ def test_dry_run_prints_the_full_sequence(example):
     for command in (scp, install, train):  # code, install and training reach every host
         assert "--worker=all" in command
     assert "requirements-tpu.txt" in install and "uv venv --python 3.11" in install
-    chips = 8 if example == "v5e-8" else 16  # v4-32: 32 TensorCores, 16 chips (devices)
-    assert f"nohup .venv/bin/python -m jaxcolor.train --config=configs/pod.py:{chips}" in train
+    accelerator = flags[0].split("=")[1]  # pod.py sizes the batch for the slice's chips
+    assert (
+        f"nohup .venv/bin/python -m jaxcolor.train --config=configs/pod.py:{accelerator}" in train
+    )
     assert "--workdir=gs://my-bucket/runs/r1 --config.seed=3" in train
     assert ">> ~/jaxcolor-train.log 2>&1" in train
     assert train.rstrip("'").endswith("~/jaxcolor-train.pid")

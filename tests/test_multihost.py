@@ -251,3 +251,23 @@ def test_pod_config_scales_with_the_chip_count(chips, batch, eval_batch, checkpo
 def test_pod_config_needs_the_chip_count():
     with pytest.raises(ValueError, match=r"configs/pod.py:16 for a v4-32"):
         _pod_config("")
+    with pytest.raises(
+        ValueError, match=r"configs/pod.py:TYPE='v5litepod-12' is not a known .* v5litepod-16"
+    ):
+        _pod_config("v5litepod-12")
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "per_chip", "eval_batch"),
+    [("v5litepod-8", 512, 16), ("v6e-8", 512, 16), ("v4-32", 256, 16), ("v5p-64", 128, 32)],
+)
+def test_pod_config_sizes_the_batch_by_chip_type(accelerator, per_chip, eval_batch):
+    from jaxcolor.core import accelerators
+    from jaxcolor.training import config_checks
+
+    c = _pod_config(accelerator)
+    config_checks.validate(c)
+    chips = accelerators.slice_of(accelerator).chips
+    assert (c.batch_size, c.eval_batch_size) == (per_chip * chips, eval_batch)
+    assert c.batch_size <= 4096 and c.num_steps * c.batch_size == pytest.approx(6.4e6, rel=1e-3)
+    assert c.optimizer.learning_rate == 1e-3  # sqrt(4096 / 64) * 2e-4 capped

@@ -38,8 +38,12 @@ def test_training_lowers_validation_l1_and_writes_tensorboard(tiny_config, tmp_p
     c.model.generator.ngf = 16
     c.model.discriminator.ndf = 16
     c.data.num_synthetic = 512
+    c.profile.start_step, c.profile.num_steps = 150, 2  # a jax.profiler trace of steps 150, 151
     state = train_and_evaluate(c, str(tmp_path))
     assert int(state.step) == 200
+    # TensorBoard's Profile tab reads LOGDIR/plugins/profile/<run>/<host>.xplane.pb.
+    traces = list((tmp_path / "tensorboard" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 1000
 
     acc = _events(tmp_path)
     val_l1 = _scalar(acc, "val/l1")
@@ -98,6 +102,13 @@ def test_batch_size_not_divisible_by_devices_fails_at_start(tiny_config, tmp_pat
     with pytest.raises(ConfigError, match="batch_size=12 .* multiple of 8"):
         train_and_evaluate(tiny_config, str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_profile_is_off_by_default_and_checked(tiny_config, tmp_path):
+    assert tiny_config.profile.num_steps == 0
+    tiny_config.profile.num_steps, tiny_config.profile.start_step = 2, 0
+    with pytest.raises(ConfigError, match="profile.start_step must be >= 1"):
+        train_and_evaluate(tiny_config, str(tmp_path))
 
 
 def test_config_errors_name_the_key(tiny_config, tmp_path):

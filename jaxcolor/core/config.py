@@ -105,4 +105,10 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # devices on the `data` axis; -1 = all devices of all hosts
+
+    # A jax.profiler trace of steps start_step .. start_step + num_steps - 1 on process 0, into
+    # WORKDIR/tensorboard (TensorBoard's Profile tab); num_steps = 0 = off.
+    c.profile = ml_collections.ConfigDict()
+    c.profile.start_step = 10  # past the first steps' compilation and warm-up
+    c.profile.num_steps = 0
     return c

@@ -8,14 +8,20 @@ from flax import nnx
 
 from jaxcolor.nets import registry
 from jaxcolor.nets.base import DISCRIMINATOR, GENERATOR
-from jaxcolor.nets.layers import compute_dtype
+from jaxcolor.nets.layers import compute_dtype, resolve_upsample_impl
 
 
-def build_generator(cfg: Any, *, in_channels: int, dtype: str, rngs: nnx.Rngs) -> nnx.Module:
+def build_generator(
+    cfg: Any, *, in_channels: int, dtype: str, rngs: nnx.Rngs, platform: str | None = None
+) -> nnx.Module:
     """`model.generator` config -> generator taking `in_channels` (sketch + hints) inputs,
-    computing in `dtype` (a `compute_dtype` config value)."""
+    computing in `dtype` (a `compute_dtype` config value). `upsample_impl="auto"` is decided
+    for `platform`, that of the devices it will run on (`parallel.platform(mesh)`)."""
+    options = dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
+    if options.get("upsample_impl") == "auto" and platform is not None:
+        options["upsample_impl"] = resolve_upsample_impl("auto", platform)
     return registry.build_flax(
-        GENERATOR, cfg, in_channels=in_channels, dtype=compute_dtype(dtype), rngs=rngs
+        GENERATOR, options, in_channels=in_channels, dtype=compute_dtype(dtype), rngs=rngs
     )
 
 

@@ -52,19 +52,21 @@ def conv(
     )
 
 
-def resolve_upsample_impl(impl: str) -> str:
-    """`model.generator.upsample_impl` -> the formulation used on the current backend.
+def resolve_upsample_impl(impl: str, platform: str | None = None) -> str:
+    """`model.generator.upsample_impl` -> the formulation used on `platform`.
 
     "auto" is "subpixel" on XLA:CPU, where the weight gradient of a k4-s2 `conv_transpose` is
     ~40x slower than the sub-pixel one (README, Benchmarks), and "conv_transpose" elsewhere until
-    the two have been measured on that backend.
+    the two have been measured on that backend. `platform` is that of the devices the model is
+    compiled for (`parallel.platform(mesh)`; nets/build.py passes it); only a module built
+    directly without one falls back to jax.default_backend().
     """
     if impl not in UPSAMPLE_IMPLS:
         raise ValueError(
             f"model.generator.upsample_impl must be one of {UPSAMPLE_IMPLS}, got {impl!r}"
         )
     if impl == "auto":
-        return "subpixel" if jax.default_backend() == "cpu" else "conv_transpose"
+        return "subpixel" if (platform or jax.default_backend()) == "cpu" else "conv_transpose"
     return impl
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh
 
 from jaxcolor import parallel
 from jaxcolor.core.image_size import hw, image_hw, to_json
@@ -128,23 +129,38 @@ def peak_memory_bytes(devices: list[jax.Device]) -> int | None:
     return max(peaks) if peaks else None
 
 
-def synthetic_batch(config: ml_collections.ConfigDict, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random uint8 arrays shaped like one process's pipeline batch (colour, sketch, hints)."""
-    rng = np.random.default_rng(seed)
-    n = parallel.per_process_batch_size(config.batch_size)
-    shape = (n, *image_hw(config))
+def batch_shapes(
+    config: ml_collections.ConfigDict, mesh: Mesh, batch_size: int | None = None
+) -> dict[str, jax.ShapeDtypeStruct]:
+    """The global batch (`batch_size`, default config.batch_size) as shapes, batch-sharded over
+    `mesh` (colour, sketch, hints, reference) as the pipeline delivers it: what the step is
+    compiled for."""
+    shape = (batch_size or config.batch_size, *image_hw(config))
+    channels = {"color": 3, "sketch": 1}
     hint_channels = pipeline.hints_lib.HINT_CHANNELS[config.data.hints]
-    batch = {
-        "color": rng.integers(0, 256, (*shape, 3), dtype=np.uint8),
-        "sketch": rng.integers(0, 256, (*shape, 1), dtype=np.uint8),
-    }
     if hint_channels:  # data.hints = "none": no hints array, as the pipeline
-        batch["hints"] = rng.integers(0, 256, (*shape, hint_channels), dtype=np.uint8)
+        channels["hints"] = hint_channels
     if registry.generator(config.model.generator).takes_reference:
-        batch["reference"] = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        channels["reference"] = 3
     if is_model_sketch(config.data.sketch):  # made on device from the colours
-        del batch["sketch"]
-    return batch
+        del channels["sketch"]
+    sharding = parallel.batch_sharding(mesh)
+    return {
+        k: jax.ShapeDtypeStruct((*shape, c), np.uint8, sharding=sharding)
+        for k, c in channels.items()
+    }
+
+
+def synthetic_batch(
+    shapes: dict[str, jax.ShapeDtypeStruct], processes: int, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Random uint8 host arrays for one of `processes` processes, shaped like its rows of
+    `shapes` (`batch_shapes`)."""
+    rng = np.random.default_rng(seed)
+    return {
+        k: rng.integers(0, 256, (s.shape[0] // processes, *s.shape[1:]), dtype=s.dtype)
+        for k, s in shapes.items()
+    }
 
 
 class _Setup:
@@ -162,7 +178,8 @@ class _Setup:
             sketch_model=sketcher.load_sketcher(config, parallel.replicated(self.mesh)),
             vgg=vgg.load_vgg(config, parallel.replicated(self.mesh)),
         )
-        batch = parallel.to_global(synthetic_batch(config), self.sharding)
+        shapes = batch_shapes(config, self.mesh)
+        batch = parallel.to_global(synthetic_batch(shapes, jax.process_count()), self.sharding)
         start = time.perf_counter()
         self.step = jit_train_step(nets, config, self.mesh).lower(self.state, batch).compile()
         self.compile_s = time.perf_counter() - start
@@ -195,7 +212,9 @@ def _report(config, setup: _Setup, step_s: float) -> dict[str, Any]:
         "batch_size": batch,
         "image_size": to_json(config.image_size),
         "compute_dtype": config.compute_dtype,
-        "upsample_impl": resolve_upsample_impl(config.model.generator.get("upsample_impl", "auto")),
+        "upsample_impl": resolve_upsample_impl(
+            config.model.generator.get("upsample_impl", "auto"), parallel.platform(setup.mesh)
+        ),
         "compile_s": round(setup.compile_s, 3),
         "step_s": step_s,
         "images_per_s": batch / step_s,

@@ -77,6 +77,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         spec.check(config)  # the family's own rules
     _check_deep_supervision_and_pool(config)
     _check_perceptual(config)
+    _check_profile(config)
     if config.data.sketch != DATASET_SKETCH and not is_model_sketch(config.data.sketch):
         parse_sketch_mix(config.data.sketch)  # raises ConfigError naming data.sketch
     _check_task(config)
@@ -124,6 +125,20 @@ def _check_perceptual(config: ml_collections.ConfigDict) -> None:
         min(image_hw(config)) >= 2**pools,
         f"image_size={describe(config.image_size)} is too small for loss.vgg_layers={layers} "
         f"({pools} max pools before the deepest; needs >= {2**pools} px); use shallower layers.",
+    )
+
+
+def _check_profile(config: ml_collections.ConfigDict) -> None:
+    profile = config.get("profile")
+    if profile is None:
+        return
+    require(
+        profile.num_steps >= 0,
+        f"profile.num_steps must be >= 0 (0 = no profile), got {profile.num_steps}",
+    )
+    require(
+        profile.num_steps == 0 or profile.start_step >= 1,
+        f"profile.start_step must be >= 1 (the first step is 1), got {profile.start_step}",
     )
 
 

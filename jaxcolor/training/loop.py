@@ -150,10 +150,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         train_step = jit_train_step(nets, config, mesh)
         logger = _metrics_logger(config, writer, ckpt, start)
         batches = _global_batches(train_iter, mesh, logger)
+        profiler = _profiler(config, writer)
+        cleanup.callback(profiler.stop)
         step, preempted = start, notice.received
         while step < config.num_steps and not preempted:
             step += 1
+            profiler.before(step)
             state, metrics = train_step(state, next(batches))
+            profiler.after(step, (state, metrics))
             logger.buffer(step, metrics)
             preempted = _preempted(step, notice, ckpt)
             last = step == config.num_steps
@@ -167,6 +171,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         logger.flush()
         _log_end(config, ckpt, writer, start=start, step=step, preempted=preempted)
         return state
+
+
+def _profiler(config: ml_collections.ConfigDict, writer: summary.Writer) -> summary.StepProfiler:
+    """profile.start_step / num_steps: a trace into the TensorBoard logdir (off by default)."""
+    profile = config.get("profile") or ml_collections.ConfigDict({"start_step": 0, "num_steps": 0})
+    return summary.StepProfiler(
+        writer.logdir, start_step=profile.start_step, num_steps=profile.num_steps
+    )
 
 
 def _mesh(config: ml_collections.ConfigDict) -> Mesh:

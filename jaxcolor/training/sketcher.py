@@ -91,6 +91,7 @@ def load_sketcher(config: ml_collections.ConfigDict, sharding=None) -> Sketcher 
             in_channels=arch["in_channels"],
             dtype=config.compute_dtype,
             rngs=nnx.Rngs(0),
+            platform=next(iter(sharding.device_set)).platform if sharding is not None else None,
         )
     )
     graph, abstract_params, abstract_stats = nnx.split(model, nnx.Param, nnx.BatchStat)

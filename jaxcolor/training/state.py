@@ -157,8 +157,12 @@ def create_train_state(
     mesh: Mesh,
     sketch_model: Sketcher | None = None,
     vgg: FrozenVGG | None = None,
+    platform: str | None = None,
 ) -> tuple[TrainState, Networks]:
     """Builds both networks and their optimizers; the state is replicated over `mesh`.
+
+    Platform-dependent choices (upsample_impl="auto") follow `platform`, by default that of
+    the mesh's devices.
 
     `sketch_model` is the frozen extractor of data.sketch = "model:DIR"
     (`sketcher.load_sketcher`), and `vgg` the frozen VGG-19 of the perceptual and style losses
@@ -177,6 +181,7 @@ def create_train_state(
         in_channels=in_channels,
         dtype=config.compute_dtype,
         rngs=nnx.Rngs(g_key),
+        platform=platform or parallel.platform(mesh),
     )
     g_graph, g_params, g_stats = _split(generator)
     g_tx = adam()
@@ -222,13 +227,19 @@ def abstract_train_state(
     sketch_model: Sketcher | None = None,
 ) -> tuple[TrainState, Networks]:
     """`create_train_state` without computing the state: its shapes and dtypes placed with
-    `sharding` (a restore target), and the networks. Nothing is allocated."""
+    `sharding` (a restore target, or a compile-only TPU mesh's), and the networks, built for the
+    platform of `sharding`'s devices. Nothing is allocated."""
     mesh = parallel.create_mesh(1)
     created = {}
+    target = next(iter(sharding.device_set)).platform
 
     def shapes() -> TrainState:
         state, created["nets"] = create_train_state(
-            config, in_channels=in_channels, mesh=mesh, sketch_model=sketch_model
+            config,
+            in_channels=in_channels,
+            mesh=mesh,
+            sketch_model=sketch_model,
+            platform=target,
         )
         return state
 

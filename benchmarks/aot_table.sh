@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The README's "Sizing for a TPU slice" table: `bench aot` for each (config, topology), one at a
+# time, each result in benchmarks/results/aot-<config>-<topology>.json (an existing file is
+# kept: delete it to rerun). A pix2pix-256 compile takes 4-12 min on 2 busy cores.
+#   nice -n 10 benchmarks/aot_table.sh [PYTHON]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-.venv/bin/python}
+OUT=benchmarks/results
+mkdir -p "$OUT"
+
+run() {  # run NAME ARGS...: one bench aot into $OUT/aot-NAME.json, its log next to it
+  local name=$1
+  shift
+  if [[ -s "$OUT/aot-$name.json" ]]; then
+    echo "skip $name (exists)"
+    return
+  fi
+  echo "$(date -u +%H:%M:%S) $name: $*"
+  "$PY" -m jaxcolor.bench aot "$@" --json "$OUT/aot-$name.json" \
+    >/dev/null 2>"$OUT/aot-$name.log" || echo "$name failed: $(tail -1 "$OUT/aot-$name.log")"
+  grep -v -e '^[WIE]0000' -e '^WARNING' -e 'Source Location' -e 'libtpu_init' "$OUT/aot-$name.log"
+}
+
+# configs/pod.py at its chosen per-chip batch (the first with --search from there, for the
+# largest batch a v5e fits), then configs/default.py as it is (global batch 64; eval_batch_size
+# raised to split over v5p-64's 32 chips). --no-eval: the train step is the one that sizes the
+# batch, and each eval compile would cost minutes here.
+run pod-v5litepod-8 --config configs/pod.py:v5litepod-8 --topology v5litepod-8 --search
+run pod-v5p-64 --config configs/pod.py:v5p-64 --topology v5p-64 --no-eval
+run pod-v4-32 --config configs/pod.py:v4-32 --topology v4-32 --no-eval
+run default-v5litepod-8 --config configs/default.py --topology v5litepod-8 --no-eval
+run pod-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval
+run default-v5p-64 --config configs/default.py --topology v5p-64 --no-eval
+run default-v4-32 --config configs/default.py --topology v4-32 --no-eval
+run default-v6e-8 --config configs/default.py --topology v6e-8 --no-eval
+# The largest per-chip batch of the other chips (search-v6e-8 not run yet: several full compiles;
+# JAX's persistent cache does not help, it cannot load executables for compile-only devices).
+run search-v4-32 --config configs/pod.py:v4-32 --topology v4-32 --no-eval --search
+run search-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval --search
