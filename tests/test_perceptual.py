@@ -151,6 +151,23 @@ def test_missing_weights_and_bad_options_are_config_errors(tmp_path):
         config_checks.validate(c)
 
 
+def _abstract_step_inputs(c):
+    """(mesh, Networks with the loaded VGG-19, abstract state, a real global batch) for `c`."""
+    mesh = parallel.create_mesh(-1)
+    frozen = vgg.load_vgg(c, parallel.replicated(mesh))
+    created = {}
+
+    def init():
+        state, created["nets"] = create_train_state(
+            c, in_channels=pipeline.condition_channels(c), mesh=mesh, vgg=frozen
+        )
+        return state
+
+    state = jax.eval_shape(init)
+    batch = parallel.to_global(_real_batch(c, 8), parallel.batch_sharding(mesh))
+    return mesh, created["nets"], state, batch
+
+
 @pytest.mark.parametrize("name", ["unet", "classic_unet"])
 def test_every_colorizer_family_can_use_the_losses(vgg19_pth, tiny_config, name):
     """The losses live in the shared step: the pix2pix U-Net GAN and the classic U-Net
@@ -165,23 +182,12 @@ def test_every_colorizer_family_can_use_the_losses(vgg19_pth, tiny_config, name)
     c.loss.update(perceptual_weight=0.01, style_weight=50.0, vgg_weights=str(vgg19_pth["pth"]))
     c.loss.vgg_layers = "relu1_2,conv2_1"
     config_checks.validate(c)
-    mesh = parallel.create_mesh(-1)
-    frozen = vgg.load_vgg(c, parallel.replicated(mesh))
-    created = {}
-
-    def init():
-        state, created["nets"] = create_train_state(
-            c, in_channels=pipeline.condition_channels(c), mesh=mesh, vgg=frozen
-        )
-        return state
-
-    state = jax.eval_shape(init)
-    batch = parallel.to_global(_real_batch(c, 8), parallel.batch_sharding(mesh))
-    _, metrics = jax.eval_shape(jit_train_step(created["nets"], c, mesh), state, batch)
+    mesh, nets, state, batch = _abstract_step_inputs(c)
+    _, metrics = jax.eval_shape(jit_train_step(nets, c, mesh), state, batch)
     assert {"g_perceptual", "g_style"} <= set(metrics)
     assert metrics["g_style"].shape == () and metrics["g_style"].dtype == jnp.float32
     with pytest.raises(ValueError, match=r"pass vgg=vgg\.load_vgg"):
-        jit_train_step(dataclasses.replace(created["nets"], vgg=None), c, mesh)
+        jit_train_step(dataclasses.replace(nets, vgg=None), c, mesh)
 
 
 def test_frozen_weights_are_arguments_not_constants(vgg19_pth, tiny_config):
@@ -191,19 +197,8 @@ def test_frozen_weights_are_arguments_not_constants(vgg19_pth, tiny_config):
     c = tiny_config
     c.loss.update(perceptual_weight=0.01, style_weight=50.0, vgg_weights=str(vgg19_pth["pth"]))
     c.loss.vgg_layers = "relu1_2"
-    mesh = parallel.create_mesh(-1)
-    frozen = vgg.load_vgg(c, parallel.replicated(mesh))
-    created = {}
-
-    def init():
-        state, created["nets"] = create_train_state(
-            c, in_channels=pipeline.condition_channels(c), mesh=mesh, vgg=frozen
-        )
-        return state
-
-    state = jax.eval_shape(init)
-    batch = parallel.to_global(_real_batch(c, 8), parallel.batch_sharding(mesh))
-    text = jit_train_step(created["nets"], c, mesh).lower(state, batch).as_text()
+    mesh, nets, state, batch = _abstract_step_inputs(c)
+    text = jit_train_step(nets, c, mesh).lower(state, batch).as_text()
     # conv1_2's kernel, 3x3x64x64: an argument of the module, never a constant.
     kernel = "tensor<3x3x64x64xf32>"
     assert kernel in text
