@@ -36,7 +36,7 @@ EXPECTED = {
 }
 
 
-def _png_claiming(width: int, height: int) -> bytes:
+def png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height (a decompression bomb, never decoded)."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
@@ -87,7 +87,7 @@ def write_bad_folder(folder: pathlib.Path, size: int = 96) -> dict[str, bytes]:
         "truncated.png": good_png[: len(good_png) // 2],
         "empty.jpg": b"",
         "notes.png": b"meeting notes, saved with the wrong extension\n" * 20,
-        "bomb.png": _png_claiming(40_000, 40_000),
+        "bomb.png": png_claiming(40_000, 40_000),
         "speck.png": _save(pil.resize((4, 5)), "PNG"),
     }
     assert set(files) == set(EXPECTED)

@@ -10,13 +10,12 @@ import asyncio
 import base64
 import concurrent.futures
 import signal
-import struct
 import time
-import zlib
 
 import httpx
 import numpy as np
 import pytest
+from bad_images import png_claiming
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving import Server, png, read_png, tiny_export
@@ -160,16 +159,6 @@ def test_batching_batches_and_matches_one_by_one(server):
         np.testing.assert_array_equal(a, b)
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-
-
 GOOD = png(_sketch(0))
 # kind -> (request, status, words of the message)
 BAD_INPUTS = {
@@ -209,12 +198,12 @@ BAD_INPUTS = {
         "makes the working image 1500x1000 px",
     ),
     "pixel bomb": (
-        dict(files={"sketch": _png_claiming(1000, 1000)}),
+        dict(files={"sketch": png_claiming(1000, 1000)}),
         413,
         "1000x1000 px (1,000,000 pixels) is over the limit of 40,000",
     ),
     "pixel bomb over PIL's limit": (
-        dict(files={"sketch": _png_claiming(100_000, 100_000)}),
+        dict(files={"sketch": png_claiming(100_000, 100_000)}),
         413,
         "too large to decode safely",
     ),
