@@ -25,10 +25,9 @@ from jaxcolor.core import accelerators
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_size import to_json
 from jaxcolor.data import pipeline
-from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.nets.layers import resolve_upsample_impl
-from jaxcolor.training import benchmark, config_checks
+from jaxcolor.training import benchmark, config_checks, sketcher, vgg
 from jaxcolor.training.state import abstract_train_state
 from jaxcolor.training.step import jit_train_step
 
@@ -140,19 +139,20 @@ def compile_steps(
     config: ml_collections.ConfigDict, mesh: Mesh, *, with_eval: bool = True
 ) -> dict[str, Step]:
     """AOT-compiles the train step (and the fixed-batch eval step) of `config` for `mesh`'s
-    devices, from abstract state and batch shapes. Raises DoesNotFit if a step is too big."""
-    config_checks.validate(config)
-    if is_model_sketch(config.data.sketch):
-        raise ConfigError(
-            f"data.sketch={config.data.sketch!r}: bench aot compiles without loading weights; "
-            "use a procedural sketch (e.g. --config.data.sketch=xdog): the extractor's forward "
-            "is a small share of the step."
-        )
+    devices, from abstract state and batch shapes. Raises DoesNotFit if a step is too big.
+
+    The frozen networks (the VGG-19 of the perceptual/style losses, a data.sketch="model:DIR"
+    extractor) are compiled from their shapes too: no weights file is read (a sketch model's
+    config.json is)."""
+    config_checks.validate(config, weights_files=False)
     parallel.check_batch_size(config.batch_size, mesh)
+    replicated = parallel.replicated(mesh)
     state, nets = abstract_train_state(
         config,
         in_channels=pipeline.condition_channels(config),
-        sharding=parallel.replicated(mesh),
+        sharding=replicated,
+        sketch_model=sketcher.abstract_sketcher(config, replicated),
+        vgg=vgg.abstract_vgg(config, replicated),
     )
     train = benchmark.batch_shapes(config, mesh)
     step = jit_train_step(nets, config, mesh)
@@ -346,7 +346,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             f"{100 * r['flops_utilization_ceiling']:.0f} %)",
             f"host input: {h['images_per_s_needed']:.0f} img/s per host at that bound = "
             f"{h['cores_needed']:.1f} cores at {h['images_per_core_s']:.0f} img/core-s "
-            f"(host has {h['host_vcpus']} vCPUs)",
+            f"(host has {h['host_vcpus'] or 'an unknown number of'} vCPUs)",
         ]
     if "max_per_chip_batch" in r:
         lines.append(

@@ -53,8 +53,11 @@ def _networks(config: ml_collections.ConfigDict) -> list:
     return nets
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError for a config that would fail (or silently misbehave) later."""
+def validate(config: ml_collections.ConfigDict, *, weights_files: bool = True) -> None:
+    """Raises ConfigError for a config that would fail (or silently misbehave) later.
+
+    `weights_files=False` skips the check that the files of frozen networks' weights
+    (loss.vgg_weights) exist: for compiling with their shapes only (bench aot)."""
     image_hw(config)  # raises ConfigError naming image_size for a malformed value
     require(
         config.loss.gan_mode in GAN_MODES,
@@ -76,7 +79,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for spec in networks:
         spec.check(config)  # the family's own rules
     _check_deep_supervision_and_pool(config)
-    _check_perceptual(config)
+    _check_perceptual(config, weights_files)
     _check_profile(config)
     if config.data.sketch != DATASET_SKETCH and not is_model_sketch(config.data.sketch):
         parse_sketch_mix(config.data.sketch)  # raises ConfigError naming data.sketch
@@ -105,14 +108,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
 
 
-def _check_perceptual(config: ml_collections.ConfigDict) -> None:
+def _check_perceptual(config: ml_collections.ConfigDict, weights_files: bool) -> None:
     perceptual, style = vgg.perceptual_weights(config)
     for key, w in (("perceptual_weight", perceptual), ("style_weight", style)):
         require(w >= 0, f"loss.{key} must be >= 0 (0 = off), got {w}")
     layers = vgg.parse_layers(config.loss.get("vgg_layers", vgg.DEFAULT_LAYERS))
     if not vgg.uses_vgg(config):
         return
-    vgg.check_weights_file(config)
+    if weights_files:
+        vgg.check_weights_file(config)
     out = config.model.generator.out_channels
     require(
         config.get("task", "colorize") == "colorize" and out == 3,

@@ -75,13 +75,8 @@ def read_export(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return cfg
 
 
-def load_sketcher(config: ml_collections.ConfigDict, sharding=None) -> Sketcher | None:
-    """The frozen extractor of `data.sketch = "model:DIR"` (None for any other data.sketch),
-    its weights placed with `sharding` (e.g. replicated over the mesh)."""
-    if not is_model_sketch(config.data.sketch):
-        return None
-    cfg = read_export(config)
-    arch = cfg["generator"]
+def _abstract(config: ml_collections.ConfigDict, arch: dict[str, Any], sharding) -> Sketcher:
+    """The extractor's network (its export's config.json `arch`), weights as shapes."""
     options = ml_collections.ConfigDict(
         {k: v for k, v in arch.items() if k not in _EXPORT_ONLY_KEYS}
     )
@@ -94,20 +89,39 @@ def load_sketcher(config: ml_collections.ConfigDict, sharding=None) -> Sketcher 
             platform=next(iter(sharding.device_set)).platform if sharding is not None else None,
         )
     )
-    graph, abstract_params, abstract_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    graph, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    return Sketcher(graph, nnx.to_pure_dict(params), nnx.to_pure_dict(stats))
+
+
+def abstract_sketcher(config: ml_collections.ConfigDict, sharding=None) -> Sketcher | None:
+    """`load_sketcher`'s extractor with its weights as shapes (`jax.ShapeDtypeStruct`s placed
+    with `sharding`): reads the export's config.json only, for compiling the steps ahead of
+    time (bench aot). None for any data.sketch but "model:DIR"."""
+    if not is_model_sketch(config.data.sketch):
+        return None
+    abstract = _abstract(config, read_export(config)["generator"], sharding)
+    params, stats = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+        (abstract.params, abstract.stats),
+    )
+    return Sketcher(abstract.graph, params, stats)
+
+
+def load_sketcher(config: ml_collections.ConfigDict, sharding=None) -> Sketcher | None:
+    """The frozen extractor of `data.sketch = "model:DIR"` (None for any other data.sketch),
+    its weights placed with `sharding` (e.g. replicated over the mesh)."""
+    if not is_model_sketch(config.data.sketch):
+        return None
+    arch = read_export(config)["generator"]
+    abstract = _abstract(config, arch, sharding)
     file = model_dir(config) / arch["file"]
     try:
         tensors = convert.load_safetensors(file)
         params, stats = convert.torch_to_flax("generator", arch, tensors, source=str(file))
         convert.check_shapes(
-            "generator",
-            arch,
-            tensors,
-            nnx.to_pure_dict(abstract_params),
-            nnx.to_pure_dict(abstract_stats),
-            source=str(file),
+            "generator", arch, tensors, abstract.params, abstract.stats, source=str(file)
         )
     except ExportError as e:
         raise ConfigError(f"data.sketch={config.data.sketch!r}: {e}") from e
     params, stats = jax.device_put((params, stats), sharding)
-    return Sketcher(graph, params, stats)
+    return Sketcher(abstract.graph, params, stats)

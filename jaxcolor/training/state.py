@@ -225,6 +225,7 @@ def abstract_train_state(
     in_channels: int,
     sharding: jax.sharding.Sharding,
     sketch_model: Sketcher | None = None,
+    vgg: FrozenVGG | None = None,
 ) -> tuple[TrainState, Networks]:
     """`create_train_state` without computing the state: its shapes and dtypes placed with
     `sharding` (a restore target, or a compile-only TPU mesh's), and the networks, built for the
@@ -239,6 +240,7 @@ def abstract_train_state(
             in_channels=in_channels,
             mesh=mesh,
             sketch_model=sketch_model,
+            vgg=vgg,
             platform=target,
         )
         return state

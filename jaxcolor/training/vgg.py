@@ -180,14 +180,18 @@ def check_state_dict(tensors: dict[str, np.ndarray], source: str) -> None:
         )
 
 
+def _abstract(layers: Sequence[str], dtype: Any) -> tuple[VGG19Features, nnx.GraphDef, Any]:
+    model = nnx.eval_shape(lambda: VGG19Features(layers, dtype=dtype, rngs=nnx.Rngs(0)))
+    graph, abstract = nnx.split(model, nnx.Param)
+    return model, graph, nnx.to_pure_dict(abstract)
+
+
 def from_state_dict(
     tensors: dict[str, np.ndarray], layers: Sequence[str], *, dtype: Any, source: str
 ) -> tuple[nnx.GraphDef, Any]:
     """torchvision VGG-19 state_dict (numpy, OIHW) -> (graph, params) up to `layers`; strict."""
     check_state_dict(tensors, source)
-    model = nnx.eval_shape(lambda: VGG19Features(layers, dtype=dtype, rngs=nnx.Rngs(0)))
-    graph, abstract = nnx.split(model, nnx.Param)
-    params = nnx.to_pure_dict(abstract)
+    model, graph, params = _abstract(layers, dtype)
     for k, index in enumerate(model.torch_index):
         weight = tensors[f"features.{index}.weight"]
         params["convs"][k] = {
@@ -243,3 +247,16 @@ def load_vgg(config: ml_collections.ConfigDict, sharding=None) -> FrozenVGG | No
         source=str(config.loss.vgg_weights),
     )
     return FrozenVGG(graph, jax.device_put(params, sharding))
+
+
+def abstract_vgg(config: ml_collections.ConfigDict, sharding=None) -> FrozenVGG | None:
+    """`load_vgg`'s network with its weights as shapes (`jax.ShapeDtypeStruct`s placed with
+    `sharding`), read from no file: for compiling the steps ahead of time (bench aot)."""
+    if not uses_vgg(config):
+        return None
+    layers = parse_layers(config.loss.get("vgg_layers", DEFAULT_LAYERS))
+    _, graph, params = _abstract(layers, compute_dtype(config.compute_dtype))
+    shapes = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32, sharding=sharding), params
+    )
+    return FrozenVGG(graph, shapes)
