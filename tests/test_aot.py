@@ -61,14 +61,36 @@ def test_tiny_config_fits_a_v5litepod_8(capsys, tmp_path):
     assert jax.default_backend() == "cpu"
 
 
-def test_tiny_config_on_a_two_host_v4_16_reports_each_hosts_share():
-    r = _aot("--topology", "v4-16", "--batch-size", "2", "--no-eval")
+def test_tiny_config_on_a_two_host_v4_16_reports_each_hosts_share(tmp_path):
+    # The host input report against this host's own `bench data` figure (--data-json).
+    data = tmp_path / "data.json"
+    bench.main(
+        ["data", *TINY, "--workers", "0", "--files", "4", "--source-size", "64",
+         "--batch-size", "4", "--batches", "1", "--warmup", "0", "--json", str(data)]
+    )  # fmt: skip
+    per_core = max(row["images_per_core_s"] for row in json.loads(data.read_text())["results"])
+    r = _aot("--topology", "v4-16", "--batch-size", "2", "--no-eval", "--data-json", str(data))
     assert (r["hosts"], r["chips"], r["chips_per_host"]) == (2, 8, 4)
     assert (r["batch_size"], r["per_host_batch"]) == (16, 8)
     assert r["fits"] and r["train"]["peak_gib"] < r["hbm_gib"] == 32.0
     host = r["host_input"]
     assert host["images_per_s_needed"] == pytest.approx(8 / r["roofline_step_s"])
-    assert host["cores_needed"] == pytest.approx(host["images_per_s_needed"] / 295.0)
+    assert host["images_per_core_s"] == per_core != 295.0
+    assert host["cores_needed"] == pytest.approx(host["images_per_s_needed"] / per_core)
+    assert host["host_vcpus"] == 240
+
+
+def test_search_brackets_the_largest_batch_between_a_fit_and_a_rejection():
+    # 64 px: about 41k images per chip fit on a v5e (libtpu 0.0.42.1). Starting from 32768 and
+    # searching to within 16384 costs one full compile; rejections are fast.
+    r = _aot("--config.image_size=64", "--topology", "v5litepod-1", "--no-eval",
+             "--batch-size", "32768", "--search", "--search-step", "16384")  # fmt: skip
+    best, tried = r["max_per_chip_batch"], r["search_tried"]
+    assert best >= 32768 and r["search_step"] == 16384 and tried
+    assert all(t["fits"] == (t["per_chip_batch"] <= best) for t in tried)
+    rejected = min(t["per_chip_batch"] for t in tried if not t["fits"])
+    assert 0 < rejected - best <= 16384
+    assert r["max_batch_peak_gib"] <= r["compiler_hbm_limit_gib"] < r["hbm_gib"]
 
 
 def test_oversize_batch_is_one_line_with_the_compilers_figure(tmp_path):
@@ -133,3 +155,28 @@ def test_auto_upsampling_follows_the_mesh_not_the_process_backend(tiny_config):
     assert parallel.platform(tpu) == "tpu" and parallel.process_count(tpu) == 1
     assert _upsample_impls(tiny_config, tpu) == {"conv_transpose"}
     assert _upsample_impls(tiny_config, parallel.create_mesh(-1)) == {"subpixel"}
+
+
+def test_frozen_networks_compile_from_their_shapes_without_weight_files(tmp_path):
+    """A VGG-loss config and a data.sketch="model:DIR" one compile with no weights file: the
+    frozen networks are shapes too (the extractor's config.json is all that is read)."""
+    from conftest import load_config
+
+    from jaxcolor.export import config_json
+
+    extractor = load_config("sketch_extractor")
+    extractor.update(image_size=32, compute_dtype="float32")
+    extractor.model.generator.update(ngf=4, num_downs=2)
+    cfg = config_json.make_config_json(
+        extractor.to_dict(), step=0, version="0", with_discriminator=False
+    )
+    (tmp_path / "config.json").write_text(json.dumps(cfg))  # no weights file next to it
+    r = _aot(
+        "--topology", "v5litepod-4", "--no-eval",
+        "--config.loss.perceptual_weight=0.01", "--config.loss.style_weight=50",
+        f"--config.loss.vgg_weights={tmp_path / 'absent-vgg19.pth'}",
+        f"--config.data.sketch=model:{tmp_path}",
+    )  # fmt: skip
+    assert r["fits"] and 0 < r["train"]["peak_gib"] < r["hbm_gib"]
+    # The analytic count has VGG-19's forwards (and the extractor's): XLA agrees with it.
+    assert 0.8 < r["xla_over_analytic"] < 1.3
