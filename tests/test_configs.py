@@ -99,3 +99,54 @@ def test_config_trains_with_hint_method_and_workers(name, hints, tmp_path):
     nets = [state.g] + ([state.d] if state.d is not None else [])
     params = jax.tree.leaves([net.params for net in nets])
     assert params and all(np.isfinite(np.asarray(p)).all() for p in params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizing for a Cloud TPU slice (configs/<family>.py:TYPE, jaxcolor/core/slice_sizing.py)
+
+FAMILIES = ["pod", "unet_scribbles"]
+SLICES = {"v5litepod-8": 8, "v5litepod-256": 256, "v6e-8": 8, "v4-32": 16, "v5p-64": 32}
+
+
+def _measured(name: str) -> dict[str, int]:
+    import importlib.util
+
+    from jaxcolor.core import slice_sizing
+
+    if name == "pod":
+        return slice_sizing.PIX2PIX_MAX_PER_CHIP
+    spec = importlib.util.spec_from_file_location(name, REPO / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MAX_PER_CHIP_BATCH
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_configs_size_the_batch_by_chip_type_for_a_tpu_slice(name):
+    from jaxcolor.core import accelerators, slice_sizing
+
+    mine = load_config(name, "8") if name == "pod" else load_config(name)
+    if name == "pod":  # pod.py:8 is 8 chips at 8 per chip: default.py's 64 images per step
+        assert mine.batch_size == 64
+    for accelerator, chips in SLICES.items():
+        c = load_config(name, accelerator)
+        chip = accelerators.chip_of(accelerator).family
+        fits = slice_sizing.max_per_chip(_measured(name), chip)
+        per_chip = c.batch_size // chips
+        assert c.batch_size == per_chip * chips <= slice_sizing.MAX_GLOBAL_BATCH
+        # The largest power of two within 3/4 of what fits, unless the global cap is lower.
+        assert per_chip & (per_chip - 1) == 0 and per_chip <= 0.75 * fits
+        assert 2 * per_chip > 0.75 * fits or 2 * per_chip * chips > slice_sizing.MAX_GLOBAL_BATCH
+        # A run sees as many images as the config at its own batch; the lr grows with sqrt.
+        ratio = c.batch_size / mine.batch_size
+        assert c.num_steps * c.batch_size == pytest.approx(mine.num_steps * mine.batch_size, 0.01)
+        lr = mine.optimizer.learning_rate
+        assert c.optimizer.learning_rate == pytest.approx(min(1e-3, lr * ratio**0.5))
+        assert c.eval_batch_size % chips == 0 and c.eval_batch_size >= mine.eval_batch_size
+        assert c.data.num_workers == 16 and c.compute_dtype == "bfloat16"
+        config_checks.validate(c)
+
+
+def test_an_unknown_slice_type_is_named_with_the_known_ones():
+    with pytest.raises(ValueError, match=r"configs/unet_scribbles\.py:TYPE='v7-8' is not a known"):
+        load_config("unet_scribbles", "v7-8")
