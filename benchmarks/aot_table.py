@@ -18,9 +18,9 @@ def main() -> None:
     # batch: pod-* runs searched it.
     max_batch = {
         r["topology"]: r.get("max_per_chip_batch")
-        for r in runs.values()
-        if "max_per_chip_batch" in r
-    }
+        for k, r in runs.items()
+        if "max_per_chip_batch" in r and (k.startswith("pod-") or k.startswith("search-v"))
+    }  # pix2pix-256 (search-<family>-* runs are other networks)
     chosen = {r["topology"]: r["per_chip_batch"] for k, r in runs.items() if k.startswith("pod-")}
     print(
         "| config | topology (hosts x chips) | per-chip batch | compile s (train / eval) "

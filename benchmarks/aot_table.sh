@@ -34,7 +34,13 @@ run pod-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval
 run default-v5p-64 --config configs/default.py --topology v5p-64 --no-eval
 run default-v4-32 --config configs/default.py --topology v4-32 --no-eval
 run default-v6e-8 --config configs/default.py --topology v6e-8 --no-eval
-# The largest per-chip batch of the other chips (search-v6e-8 not run yet: several full compiles;
-# JAX's persistent cache does not help, it cannot load executables for compile-only devices).
+# The largest per-chip batch of the other chips. v6e and v5p start from a per-chip batch near the
+# issue's figures (1376, 5376), as each batch that fits is a full compile (5-15 min here); JAX's
+# persistent cache does not help, it cannot load executables for compile-only devices.
 run search-v4-32 --config configs/pod.py:v4-32 --topology v4-32 --no-eval --search
-run search-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval --search
+run search-v6e-8 --config configs/pod.py:v6e-8 --topology v6e-8 --no-eval --batch-size 1024 --search
+run search-v5p-64 --config configs/pod.py:v5p-64 --topology v5p-64 --no-eval --batch-size 4096 \
+  --search
+# Other families on a v5e (configs/unet_scribbles.py's MAX_PER_CHIP_BATCH).
+run search-unet_scribbles-v5litepod-8 --config configs/unet_scribbles.py --topology v5litepod-8 \
+  --no-eval --batch-size 64 --search
