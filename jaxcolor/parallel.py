@@ -206,6 +206,12 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def placed_shapes(tree, sharding: jax.sharding.Sharding | None):
+    """`tree`'s arrays (or shapes) as `jax.ShapeDtypeStruct`s placed with `sharding`: abstract
+    arguments for `jit(...).lower`, nothing allocated."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
 def check_batch_size(batch_size: int, mesh: Mesh, *, name: str = "batch_size") -> None:
     """The global batch must split evenly over the devices and the processes."""
     n = mesh.devices.size

@@ -18,6 +18,7 @@ import jax
 import ml_collections
 from flax import nnx
 
+from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError, ExportError
 from jaxcolor.core.image_size import describe, image_hw
 from jaxcolor.data.sketch import MODEL_SKETCH, is_model_sketch
@@ -100,10 +101,7 @@ def abstract_sketcher(config: ml_collections.ConfigDict, sharding=None) -> Sketc
     if not is_model_sketch(config.data.sketch):
         return None
     abstract = _abstract(config, read_export(config)["generator"], sharding)
-    params, stats = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-        (abstract.params, abstract.stats),
-    )
+    params, stats = parallel.placed_shapes((abstract.params, abstract.stats), sharding)
     return Sketcher(abstract.graph, params, stats)
 
 

@@ -245,10 +245,7 @@ def abstract_train_state(
         )
         return state
 
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), jax.eval_shape(shapes)
-    )
-    return abstract, created["nets"]
+    return parallel.placed_shapes(jax.eval_shape(shapes), sharding), created["nets"]
 
 
 def check_sketch_model(nets: Networks, config: ml_collections.ConfigDict | None) -> None:

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.nets.layers import compute_dtype
 from jaxcolor.weights_file import SUFFIXES, WeightsFileError, read_state_dict
@@ -256,7 +257,4 @@ def abstract_vgg(config: ml_collections.ConfigDict, sharding=None) -> FrozenVGG 
         return None
     layers = parse_layers(config.loss.get("vgg_layers", DEFAULT_LAYERS))
     _, graph, params = _abstract(layers, compute_dtype(config.compute_dtype))
-    shapes = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32, sharding=sharding), params
-    )
-    return FrozenVGG(graph, shapes)
+    return FrozenVGG(graph, parallel.placed_shapes(params, sharding))
