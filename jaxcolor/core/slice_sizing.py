@@ -10,14 +10,13 @@ limit; a quarter of the batch spare leaves room for a larger eval batch or anoth
 
 Each config states the largest per-chip batch measured for its network on the chips it was
 measured on. For another chip, `max_per_chip` scales the measurement by pix2pix-256's ratio
-between the two chips (PIX2PIX_MAX_PER_CHIP, all measured): an estimate, stated as such by
-`max_per_chip_source`; `bench aot --config FILE:TYPE --topology TYPE` checks it for a slice.
+between the two chips (PIX2PIX_MAX_PER_CHIP, all measured): an estimate, which
+`bench aot --config FILE:TYPE --topology TYPE` checks for a slice.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 
 import ml_collections
@@ -36,12 +35,6 @@ PIX2PIX_MAX_PER_CHIP = {"v5litepod": 792, "v4": 1624, "v6e": 1624, "v5p": 5336}
 TPU_HOST_WORKERS = 16
 
 
-def looks_like_accelerator_type(text: str) -> bool:
-    """Whether a config argument names a TPU type ("v4-32", "v5litepod-8"; an unknown one such
-    as "v7-8" too, so that `slice_batch` says which types exist) rather than a file."""
-    return re.fullmatch(r"v\d+[a-z]*-\d+", text.strip()) is not None
-
-
 def max_per_chip(measured: Mapping[str, int], chip: str) -> int:
     """The largest per-chip batch on `chip` (a family: "v5litepod", "v4", "v6e", "v5p"): the
     measurement where there is one, else the first measured chip's scaled by pix2pix's ratio."""
@@ -49,11 +42,6 @@ def max_per_chip(measured: Mapping[str, int], chip: str) -> int:
         return int(measured[chip])
     ref = next(iter(measured))
     return int(measured[ref] * PIX2PIX_MAX_PER_CHIP[chip] / PIX2PIX_MAX_PER_CHIP[ref])
-
-
-def max_per_chip_source(measured: Mapping[str, int], chip: str) -> str:
-    """ "measured" or "estimated from <chip>" (for the config's comments and the README)."""
-    return "measured" if chip in measured else f"estimated from {next(iter(measured))}"
 
 
 def per_chip_batch(measured: Mapping[str, int], chip: str) -> int:
