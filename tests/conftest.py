@@ -25,13 +25,18 @@ SMALL_OVERRIDES = [
 ]
 
 
-def load_config(name: str, *args: str):
-    """configs/<name>.py -> ConfigDict, loaded by path as config_flags does; `args` are what
-    follows the file name (`configs/pod.py:16` -> "16")."""
+def config_module(name: str):
+    """configs/<name>.py as a module, loaded by path as config_flags does."""
     spec = importlib.util.spec_from_file_location(f"{name}_config", REPO / "configs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(*args)
+    return module
+
+
+def load_config(name: str, *args: str):
+    """configs/<name>.py -> ConfigDict; `args` are what follows the file name
+    (`configs/pod.py:16` -> "16")."""
+    return config_module(name).get_config(*args)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, load_config
+from conftest import REPO, config_module, load_config
 
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.data.hints import HINT_CHANNELS
@@ -109,16 +109,11 @@ SLICES = {"v5litepod-8": 8, "v5litepod-256": 256, "v6e-8": 8, "v4-32": 16, "v5p-
 
 
 def _measured(name: str) -> dict[str, int]:
-    import importlib.util
-
     from jaxcolor.core import slice_sizing
 
     if name == "pod":
         return slice_sizing.PIX2PIX_MAX_PER_CHIP
-    spec = importlib.util.spec_from_file_location(name, REPO / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.MAX_PER_CHIP_BATCH
+    return config_module(name).MAX_PER_CHIP_BATCH
 
 
 @pytest.mark.parametrize("name", FAMILIES)
