@@ -129,6 +129,14 @@ class StepProfiler:
             self._active = True
             logging.info("Profiling steps %d..%d into %s", self._first, self._last, self._logdir)
 
+    def annotation(self, step: int):
+        """A context for running `step`: while tracing, jax.profiler.StepTraceAnnotation("train",
+        step_num=step), which the Profile tab's overview and input-pipeline pages use to split
+        the trace into steps; otherwise a no-op context."""
+        if self._active:
+            return jax.profiler.StepTraceAnnotation("train", step_num=step)
+        return contextlib.nullcontext()
+
     def after(self, step: int, outputs) -> None:
         """Call after dispatching `step`: at the last profiled step, waits for `outputs` (the
         device work belongs in the trace) and writes it."""

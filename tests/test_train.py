@@ -1,5 +1,7 @@
 """End to end: train_and_evaluate learns, logs to TensorBoard, checkpoints and resumes."""
 
+import gzip
+import json
 import logging
 import os
 import pathlib
@@ -44,6 +46,12 @@ def test_training_lowers_validation_l1_and_writes_tensorboard(tiny_config, tmp_p
     # TensorBoard's Profile tab reads LOGDIR/plugins/profile/<run>/<host>.xplane.pb.
     traces = list((tmp_path / "tensorboard" / "plugins" / "profile").glob("*/*.xplane.pb"))
     assert len(traces) == 1 and traces[0].stat().st_size > 1000
+    # Each profiled step is a StepTraceAnnotation, which the Profile tab's overview page splits
+    # the trace by (jax.profiler writes the same events as Chrome trace JSON next to it).
+    (chrome,) = traces[0].parent.glob("*.trace.json.gz")
+    events = json.loads(gzip.decompress(chrome.read_bytes()))["traceEvents"]
+    steps = sorted(int(e["args"]["step_num"]) for e in events if e.get("name") == "train")
+    assert steps == [150, 151]
 
     acc = _events(tmp_path)
     val_l1 = _scalar(acc, "val/l1")

@@ -156,7 +156,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         while step < config.num_steps and not preempted:
             step += 1
             profiler.before(step)
-            state, metrics = train_step(state, next(batches))
+            with profiler.annotation(step):
+                state, metrics = train_step(state, next(batches))
             profiler.after(step, (state, metrics))
             logger.buffer(step, metrics)
             preempted = _preempted(step, notice, ckpt)
