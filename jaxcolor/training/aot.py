@@ -35,8 +35,10 @@ GIB = 2**30
 # benchmarks/README.md, "Input pipeline": xdog sketches + blur hints (the default config's),
 # 2 Grain workers, images per CPU-second on a Xeon. `bench aot --data-json` replaces it.
 MEASURED_IMAGES_PER_CORE_S = 295.0  # bench.MEASURED_PER_CORE
-# vCPUs of one TPU VM host by (chip, chips per host): Cloud TPU's machine types (ct5lp-hightpu-
-# 4t/8t, ct6e-standard-4t/8t, v4 and v5p hosts).
+# vCPUs of one TPU VM host by (chip, chips per host). Checked against Cloud TPU's docs: v5e
+# ct5lp-hightpu-4t / -8t 112 / 224 (tpu/docs/v5e, "VM types"), v5p 208 (tpu/docs/v5p-training:
+# half of them when bound to the chips' NUMA node). v6e (ct6e-standard-4t / -8t) and v4 are the
+# commonly quoted figures; the docs at hand did not list them.
 HOST_VCPUS = {
     ("v5litepod", 4): 112,
     ("v5litepod", 8): 224,
