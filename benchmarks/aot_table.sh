@@ -44,3 +44,13 @@ run search-v5p-64 --config configs/pod.py:v5p-64 --topology v5p-64 --no-eval --b
 # Other families on a v5e (configs/unet_scribbles.py's MAX_PER_CHIP_BATCH).
 run search-unet_scribbles-v5litepod-8 --config configs/unet_scribbles.py --topology v5litepod-8 \
   --no-eval --batch-size 64 --search
+# configs/reference.py without and with its VGG-19 losses (the weights file need not exist: bench
+# aot builds VGG from shapes) and configs/resunet_palette.py (512 px), for their
+# MAX_PER_CHIP_BATCH; then one estimate for another chip, unet_scribbles on a v6e-8.
+run search-reference-novgg-v5litepod-8 --config configs/reference.py --topology v5litepod-8 \
+  --no-eval --batch-size 128 --search
+run search-reference-v5litepod-8 --config configs/reference.py:vgg19-dcbb9e9d.pth \
+  --topology v5litepod-8 --no-eval --batch-size 64 --search
+run search-resunet_palette-v5litepod-8 --config configs/resunet_palette.py \
+  --topology v5litepod-8 --no-eval --batch-size 16 --search --search-step 2
+run unet_scribbles-v6e-8 --config configs/unet_scribbles.py:v6e-8 --topology v6e-8 --no-eval

@@ -4,9 +4,9 @@ the slice.
 The slice's accelerator type (or its chip count) comes after the file name (config files are
 read before JAX starts):
     python -m jaxcolor.train --config configs/pod.py:v4-32 --workdir gs://BUCKET/RUN
-launch/train.sh passes its --type and starts every host at once. configs/unet_scribbles.py sizes
-itself the same way with configs/unet_scribbles.py:TYPE (reference.py and resunet_palette.py
-are not measured yet).
+launch/train.sh passes its --type and starts every host at once. configs/unet_scribbles.py,
+resunet_palette.py and reference.py size themselves the same way with their own measurements
+(configs/FILE.py:TYPE; for reference.py also :TYPE,VGG_PATH).
 
 Scaling with the slice (data parallelism: every chip holds the whole model), by
 jaxcolor/core/slice_sizing.py (README, "Sizing for a TPU slice", has the measurements):

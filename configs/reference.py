@@ -37,6 +37,10 @@ tests/test_reference_model.py:
   generator      57,321,993  (style_codes=4: AdaIN projections 436,096)
   discriminator   8,297,283  (3 scales x 2,765,761)
 
+On a Cloud TPU slice: configs/reference.py:TYPE (e.g. :v5litepod-8), or TYPE,PATH with the VGG
+file, sizes the batch, learning rate and step counts for it as configs/pod.py does
+(jaxcolor/core/slice_sizing.py), from MAX_PER_CHIP_BATCH below.
+
 Train with:  python -m jaxcolor.train --config configs/reference.py --workdir DIR
 Colorize an export:  python -m jaxcolor.colorize --model EXPORT --sketch S.png --reference R.png
   --out O.png   (the exported generator is forward(condition, reference); see config.json)
@@ -45,15 +49,28 @@ Colorize an export:  python -m jaxcolor.colorize --model EXPORT --sketch S.png -
 # Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
 # install or another directory, so the base is in the package (see jaxcolor/core/config.py).
 from jaxcolor.core import config as base
+from jaxcolor.core import slice_sizing
 
 # Weights of the VGG-19 losses (each a sum over relu1_1, relu2_1, ..., relu5_1).
 PERCEPTUAL_WEIGHT, STYLE_WEIGHT = 0.01, 50.0
+# Largest per-chip batch of this config's train step (bf16) that the TPU compiler fits, without
+# and with the VGG-19 losses (benchmarks/results/aot-search-reference-novgg-v5litepod-8.json,
+# aot-search-reference-v5litepod-8.json: VGG-19 at 256 px on G's output and the target more than
+# doubles the step). Other chips: scaled by pix2pix's measured ratio between the chips
+# (jaxcolor/core/slice_sizing.py).
+MAX_PER_CHIP_BATCH = {"v5litepod": 608}
+MAX_PER_CHIP_BATCH_VGG = {"v5litepod": 128}
 
 
-def get_config(vgg_weights: str = ""):
-    """default.py with the reference-guided generator and the multi-scale discriminator; a VGG-19
-    weights file (the `--config configs/reference.py:PATH` argument) adds the perceptual and
-    style losses."""
+def get_config(argument: str = ""):
+    """default.py with the reference-guided generator and the multi-scale discriminator. The
+    argument (`--config configs/reference.py:ARG`) is a VGG-19 weights file, which adds the
+    perceptual and style losses, a Cloud TPU accelerator type (`v4-32`) to size the config for
+    that slice, or both as `TYPE,PATH`."""
+    accelerator, vgg_weights = "", argument
+    head, _, tail = argument.partition(",")
+    if slice_sizing.looks_like_accelerator_type(head):
+        accelerator, vgg_weights = head.strip(), tail.strip()
     c = base.get_config()
     c.num_steps = 22_225  # the seed's 100 epochs of 14,224 images at batch 64
     c.data.hints = "none"  # the seed colours from the sketch and the reference alone
@@ -73,4 +90,7 @@ def get_config(vgg_weights: str = ""):
     d.name = "multiscale_patchgan"
     d.num_scales = 3  # 1x, 1/2, 1/4
     d.norm = "instance"  # as pix2pixHD's multi-scale discriminator
+    if accelerator:  # configs/reference.py:TYPE, a Cloud TPU slice
+        measured = MAX_PER_CHIP_BATCH_VGG if vgg_weights else MAX_PER_CHIP_BATCH
+        slice_sizing.for_slice(c, accelerator, measured, option="configs/reference.py:TYPE")
     return c

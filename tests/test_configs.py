@@ -104,7 +104,7 @@ def test_config_trains_with_hint_method_and_workers(name, hints, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Sizing for a Cloud TPU slice (configs/<family>.py:TYPE, jaxcolor/core/slice_sizing.py)
 
-FAMILIES = ["pod", "unet_scribbles"]
+FAMILIES = ["pod", "unet_scribbles", "resunet_palette", "reference"]
 SLICES = {"v5litepod-8": 8, "v5litepod-256": 256, "v6e-8": 8, "v4-32": 16, "v5p-64": 32}
 
 
@@ -140,6 +140,23 @@ def test_configs_size_the_batch_by_chip_type_for_a_tpu_slice(name):
         assert c.eval_batch_size % chips == 0 and c.eval_batch_size >= mine.eval_batch_size
         assert c.data.num_workers == 16 and c.compute_dtype == "bfloat16"
         config_checks.validate(c)
+
+
+def test_reference_takes_a_slice_type_a_vgg_file_or_both():
+    from jaxcolor.core import slice_sizing
+
+    module = config_module("reference")
+    sized, vgg = load_config("reference", "v5litepod-8"), load_config("reference", "/w/vgg19.pth")
+    both = load_config("reference", "v5litepod-8, /w/vgg19.pth")
+    assert vgg.batch_size == load_config("reference").batch_size == 64
+    assert (sized.loss.vgg_weights, vgg.loss.vgg_weights) == ("", "/w/vgg19.pth")
+    assert both.loss.vgg_weights == "/w/vgg19.pth" and both.loss.style_weight > 0
+    # With the VGG losses the step is larger: its own measurement sizes the batch.
+    for c, measured in ((sized, module.MAX_PER_CHIP_BATCH), (both, module.MAX_PER_CHIP_BATCH_VGG)):
+        assert c.batch_size == 8 * slice_sizing.per_chip_batch(measured, "v5litepod")
+    assert load_config("reference", "weights/v1,2.pth").loss.vgg_weights == "weights/v1,2.pth"
+    with pytest.raises(ValueError, match=r"configs/reference\.py:TYPE='v7-8' is not a known"):
+        load_config("reference", "v7-8,/w/vgg19.pth")
 
 
 def test_an_unknown_slice_type_is_named_with_the_known_ones():

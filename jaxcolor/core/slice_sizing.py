@@ -17,6 +17,7 @@ between the two chips (PIX2PIX_MAX_PER_CHIP, all measured): an estimate, which
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
 import ml_collections
@@ -33,6 +34,12 @@ MAX_LR = 1e-3
 PIX2PIX_MAX_PER_CHIP = {"v5litepod": 792, "v4": 1624, "v6e": 1624, "v5p": 5336}
 # Grain workers per host on a TPU VM (100+ vCPUs per host).
 TPU_HOST_WORKERS = 16
+
+
+def looks_like_accelerator_type(text: str) -> bool:
+    """Whether a config argument names a TPU type ("v4-32", "v5litepod-8"; an unknown one such
+    as "v7-8" too, so that `slice_batch` says which types exist) rather than a file path."""
+    return re.fullmatch(r"v\d+[a-z]*-\d+", text.strip()) is not None
 
 
 def max_per_chip(measured: Mapping[str, int], chip: str) -> int:
