@@ -39,7 +39,7 @@ tests/test_reference_model.py:
 
 On a Cloud TPU slice: configs/reference.py:TYPE (e.g. :v5litepod-8), or TYPE,PATH with the VGG
 file, sizes the batch, learning rate and step counts for it as configs/pod.py does
-(jaxcolor/core/slice_sizing.py), from MAX_PER_CHIP_BATCH below.
+(jaxcolor/core/slice_sizing.py), from MAX_PER_CHIP_BATCH (_VGG with the file) below.
 
 Train with:  python -m jaxcolor.train --config configs/reference.py --workdir DIR
 Colorize an export:  python -m jaxcolor.colorize --model EXPORT --sketch S.png --reference R.png
@@ -55,9 +55,9 @@ from jaxcolor.core import slice_sizing
 PERCEPTUAL_WEIGHT, STYLE_WEIGHT = 0.01, 50.0
 # Largest per-chip batch of this config's train step (bf16) that the TPU compiler fits, without
 # and with the VGG-19 losses (benchmarks/results/aot-search-reference-novgg-v5litepod-8.json,
-# aot-search-reference-v5litepod-8.json: VGG-19 at 256 px on G's output and the target more than
-# doubles the step). Other chips: scaled by pix2pix's measured ratio between the chips
-# (jaxcolor/core/slice_sizing.py).
+# aot-search-reference-v5litepod-8.json: VGG-19 at 256 px on G's output and the target is 2.2x
+# the step's FLOPs, and a quarter of the batch fits). Other chips: scaled by pix2pix's measured
+# ratio between the chips (jaxcolor/core/slice_sizing.py).
 MAX_PER_CHIP_BATCH = {"v5litepod": 608}
 MAX_PER_CHIP_BATCH_VGG = {"v5litepod": 128}
 
