@@ -17,7 +17,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, load_config
 from tensorboard.backend.event_processing import event_accumulator
 
 from jaxcolor import checkpoint, parallel
@@ -220,15 +220,6 @@ def test_distributed_flags_must_come_together():
     assert parallel.initialize_distributed() is False  # one host, no TPU slice: nothing to join
 
 
-def _pod_config(arg: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("pod_config", REPO / "configs" / "pod.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 @pytest.mark.parametrize(
     ("chips", "batch", "eval_batch", "checkpoint_every"),
     [("8", 64, 16, 2000), ("16", 128, 16, 1000), ("32", 256, 32, 500), ("64", 512, 64, 250)],
@@ -236,7 +227,7 @@ def _pod_config(arg: str):
 def test_pod_config_scales_with_the_chip_count(chips, batch, eval_batch, checkpoint_every):
     from jaxcolor.training import config_checks
 
-    c = _pod_config(chips)
+    c = load_config("pod", chips)
     config_checks.validate(c)
     assert (c.batch_size, c.eval_batch_size, c.checkpoint_every) == (
         batch,
@@ -250,11 +241,11 @@ def test_pod_config_scales_with_the_chip_count(chips, batch, eval_batch, checkpo
 
 def test_pod_config_needs_the_chip_count():
     with pytest.raises(ValueError, match=r"configs/pod.py:16 for a v4-32"):
-        _pod_config("")
+        load_config("pod", "")
     with pytest.raises(
         ValueError, match=r"configs/pod.py:TYPE='v5litepod-12' is not a known .* v5litepod-16"
     ):
-        _pod_config("v5litepod-12")
+        load_config("pod", "v5litepod-12")
 
 
 @pytest.mark.parametrize(
@@ -265,7 +256,7 @@ def test_pod_config_sizes_the_batch_by_chip_type(accelerator, per_chip, eval_bat
     from jaxcolor.core import accelerators
     from jaxcolor.training import config_checks
 
-    c = _pod_config(accelerator)
+    c = load_config("pod", accelerator)
     config_checks.validate(c)
     chips = accelerators.slice_of(accelerator).chips
     assert (c.batch_size, c.eval_batch_size) == (per_chip * chips, eval_batch)
