@@ -1,10 +1,12 @@
-"""The jitted GAN step: sharding equivalence, GAN modes, dtypes, donation."""
+"""The jitted GAN step: sharding equivalence, GAN modes, dtypes, donation, the loss terms on
+the console line."""
 
 import jax
 import numpy as np
 import pytest
+from conftest import load_config
 
-from jaxcolor import parallel
+from jaxcolor import parallel, summary
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
@@ -96,3 +98,52 @@ def test_state_is_donated(tiny_config):
     leaf = jax.tree.leaves(state.g.params)[0]
     step(state, parallel.to_global(_batch(8, 32), parallel.batch_sharding(mesh)))
     assert leaf.is_deleted(), "the old state's buffers are reused by the step"
+
+
+def _console_line(metrics, monkeypatch) -> str:
+    """The progress line the metrics logger prints for a step's `metrics` (any values)."""
+    lines = []
+    monkeypatch.setattr(summary, "log_line", lines.append)
+    logger = summary.MetricsLogger(
+        _NoWriter(), start_step=0, num_steps=1, batch_size=8, log_every=1
+    )
+    logger.buffer(1, jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), metrics))
+    logger.flush()
+    (line,) = [x for x in lines if x.startswith("step 1/1")]
+    return line
+
+
+class _NoWriter:
+    def scalars(self, step, values, prefix):
+        pass
+
+
+def _shown(line: str) -> list[str]:
+    """The names in the line's loss section: `step 1/1 (100%) | g_l1 0.0000 d_loss 0.0000`."""
+    return line.split(" | ")[1].split()[::2]
+
+
+def test_console_line_shows_every_loss_term_the_step_optimises(tiny_config, monkeypatch):
+    c = load_config("resunet_palette")  # deep supervision: two aux outputs with weights
+    c.image_size, c.batch_size, c.compute_dtype = 32, 8, "float32"
+    c.model.generator.update(ngf=4, num_downs=3, max_mult=4)
+    c.model.discriminator.update(ndf=8, n_layers=2)
+    c.data.hints = "points"
+    mesh = parallel.create_mesh(-1)
+    created = {}
+
+    def init():
+        state, created["nets"] = create_train_state(c, in_channels=5, mesh=mesh)
+        return state
+
+    state = jax.eval_shape(init)
+    batch = _batch(8, 32) | {"hints": np.zeros((8, 32, 32, 4), np.uint8)}
+    batch = parallel.to_global(batch, parallel.batch_sharding(mesh))
+    _, metrics = jax.eval_shape(jit_train_step(created["nets"], c, mesh), state, batch)
+    expected = ["g_l1", "g_aux1", "g_aux2", "g_gan", "d_loss"]
+    assert list(metrics.losses) == expected
+    assert _shown(_console_line(metrics, monkeypatch)) == expected
+    # Without a discriminator, D's loss is neither computed nor shown.
+    tiny_config.loss.gan_mode = "none"
+    _, metrics = _one_step(tiny_config, mesh, _batch(8, 32))
+    assert _shown(_console_line(metrics, monkeypatch)) == ["g_l1"]

@@ -12,7 +12,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from jaxcolor import parallel
+from jaxcolor import parallel, summary
 from jaxcolor.nets.inputs import apply, generator_kwargs, model_inputs
 from jaxcolor.training import image_pool, losses
 from jaxcolor.training.state import (
@@ -25,7 +25,7 @@ from jaxcolor.training.state import (
 from jaxcolor.training.vgg import perceptual_weights
 
 PyTree = Any
-Metrics = dict[str, jax.Array]
+Metrics = summary.Metrics
 NONFINITE = "nonfinite"  # metric: True when this step's losses or gradients had a NaN/Inf
 ON_NONFINITE = ("stop", "skip")
 POOL_STREAM = 0x9001  # folded into the step key for the image pool's draws
@@ -43,6 +43,7 @@ def train_step(
 
     A step whose losses or gradients are not finite is flagged in `metrics["nonfinite"]`; with
     `train.on_nonfinite = "skip"` its update is dropped (the step counter still advances).
+    `metrics.losses` names the loss terms (G's parts, then D's loss) for the console line.
     """
     loss_cfg = config.loss
     mode = loss_cfg.gan_mode
@@ -71,7 +72,7 @@ def train_step(
     # back through the same activations via the saved VJP.
     g_out, g_vjp, g_stats = jax.vjp(generate, state.g.params, has_aux=True)
     fake = g_out[0] if aux_weights else g_out
-    metrics: Metrics = {"lr": nets.schedule(state.step)}
+    metrics: dict[str, jax.Array] = {"lr": nets.schedule(state.step)}
 
     d, pool = state.d, state.pool
     if mode != "none":
@@ -104,7 +105,7 @@ def train_step(
     def g_loss_fn(g_out):
         generated = g_out[0] if aux_weights else g_out
         recon = losses.reconstruction_loss(loss_cfg.recon, generated, target)
-        parts = {f"g_{loss_cfg.recon}": recon}
+        parts = Metrics({f"g_{loss_cfg.recon}": recon})  # keeps its order through the VJP
         loss = loss_cfg.l1_weight * recon
         if aux_weights:
             parts |= losses.deep_supervision_losses(g_out[1], target)
@@ -142,7 +143,8 @@ def train_step(
             (state.g, state.d, state.pool),
         )
     metrics[NONFINITE] = jnp.logical_not(finite)
-    return TrainState(step=state.step + 1, rng=state.rng, g=g, d=d, pool=pool), metrics
+    new_state = TrainState(step=state.step + 1, rng=state.rng, g=g, d=d, pool=pool)
+    return new_state, Metrics(metrics, losses=(*g_parts, *(["d_loss"] if d is not None else [])))
 
 
 def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, ...]:
