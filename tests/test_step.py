@@ -128,7 +128,7 @@ def test_console_line_shows_every_loss_term_the_step_optimises(tiny_config, monk
     c.image_size, c.batch_size, c.compute_dtype = 32, 8, "float32"
     c.model.generator.update(ngf=4, num_downs=3, max_mult=4)
     c.model.discriminator.update(ndf=8, n_layers=2)
-    c.data.hints = "points"
+    c.data.hints, c.loss.hint_weight = "points", 1.0
     mesh = parallel.create_mesh(-1)
     created = {}
 
@@ -140,7 +140,7 @@ def test_console_line_shows_every_loss_term_the_step_optimises(tiny_config, monk
     batch = _batch(8, 32) | {"hints": np.zeros((8, 32, 32, 4), np.uint8)}
     batch = parallel.to_global(batch, parallel.batch_sharding(mesh))
     _, metrics = jax.eval_shape(jit_train_step(created["nets"], c, mesh), state, batch)
-    expected = ["g_l1", "g_aux1", "g_aux2", "g_gan", "d_loss"]
+    expected = ["g_l1", "g_aux1", "g_aux2", "g_hint", "g_gan", "d_loss"]
     assert list(metrics.losses) == expected
     assert _shown(_console_line(metrics, monkeypatch)) == expected
     # Without a discriminator, D's loss is neither computed nor shown.

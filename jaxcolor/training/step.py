@@ -54,6 +54,8 @@ def train_step(
     if aux_weights:
         extra["return_aux"] = True
     perceptual_w, style_w = perceptual_weights(config)
+    hint_w = config.loss.get("hint_weight", 0.0)
+    hint_targets = losses.hint_targets(batch, config.data.hints) if hint_w else None
     # VGG-19 features of the target: no gradient, computed once outside G's loss.
     real_features = jax.lax.stop_gradient(nets.vgg(target)) if (perceptual_w or style_w) else None
 
@@ -118,6 +120,9 @@ def train_step(
             if style_w:
                 parts["g_style"] = losses.style_loss(fake_features, real_features)
                 loss = loss + style_w * parts["g_style"]
+        if hint_targets is not None:
+            parts["g_hint"] = losses.hint_loss(generated, *hint_targets)
+            loss = loss + hint_w * parts["g_hint"]
         stats = d.stats if d is not None else None
         if mode != "none":
             # The freshly updated D judges the fake, as pix2pix's backward_G does.
