@@ -1,5 +1,5 @@
 """The jitted GAN step: sharding equivalence, GAN modes, dtypes, donation, the loss terms on
-the console line."""
+the console line, the moving average of the generator (train.ema_decay)."""
 
 import jax
 import numpy as np
@@ -7,7 +7,11 @@ import pytest
 from conftest import load_config
 
 from jaxcolor import parallel, summary
+from jaxcolor.core.errors import ConfigError
+from jaxcolor.data import pipeline
+from jaxcolor.evaluation.evaluator import SplitEvaluator
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
+from jaxcolor.training import config_checks
 from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
 
@@ -147,3 +151,73 @@ def test_console_line_shows_every_loss_term_the_step_optimises(tiny_config, monk
     tiny_config.loss.gan_mode = "none"
     _, metrics = _one_step(tiny_config, mesh, _batch(8, 32))
     assert _shown(_console_line(metrics, monkeypatch)) == ["g_l1"]
+
+
+def _ema_config(config, decay=0.9):
+    config.train.ema_decay = decay
+    config.optimizer.learning_rate = 1e-2  # the average and the raw weights differ visibly
+    return config
+
+
+def test_ema_follows_its_recursion_with_warm_up(tiny_config):
+    c = _ema_config(tiny_config, decay=0.15)
+    mesh = parallel.create_mesh(-1)
+    state, nets = create_train_state(c, in_channels=4, mesh=mesh)
+    start = jax.device_get(state.g.params)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.ema), start)
+    step = jit_train_step(nets, c, mesh)
+    batch = parallel.to_global(_batch(8, 32), parallel.batch_sharding(mesh))
+    expected = start
+    for t in range(3):
+        state, _ = step(state, batch)
+        decay = min(0.15, (1 + t) / (10 + t))  # 0.1 (the warm-up's first), then 0.15
+        params = jax.device_get(state.g.params)
+        expected = jax.tree.map(lambda e, p, d=decay: d * e + (1 - d) * p, expected, params)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+            jax.device_get(state.ema),
+            expected,
+        )
+    raw = jax.tree.leaves(jax.device_get(state.g.params))
+    assert any(not np.allclose(a, b) for a, b in zip(raw, jax.tree.leaves(expected), strict=True))
+
+
+def test_ema_is_off_by_default_and_checked(tiny_config):
+    mesh = parallel.create_mesh(1)
+    state, _ = create_train_state(tiny_config, in_channels=4, mesh=mesh)
+    assert tiny_config.train.ema_decay == 0.0 and state.ema is None
+    assert state.inference_generator() is state.g
+    on, _ = create_train_state(
+        _ema_config(tiny_config.copy_and_resolve_references()), in_channels=4, mesh=mesh
+    )
+    # Off, the state holds exactly the leaves it held before the EMA existed.
+    paths = lambda s: [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s)]  # noqa: E731
+    assert paths(state) == [p for p in paths(on) if not p.startswith(".ema")]
+    assert len(paths(on)) > len(paths(state))
+    for bad in (-0.1, 1.0):
+        tiny_config.train.ema_decay = bad
+        with pytest.raises(ConfigError, match=r"^train\.ema_decay must be in \[0, 1\) \(0 = off"):
+            config_checks.validate(tiny_config)
+
+
+def test_evaluation_uses_the_ema_weights(tiny_config):
+    """The fixed-batch and whole-split evaluations score the moving average (with the
+    generator's running BatchNorm statistics), not the raw weights."""
+    c = _ema_config(tiny_config)
+    mesh = parallel.create_mesh(-1)
+    state, nets = create_train_state(c, in_channels=4, mesh=mesh)
+    step = jit_train_step(nets, c, mesh)
+    batch = parallel.to_global(_batch(8, 32), parallel.batch_sharding(mesh))
+    for _ in range(2):
+        state, _ = step(state, batch)
+    averaged = state.replace(g=state.g.replace(params=state.ema), ema=None)
+    raw = state.replace(ema=None)
+    evaluate = jit_eval_step(nets, mesh, c)
+    pred = np.asarray(evaluate(state, batch)[0])
+    np.testing.assert_array_equal(pred, np.asarray(evaluate(averaged, batch)[0]))
+    assert np.abs(pred - np.asarray(evaluate(raw, batch)[0])).mean() > 1e-3
+
+    source = pipeline.make_sources(c)[1]
+    split = SplitEvaluator(c, nets, mesh, source, batch_size=8, max_images=8)
+    scores = split(state).columns
+    assert scores == split(averaged).columns and scores != split(raw).columns

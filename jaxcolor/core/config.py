@@ -92,6 +92,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.on_nonfinite = "stop"  # NaN/Inf loss or gradient: "stop" the run, or "skip" the update
     c.train.max_nonfinite = 10  # with "skip": stop after this many non-finite steps in a row
+    # Evaluate and export an exponential moving average of the generator's parameters with this
+    # decay (e.g. 0.999; warmed up as min(decay, (1 + step) / (10 + step))); 0 = off.
+    c.train.ema_decay = 0.0
 
     c.log_every = 100
     c.eval_every = 2_000

@@ -100,6 +100,12 @@ def validate(config: ml_collections.ConfigDict, *, weights_files: bool = True) -
         config.train.max_nonfinite >= 1,
         f"train.max_nonfinite must be >= 1, got {config.train.max_nonfinite}",
     )
+    ema = config.train.get("ema_decay", 0.0)
+    require(
+        0.0 <= ema < 1.0,
+        f"train.ema_decay must be in [0, 1) (0 = off; e.g. 0.999 averages the generator over "
+        f"about the last 1,000 steps), got {ema}",
+    )
     _check_hint_loss(config)
     for key in ("eval_split_every", "eval_max_images"):
         require(config[key] >= 0, f"{key} must be >= 0 (0 = off / all images), got {config[key]}")

@@ -135,6 +135,7 @@ def train_step(
     (g_loss, (g_parts, d_stats_after_g)), dfake = jax.value_and_grad(g_loss_fn, has_aux=True)(g_out)
     (g_grads,) = g_vjp(dfake)
     g = _update(nets.g_tx, state.g, g_grads, g_stats)
+    ema = _ema_update(state.ema, g.params, state.step, config) if state.ema is not None else None
     if d is not None:
         d = d.replace(stats=d_stats_after_g)
     metrics |= {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads), **g_parts}
@@ -142,14 +143,32 @@ def train_step(
     # gradient shows up here (a gradient norm is non-finite iff some element is).
     finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in metrics.values()]))
     if config.train.on_nonfinite == "skip":
-        g, d, pool = jax.tree.map(
+        g, d, pool, ema = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old),
-            (g, d, pool),
-            (state.g, state.d, state.pool),
+            (g, d, pool, ema),
+            (state.g, state.d, state.pool, state.ema),
         )
     metrics[NONFINITE] = jnp.logical_not(finite)
-    new_state = TrainState(step=state.step + 1, rng=state.rng, g=g, d=d, pool=pool)
+    new_state = TrainState(step=state.step + 1, rng=state.rng, g=g, d=d, pool=pool, ema=ema)
     return new_state, Metrics(metrics, losses=(*g_parts, *(["d_loss"] if d is not None else [])))
+
+
+def ema_decay(step: jax.Array, decay: float) -> jax.Array:
+    """The EMA's decay at the update after `step` updates: min(decay, (1 + step) / (10 + step)).
+
+    The warm-up of TensorFlow's ExponentialMovingAverage(num_updates=step): the first decays
+    are small (0.1, 0.18, 0.25, ...), so the average forgets the random initialisation within
+    a few steps instead of 1 / (1 - decay) of them; from step (10 decay - 1) / (1 - decay) on
+    (8,990 for 0.999) it is `decay`.
+    """
+    step = step.astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def _ema_update(ema: PyTree, params: PyTree, step: jax.Array, config) -> PyTree:
+    """`train.ema_decay`'s moving average of the generator's parameters after this update."""
+    decay = ema_decay(step, config.train.ema_decay)
+    return optax.incremental_update(params, ema, step_size=1.0 - decay)
 
 
 def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, ...]:
