@@ -191,13 +191,16 @@ def test_ema_is_off_by_default_and_checked(tiny_config):
         _ema_config(tiny_config.copy_and_resolve_references()), in_channels=4, mesh=mesh
     )
     # Off, the state holds exactly the leaves it held before the EMA existed.
-    paths = lambda s: [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(s)]  # noqa: E731
-    assert paths(state) == [p for p in paths(on) if not p.startswith(".ema")]
-    assert len(paths(on)) > len(paths(state))
+    assert _leaf_paths(state) == [p for p in _leaf_paths(on) if not p.startswith(".ema")]
+    assert len(_leaf_paths(on)) > len(_leaf_paths(state))
     for bad in (-0.1, 1.0):
         tiny_config.train.ema_decay = bad
         with pytest.raises(ConfigError, match=r"^train\.ema_decay must be in \[0, 1\) \(0 = off"):
             config_checks.validate(tiny_config)
+
+
+def _leaf_paths(tree) -> list[str]:
+    return [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
 
 
 def test_evaluation_uses_the_ema_weights(tiny_config):
