@@ -25,6 +25,7 @@ from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
@@ -41,7 +42,7 @@ PyTree = Any
 STATE, DATA, METADATA = "state", "data", "metadata"
 # Config keys that decide the shapes in the state: a mismatch here means "another run".
 # image_size shapes the image pool (model.image_pool.size > 0).
-SHAPE_KEYS = ("model", "data.hints", "loss.gan_mode", "task", "image_size")
+SHAPE_KEYS = ("model", "data.hints", "loss.gan_mode", "task", "image_size", "train.ema_decay")
 
 
 class Checkpointer:
@@ -131,10 +132,7 @@ class Checkpointer:
         """Restores `step` onto the shardings (the current mesh) and shapes of `state`."""
         self._check_compatible(state, step, metadata)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        restored = self._manager.restore(
-            step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract)})
-        )
-        return restored[STATE]
+        return _restore_state(self._manager, step, abstract)
 
     def restore_data(self, data_iter, step: int, metadata: dict[str, Any]) -> str | None:
         """Restores the Grain iterator in place; else returns why its state does not map."""
@@ -213,6 +211,36 @@ class Checkpointer:
             f"({'; '.join(diffs) or f'first difference: {first}'}). Use the settings it was "
             "trained with to resume it, or pass a new --workdir to start a fresh run."
         )
+
+
+def _restore_state(manager: ocp.CheckpointManager, step: int, target: PyTree) -> PyTree:
+    """`step`'s state restored onto `target` (shapes, dtypes, shardings).
+
+    A field of the state that `target` leaves None and the checkpoint lacks (one added since it
+    was written, e.g. `ema` with train.ema_decay = 0) stays None, so checkpoints written before
+    that field existed still restore.
+    """
+    absent = _absent_empty_fields(target, manager.item_metadata(step)[STATE])
+    present = target
+    if absent:
+        fields = {f.name: getattr(target, f.name) for f in dataclasses.fields(target)}
+        present = {name: value for name, value in fields.items() if name not in absent}
+    restored = manager.restore(
+        step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(present)})
+    )[STATE]
+    return target.replace(**restored) if absent else restored
+
+
+def _absent_empty_fields(target: PyTree, saved_tree) -> set[str]:
+    """Names of `target`'s dataclass fields that are None there and absent from `saved_tree`
+    (Orbax's metadata of a saved state; None when unreadable)."""
+    if saved_tree is None or not dataclasses.is_dataclass(target):
+        return set()
+    return {
+        f.name
+        for f in dataclasses.fields(target)
+        if getattr(target, f.name) is None and f.name not in saved_tree
+    }
 
 
 def handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
@@ -374,9 +402,7 @@ def restore_read_only(
         config = meta["config"]
         target = abstract_state(ml_collections.ConfigDict(config))
         try:
-            state = manager.restore(
-                step, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(target)})
-            )[STATE]
+            state = _restore_state(manager, step, target)
         except (ValueError, KeyError, TypeError) as e:
             raise ExportError(
                 f"Checkpoint {directory / str(step)} does not match the state its own config "
@@ -416,7 +442,8 @@ def init_from(state: PyTree, config: ml_collections.ConfigDict) -> PyTree:
     """Replaces the fresh state's weights and BatchNorm statistics (`state.g` / `state.d`, each
     with `params` and `stats`) with `config.init_from`'s.
 
-    Optimizer state is left as created (Adam's moments start at zero whatever the weights).
+    Optimizer state is left as created (Adam's moments start at zero whatever the weights); a
+    moving average of the generator (`state.ema`, train.ema_decay > 0) starts at the new weights.
     Raises ConfigError naming the file on any key or shape mismatch.
     """
     in_channels = pipeline.condition_channels(config)
@@ -440,7 +467,10 @@ def init_from(state: PyTree, config: ml_collections.ConfigDict) -> PyTree:
         if jax.process_index() == 0:
             logging.info("Initialised the %s from %s", net, file)
     jax.block_until_ready(new)
-    return state.replace(g=new.get("generator", state.g), d=new.get("discriminator", state.d))
+    state = state.replace(g=new.get("generator", state.g), d=new.get("discriminator", state.d))
+    if state.ema is not None:  # its own buffers: the step donates both
+        state = state.replace(ema=jax.tree.map(jnp.copy, state.g.params))
+    return state
 
 
 def _place(tree: dict, like: PyTree) -> PyTree:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -184,6 +184,34 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+@jax.tree_util.register_pytree_with_keys_class
+class Metrics(dict):
+    """A step's metrics (name -> on-device scalar) that also names the loss terms it optimised.
+
+    The names are static pytree data, so they come out of `jax.jit` beside the values: the
+    console line shows every term a config turns on, and a new loss shows up there by being
+    added to `losses` where the step computes it, not to a list in the logger.
+    """
+
+    def __init__(self, values: Mapping[str, jax.Array] = (), *, losses: Sequence[str] = ()):
+        super().__init__(values)
+        self.losses = tuple(losses)
+
+    def tree_flatten_with_keys(self):
+        children = [(jax.tree_util.DictKey(k), v) for k, v in self.items()]
+        return children, (tuple(self), self.losses)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children) -> Metrics:
+        keys, losses = aux
+        return cls(zip(keys, children, strict=True), losses=losses)
+
+
+def loss_terms(metrics: Mapping[str, object]) -> tuple[str, ...]:
+    """The names of the loss terms among `metrics` (a `Metrics`; none for a plain mapping)."""
+    return metrics.losses if isinstance(metrics, Metrics) else ()
+
+
 class Progress:
     """Throughput and ETA between log points, and the one-line console report."""
 
@@ -208,12 +236,19 @@ class Progress:
             "images_per_sec": steps * self.batch_size / elapsed,
         }
 
-    def line(self, step: int, metrics: Mapping[str, float], rate: Mapping[str, float]) -> str:
-        """`step 120/300 (40%) | g_l1 0.2345 ... | 45.1 img/s | ETA 1m23s`."""
-        shown = " ".join(
-            f"{k} {metrics[k]:.4f}" for k in ("g_l1", "g_l2", "g_gan", "d_loss") if k in metrics
-        )
-        text = f"step {step}/{self.num_steps} ({100.0 * step / self.num_steps:.0f}%) | {shown}"
+    def line(
+        self,
+        step: int,
+        metrics: Mapping[str, float],
+        rate: Mapping[str, float],
+        losses: Sequence[str] = (),
+    ) -> str:
+        """`step 120/300 (40%) | g_l1 0.2345 ... d_loss 0.6931 | 45.1 img/s | ETA 1m23s`: the
+        `losses` (names of metrics, in their order) and the throughput."""
+        text = f"step {step}/{self.num_steps} ({100.0 * step / self.num_steps:.0f}%)"
+        shown = " ".join(f"{k} {metrics[k]:.4f}" for k in losses if k in metrics)
+        if shown:
+            text += f" | {shown}"
         if rate:
             eta = (self.num_steps - step) / rate["steps_per_sec"]
             text += f" | {rate['images_per_sec']:.1f} img/s | ETA {_duration(eta)}"
@@ -287,7 +322,7 @@ class MetricsLogger:
         values |= {k: n for k, n in self._counts.items() if n}
         rate = self._progress.update(step)
         self._writer.scalars(step, values | rate, "train")
-        log_line(self._progress.line(step, values, rate))
+        log_line(self._progress.line(step, values, rate, loss_terms(metrics)))
 
 
 def log_line(text: str) -> None:

@@ -26,6 +26,7 @@ from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import pipeline, sources
 from jaxcolor.data import sketch as sketch_lib
+from jaxcolor.evaluation.evaluator import SplitEvaluator, evaluate_checkpoint
 from jaxcolor.export import config_json, exporter, inference, torch_models
 from jaxcolor.export.__main__ import main as export_main
 from jaxcolor.nets import convert
@@ -389,6 +390,11 @@ def test_init_from_pix2pix_safetensors_gives_the_same_network(tiny_config, tmp_p
     torch_out = _torch_forward(generator, x)
     assert np.abs(torch_out).max() > 0.5
     assert np.abs(jax_out - torch_out).max() <= TOL
+    # With train.ema_decay > 0 the moving average starts at the loaded weights too.
+    placeholder = _placeholder_state(config)
+    with_ema = checkpoint.init_from(placeholder.replace(ema=placeholder.g.params), config)
+    for ema, loaded in zip(*map(jax.tree.leaves, (with_ema.ema, state.g.params)), strict=True):
+        np.testing.assert_array_equal(ema, loaded)
 
     # Another architecture: the message names the file and the first bad key.
     config.model.generator.ngf = 16
@@ -400,6 +406,41 @@ def test_init_from_pix2pix_safetensors_gives_the_same_network(tiny_config, tmp_p
     config.init_from = str(tmp_path / "missing.safetensors")
     with pytest.raises(ConfigError, match="missing.safetensors' does not exist"):
         checkpoint.init_from(_placeholder_state(config), config)
+
+
+def test_export_and_evaluate_use_the_ema_weights(tiny_config, tmp_path):
+    """With train.ema_decay > 0 (from init_from weights, as a fine-tuning run), the export holds
+    the moving average with the running BatchNorm statistics, config.json says so, and
+    `python -m jaxcolor.evaluate` scores the same weights."""
+    c = tiny_config
+    save_file(_pix2pix_generator().state_dict(), str(tmp_path / "g.safetensors"))
+    c.update(
+        num_steps=2, eval_every=100, checkpoint_every=100, init_from=str(tmp_path / "g.safetensors")
+    )
+    c.train.ema_decay, c.optimizer.learning_rate = 0.9, 1e-2
+    run = tmp_path / "run"
+    state = train_and_evaluate(c, str(run))
+    exporter.export(str(run), str(tmp_path / "export"))
+
+    cfg = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert cfg["generator_weights"]["average"] == "ema"
+    assert cfg["generator_weights"]["ema_decay"] == 0.9
+    module, _ = torch_models.load(tmp_path / "export")
+    graph = _abstract(c)["generator"][0]
+    x = _inputs(c)["real"][0]
+    host = jax.device_get(state)
+    averaged = _jax_forward(graph, host.inference_generator(), x)
+    assert np.abs(_torch_forward(module, x) - averaged).max() <= TOL
+    assert np.abs(_jax_forward(graph, host.g, x) - averaged).max() > 100 * TOL  # not the raw G
+
+    report = evaluate_checkpoint(str(run))["metrics"]["paired"]
+    mesh = parallel.create_mesh(-1)
+    nets = create_train_state(c, in_channels=4, mesh=mesh)[1]
+    split = SplitEvaluator(c, nets, mesh, pipeline.make_sources(c)[1], batch_size=8)
+    ema_as_g = state.replace(g=state.g.replace(params=state.ema), ema=None)
+    for name, value in split(ema_as_g).columns["paired"].items():
+        assert report[name] == pytest.approx(value, rel=1e-6), name
+    assert report != pytest.approx(split(state.replace(ema=None)).columns["paired"], rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
+import flax.struct
 import jax
 import numpy as np
 import pytest
@@ -37,10 +39,12 @@ def _metadata(workdir: pathlib.Path, step: int) -> dict:
     return json.loads((workdir / "checkpoints" / str(step) / "metadata" / "metadata").read_text())
 
 
-def test_restarted_run_equals_uninterrupted_run(tiny_config, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.99])
+def test_restarted_run_equals_uninterrupted_run(tiny_config, tmp_path, ema_decay):
     c = tiny_config
     # 64 px / 6 downsamplings puts dropout in the U-Net, so the RNG must be restored too.
     c.image_size, c.model.generator.num_downs = 64, 6
+    c.train.ema_decay = ema_decay  # with 0.99, the generator's moving average is restored too
     c.num_steps, c.log_every, c.eval_every, c.checkpoint_every = 6, 1, 100, 100
     whole = train_and_evaluate(c, str(tmp_path / "whole"))
 
@@ -50,6 +54,7 @@ def test_restarted_run_equals_uninterrupted_run(tiny_config, tmp_path):
     halves = train_and_evaluate(c, str(tmp_path / "halves"))
 
     assert _steps(tmp_path / "halves") == [3, 6]
+    assert (whole.ema is None) == (ema_decay == 0)
     flat_whole, tree_whole = jax.tree.flatten(jax.device_get(whole))
     flat_halves, tree_halves = jax.tree.flatten(jax.device_get(halves))
     assert tree_whole == tree_halves
@@ -263,6 +268,50 @@ def test_a_skipped_step_leaves_the_state_unchanged(tiny_config, tmp_path, monkey
         strict=True,
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_checkpoint_from_before_the_ema_field_restores(tiny_config, tmp_path):
+    """Checkpoints written before TrainState had `ema` (its tree has no such key) resume with
+    train.ema_decay = 0; turning the EMA on for them is a mismatch naming the key."""
+    tiny_config.num_steps = 2
+    state = train_and_evaluate(tiny_config, str(tmp_path / "new"))
+    old_layout = _TrainStateBeforeEma(state.step, state.rng, state.g, state.d, state.pool)
+    ckpt = checkpoint.Checkpointer(tmp_path / "old" / "checkpoints", tiny_config)
+    ckpt.save(2, old_layout, _DataIterator())
+    ckpt.close()
+
+    ckpt = checkpoint.Checkpointer(tmp_path / "old" / "checkpoints", tiny_config)
+    restored = ckpt.restore(state, 2, ckpt.metadata(2))
+    ckpt.close()
+    assert restored.ema is None
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    tiny_config.num_steps = 3
+    assert int(train_and_evaluate(tiny_config, str(tmp_path / "old")).step) == 3
+    tiny_config.train.ema_decay, tiny_config.num_steps = 0.999, 4
+    with pytest.raises(
+        CheckpointMismatchError, match=r"train\.ema_decay: checkpoint 0\.0, config 0\.999"
+    ):
+        train_and_evaluate(tiny_config, str(tmp_path / "old"))
+
+
+@flax.struct.dataclass
+class _TrainStateBeforeEma:
+    """TrainState's fields before train.ema_decay added `ema`."""
+
+    step: Any
+    rng: Any
+    g: Any
+    d: Any
+    pool: Any = None
+
+
+class _DataIterator:
+    """A stand-in data iterator for `Checkpointer.save` (its saved state fits no pipeline, so
+    a resume restarts the stream at the saved step)."""
+
+    def get_state(self) -> bytes:
+        return b"{}"
 
 
 def test_checkpoint_of_another_model_fails_with_the_differing_key(tiny_config, tmp_path):

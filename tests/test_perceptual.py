@@ -13,6 +13,7 @@ import torch
 from conftest import load_config
 from safetensors.numpy import save_file
 from test_export import _real_batch
+from test_step import _console_line, _shown
 
 from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError
@@ -169,10 +170,10 @@ def _abstract_step_inputs(c):
 
 
 @pytest.mark.parametrize("name", ["unet", "classic_unet"])
-def test_every_colorizer_family_can_use_the_losses(vgg19_pth, tiny_config, name):
+def test_every_colorizer_family_can_use_the_losses(vgg19_pth, tiny_config, name, monkeypatch):
     """The losses live in the shared step: the pix2pix U-Net GAN and the classic U-Net
-    regressor (bf16, as the configs compute) report them; without the loaded VGG-19 a step
-    refuses to build."""
+    regressor (bf16, as the configs compute) report them, also on the console line; without
+    the loaded VGG-19 a step refuses to build."""
     c = tiny_config
     c.update(compute_dtype="bfloat16")
     c.model.generator.name = name
@@ -186,6 +187,8 @@ def test_every_colorizer_family_can_use_the_losses(vgg19_pth, tiny_config, name)
     _, metrics = jax.eval_shape(jit_train_step(nets, c, mesh), state, batch)
     assert {"g_perceptual", "g_style"} <= set(metrics)
     assert metrics["g_style"].shape == () and metrics["g_style"].dtype == jnp.float32
+    shown = ["g_l1", "g_perceptual", "g_style"] + (["g_gan", "d_loss"] if name == "unet" else [])
+    assert _shown(_console_line(metrics, monkeypatch)) == shown
     with pytest.raises(ValueError, match=r"pass vgg=vgg\.load_vgg"):
         jit_train_step(dataclasses.replace(nets, vgg=None), c, mesh)
 

@@ -1,5 +1,6 @@
-"""Image grids, the console progress line and the train metrics logger."""
+"""Image grids, the console progress line, the step's metrics and the train metrics logger."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -27,12 +28,23 @@ def test_progress_line_reports_rate_and_eta_only_when_timed():
     progress.reset(1)
     first = progress.update(1)
     assert first == {}
-    assert progress.line(1, {"g_l1": 0.5}, first) == "step 1/100 (1%) | g_l1 0.5000"
+    assert progress.line(1, {"g_l1": 0.5}, first, ("g_l1",)) == "step 1/100 (1%) | g_l1 0.5000"
+    assert progress.line(1, {"g_l1": 0.5}, first) == "step 1/100 (1%)"  # no loss named
     rate = progress.update(51)
     assert rate["images_per_sec"] == rate["steps_per_sec"] * 16 > 0
-    line = progress.line(51, {"g_l1": 0.25, "d_loss": 0.7, "lr": 1.0}, rate)
-    assert line.startswith("step 51/100 (51%) | g_l1 0.2500 d_loss 0.7000 | ")
+    metrics = {"lr": 1.0, "g_style": 0.5, "d_loss": 0.7, "g_l1": 0.25}
+    line = progress.line(51, metrics, rate, ("g_l1", "g_style", "d_loss"))
+    assert line.startswith("step 51/100 (51%) | g_l1 0.2500 g_style 0.5000 d_loss 0.7000 | ")
     assert "img/s | ETA " in line
+
+
+def test_metrics_name_their_loss_terms_through_jit():
+    metrics = summary.Metrics({"lr": jnp.float32(1), "g_l1": jnp.float32(2)}, losses=("g_l1",))
+    out = jax.jit(lambda m: jax.tree.map(lambda x: x * 2, m))(metrics)
+    assert isinstance(out, summary.Metrics) and out.losses == ("g_l1",)
+    assert list(out) == ["lr", "g_l1"] and float(out["g_l1"]) == 4.0  # insertion order kept
+    assert summary.loss_terms(jax.device_get(out)) == ("g_l1",)
+    assert summary.loss_terms(dict(out)) == ()
 
 
 def test_metrics_logger_checks_every_step_and_writes_log_steps_one_step_late():

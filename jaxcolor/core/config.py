@@ -79,6 +79,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss.style_weight = 0.0  # L1 between their Gram matrices
     c.loss.vgg_weights = ""
     c.loss.vgg_layers = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"  # reluB_J / convB_J names
+    # Hint fidelity (data.hints points | strokes | scribbles): L1 between the output and the
+    # user's colour at the hinted pixels (`g_hint`); 0 = off.
+    c.loss.hint_weight = 0.0
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-4
@@ -89,6 +92,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.on_nonfinite = "stop"  # NaN/Inf loss or gradient: "stop" the run, or "skip" the update
     c.train.max_nonfinite = 10  # with "skip": stop after this many non-finite steps in a row
+    # Evaluate and export an exponential moving average of the generator's parameters with this
+    # decay (e.g. 0.999; warmed up as min(decay, (1 + step) / (10 + step))); 0 = off.
+    c.train.ema_decay = 0.0
 
     c.log_every = 100
     c.eval_every = 2_000

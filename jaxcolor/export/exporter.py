@@ -44,9 +44,10 @@ def _abstract_state(config: ml_collections.ConfigDict) -> TrainState:
 def state_dicts(
     restored: checkpoint.Restored, *, with_discriminator: bool
 ) -> dict[str, dict[str, np.ndarray]]:
-    """{"generator": state_dict[, "discriminator": state_dict]} as numpy arrays."""
+    """{"generator": state_dict[, "discriminator": state_dict]} as numpy arrays; the generator's
+    parameters are their moving average when the run kept one (train.ema_decay > 0)."""
     archs = config_json_lib.architectures(restored.config)
-    nets = {"generator": restored.state.g}
+    nets = {"generator": restored.state.inference_generator()}  # the EMA weights when kept
     if with_discriminator:
         if restored.state.d is None:
             raise ExportError(
@@ -56,6 +57,22 @@ def state_dicts(
     return {
         net: convert.flax_to_torch(net, archs[net], s.params, s.stats, step=restored.step)
         for net, s in nets.items()
+    }
+
+
+def _weights_note(restored: checkpoint.Restored) -> dict[str, dict]:
+    """config.json's record of an averaged generator: {"generator_weights": ...} when the run
+    kept an EMA (train.ema_decay > 0), whose parameters `state_dicts` exports; else {}."""
+    if restored.state.ema is None:
+        return {}
+    decay = restored.config["train"]["ema_decay"]
+    return {
+        "generator_weights": {
+            "average": "ema",
+            "ema_decay": decay,
+            "note": f"exponential moving average (train.ema_decay={decay}) of the generator's "
+            "parameters, with its running BatchNorm statistics",
+        }
     }
 
 
@@ -84,7 +101,7 @@ def export(
         step=restored.step,
         version=jaxcolor.__version__,
         with_discriminator=with_discriminator,
-    )
+    ) | _weights_note(restored)
     out = pathlib.Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -92,14 +92,29 @@ def apply(graph: nnx.GraphDef, params, stats, x, **call_kwargs):
     return out, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
 
 
-def predict(state, batch: dict[str, jax.Array], *, nets: Nets, config=None):
+class Weights(Protocol):
+    """A network's trainable parameters and BatchNorm statistics (pure pytrees)."""
+
+    params: Any
+    stats: Any
+
+
+class GeneratorState(Protocol):
+    """What `predict` reads of the training `TrainState`."""
+
+    def inference_generator(self) -> Weights: ...
+
+
+def predict(state: GeneratorState, batch: dict[str, jax.Array], *, nets: Nets, config=None):
     """(prediction, target) of the generator in inference mode (running BatchNorm statistics,
-    no dropout), both float32 in [-1, 1]. `state.g` holds the generator's params and stats."""
+    no dropout), both float32 in [-1, 1], with `state.inference_generator()`'s weights (the
+    moving average of the parameters when train.ema_decay > 0)."""
     condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
+    g = state.inference_generator()
     pred, _ = apply(
         nets.g_graph,
-        state.g.params,
-        state.g.stats,
+        g.params,
+        g.stats,
         condition,
         train=False,
         **generator_kwargs(nets, batch),

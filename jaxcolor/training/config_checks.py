@@ -10,7 +10,7 @@ from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.data.sketch import DATASET_SKETCH, is_model_sketch, parse_sketch_mix
 from jaxcolor.nets import registry
 from jaxcolor.nets.base import COMPUTE_DTYPES, DISCRIMINATOR, GENERATOR, NORMS, require
-from jaxcolor.training import vgg
+from jaxcolor.training import losses, vgg
 from jaxcolor.training.losses import GAN_MODES, RECON
 from jaxcolor.training.step import ON_NONFINITE
 
@@ -100,6 +100,13 @@ def validate(config: ml_collections.ConfigDict, *, weights_files: bool = True) -
         config.train.max_nonfinite >= 1,
         f"train.max_nonfinite must be >= 1, got {config.train.max_nonfinite}",
     )
+    ema = config.train.get("ema_decay", 0.0)
+    require(
+        0.0 <= ema < 1.0,
+        f"train.ema_decay must be in [0, 1) (0 = off; e.g. 0.999 averages the generator over "
+        f"about the last 1,000 steps), got {ema}",
+    )
+    _check_hint_loss(config)
     for key in ("eval_split_every", "eval_max_images"):
         require(config[key] >= 0, f"{key} must be >= 0 (0 = off / all images), got {config[key]}")
     require(
@@ -129,6 +136,17 @@ def _check_perceptual(config: ml_collections.ConfigDict, weights_files: bool) ->
         min(image_hw(config)) >= 2**pools,
         f"image_size={describe(config.image_size)} is too small for loss.vgg_layers={layers} "
         f"({pools} max pools before the deepest; needs >= {2**pools} px); use shallower layers.",
+    )
+
+
+def _check_hint_loss(config: ml_collections.ConfigDict) -> None:
+    weight, hints = config.loss.get("hint_weight", 0.0), config.data.hints
+    require(weight >= 0, f"loss.hint_weight must be >= 0 (0 = off), got {weight}")
+    require(
+        weight == 0 or hints in losses.HINT_PIXELS,
+        f"loss.hint_weight={weight} compares the output with the hint colours at the hinted "
+        f"pixels, which data.hints={hints!r} does not mark; use data.hints in "
+        f"{tuple(losses.HINT_PIXELS)} or set loss.hint_weight=0.",
     )
 
 

@@ -42,6 +42,13 @@ class TrainState:
     g: NetState
     d: NetState | None  # None when loss.gan_mode == "none"
     pool: image_pool.ImagePool | None = None  # D's past fakes; None when model.image_pool.size=0
+    # The exponential moving average of g.params (train.ema_decay > 0), else None.
+    ema: PyTree | None = None
+
+    def inference_generator(self) -> NetState:
+        """The generator as evaluation and export use it: `g` with, when train.ema_decay > 0,
+        the moving average of its parameters (and its own running BatchNorm statistics)."""
+        return self.g if self.ema is None else self.g.replace(params=self.ema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +141,16 @@ def jit_with_frozen(
     return Bound(jitted, frozen_weights(nets))
 
 
+def uses_ema(config: ml_collections.ConfigDict) -> bool:
+    """train.ema_decay > 0: the state keeps a moving average of the generator's parameters."""
+    return config.train.get("ema_decay", 0.0) > 0
+
+
+def moving_average_start(params: PyTree) -> PyTree:
+    """The EMA's first value: a copy of `params` (its own buffers: the step donates both)."""
+    return jax.tree.map(jnp.copy, params)
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     """Constant lr, then (optionally) linear decay to 0 over the last `decay_steps` steps."""
     lr, decay = config.optimizer.learning_rate, config.optimizer.decay_steps
@@ -202,7 +219,12 @@ def create_train_state(
 
     pool = image_pool.create(config, in_channels + config.model.generator.out_channels)
     state = TrainState(
-        step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(step_key), g=g, d=d, pool=pool
+        step=jnp.zeros((), jnp.int32),
+        rng=jax.random.key_data(step_key),
+        g=g,
+        d=d,
+        pool=pool,
+        ema=moving_average_start(g_params) if uses_ema(config) else None,
     )
     state = jax.device_put(state, parallel.replicated(mesh))
     reference = registry.generator(config.model.generator).takes_reference

@@ -12,7 +12,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from jaxcolor import parallel
+from jaxcolor import parallel, summary
 from jaxcolor.nets.inputs import apply, generator_kwargs, model_inputs
 from jaxcolor.training import image_pool, losses
 from jaxcolor.training.state import (
@@ -25,7 +25,7 @@ from jaxcolor.training.state import (
 from jaxcolor.training.vgg import perceptual_weights
 
 PyTree = Any
-Metrics = dict[str, jax.Array]
+Metrics = summary.Metrics
 NONFINITE = "nonfinite"  # metric: True when this step's losses or gradients had a NaN/Inf
 ON_NONFINITE = ("stop", "skip")
 POOL_STREAM = 0x9001  # folded into the step key for the image pool's draws
@@ -43,6 +43,7 @@ def train_step(
 
     A step whose losses or gradients are not finite is flagged in `metrics["nonfinite"]`; with
     `train.on_nonfinite = "skip"` its update is dropped (the step counter still advances).
+    `metrics.losses` names the loss terms (G's parts, then D's loss) for the console line.
     """
     loss_cfg = config.loss
     mode = loss_cfg.gan_mode
@@ -53,6 +54,8 @@ def train_step(
     if aux_weights:
         extra["return_aux"] = True
     perceptual_w, style_w = perceptual_weights(config)
+    hint_w = config.loss.get("hint_weight", 0.0)
+    hint_targets = losses.hint_targets(batch, config.data.hints) if hint_w else None
     # VGG-19 features of the target: no gradient, computed once outside G's loss.
     real_features = jax.lax.stop_gradient(nets.vgg(target)) if (perceptual_w or style_w) else None
 
@@ -71,7 +74,7 @@ def train_step(
     # back through the same activations via the saved VJP.
     g_out, g_vjp, g_stats = jax.vjp(generate, state.g.params, has_aux=True)
     fake = g_out[0] if aux_weights else g_out
-    metrics: Metrics = {"lr": nets.schedule(state.step)}
+    metrics: dict[str, jax.Array] = {"lr": nets.schedule(state.step)}
 
     d, pool = state.d, state.pool
     if mode != "none":
@@ -104,7 +107,7 @@ def train_step(
     def g_loss_fn(g_out):
         generated = g_out[0] if aux_weights else g_out
         recon = losses.reconstruction_loss(loss_cfg.recon, generated, target)
-        parts = {f"g_{loss_cfg.recon}": recon}
+        parts = Metrics({f"g_{loss_cfg.recon}": recon})  # keeps its order through the VJP
         loss = loss_cfg.l1_weight * recon
         if aux_weights:
             parts |= losses.deep_supervision_losses(g_out[1], target)
@@ -117,6 +120,9 @@ def train_step(
             if style_w:
                 parts["g_style"] = losses.style_loss(fake_features, real_features)
                 loss = loss + style_w * parts["g_style"]
+        if hint_targets is not None:
+            parts["g_hint"] = losses.hint_loss(generated, *hint_targets)
+            loss = loss + hint_w * parts["g_hint"]
         stats = d.stats if d is not None else None
         if mode != "none":
             # The freshly updated D judges the fake, as pix2pix's backward_G does.
@@ -129,6 +135,7 @@ def train_step(
     (g_loss, (g_parts, d_stats_after_g)), dfake = jax.value_and_grad(g_loss_fn, has_aux=True)(g_out)
     (g_grads,) = g_vjp(dfake)
     g = _update(nets.g_tx, state.g, g_grads, g_stats)
+    ema = _ema_update(state.ema, g.params, state.step, config) if state.ema is not None else None
     if d is not None:
         d = d.replace(stats=d_stats_after_g)
     metrics |= {"g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads), **g_parts}
@@ -136,13 +143,32 @@ def train_step(
     # gradient shows up here (a gradient norm is non-finite iff some element is).
     finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in metrics.values()]))
     if config.train.on_nonfinite == "skip":
-        g, d, pool = jax.tree.map(
+        g, d, pool, ema = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old),
-            (g, d, pool),
-            (state.g, state.d, state.pool),
+            (g, d, pool, ema),
+            (state.g, state.d, state.pool, state.ema),
         )
     metrics[NONFINITE] = jnp.logical_not(finite)
-    return TrainState(step=state.step + 1, rng=state.rng, g=g, d=d, pool=pool), metrics
+    new_state = TrainState(step=state.step + 1, rng=state.rng, g=g, d=d, pool=pool, ema=ema)
+    return new_state, Metrics(metrics, losses=(*g_parts, *(["d_loss"] if d is not None else [])))
+
+
+def ema_decay(step: jax.Array, decay: float) -> jax.Array:
+    """The EMA's decay at the update after `step` updates: min(decay, (1 + step) / (10 + step)).
+
+    The warm-up of TensorFlow's ExponentialMovingAverage(num_updates=step): the first decays
+    are small (0.1, 0.18, 0.25, ...), so the average forgets the random initialisation within
+    a few steps instead of 1 / (1 - decay) of them; from step (10 decay - 1) / (1 - decay) on
+    (8,990 for 0.999) it is `decay`.
+    """
+    step = step.astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
+def _ema_update(ema: PyTree, params: PyTree, step: jax.Array, config) -> PyTree:
+    """`train.ema_decay`'s moving average of the generator's parameters after this update."""
+    decay = ema_decay(step, config.train.ema_decay)
+    return optax.incremental_update(params, ema, step_size=1.0 - decay)
 
 
 def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, ...]:
