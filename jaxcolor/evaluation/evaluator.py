@@ -33,7 +33,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from jaxcolor import checkpoint, parallel, summary
-from jaxcolor.core.errors import ConfigError
+from jaxcolor.core.errors import ConfigError, WorkdirError
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import baselines as baselines_lib
 from jaxcolor.evaluation import fid as fid_lib
@@ -47,6 +47,7 @@ PAIRED, DIFFERENT = "paired", "different_reference"
 COLUMNS, BASELINES, TARGET = "columns", "baselines", "target"
 HINT_ERROR, GAIN = "hint_error", "gain_db"
 _HINT_SUM, _HINT_COUNT = "hint_abs", "hint_count"
+SHEET_SAMPLES = 8  # rows of a sample sheet when --sheet comes without --samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -413,9 +414,6 @@ def _abstract_state(config: ml_collections.ConfigDict, mesh: Mesh, **kwargs):
     )
 
 
-SHEET_SAMPLES = 8  # rows of a sample sheet when --sheet comes without --samples
-
-
 def _check_set(
     split: str | None, source: str | None, data_dir: str | None, source_split: str | None
 ) -> None:
@@ -547,10 +545,8 @@ def evaluate_checkpoint(
         "fid": "computed" if fid else "skipped: no --fid-weights",
         "json": str(path),
     }
+    sheet = epath.Path(sheet_path) if sheet_path else root / "eval" / f"{stem}.png"
     if scores.samples is not None:
-        sheet = epath.Path(sheet_path) if sheet_path else root / "eval" / f"{stem}.png"
-        if jax.process_index() == 0:
-            _write_sheet(sheet, scores.samples, config)
         extra["sheet"] = str(sheet)
     writer = summary.Writer(root / "tensorboard")
     try:
@@ -559,6 +555,8 @@ def evaluate_checkpoint(
         )
     finally:
         writer.close()
+    if scores.samples is not None and jax.process_index() == 0:
+        _write_sheet(sheet, scores.samples, config)  # after the report: a bad path loses nothing
     return report
 
 
@@ -566,4 +564,9 @@ def _write_sheet(path: epath.Path, samples: dict[str, np.ndarray], config) -> No
     """The sample sheet of the evaluated images, each row labelled with its index and PSNR."""
     columns = sample_sheet.sheet_columns(samples, config.data.hints)
     labels = [(f"#{i}", f"{p:.1f} dB") for i, p in enumerate(samples["psnr"])]
-    sample_sheet.write_png(path, sample_sheet.sample_sheet(columns, labels))
+    try:
+        sample_sheet.write_png(path, sample_sheet.sample_sheet(columns, labels))
+    except OSError as e:
+        raise WorkdirError(
+            f"--sheet {path}: cannot write it ({e}); pass a writable .png path."
+        ) from e
