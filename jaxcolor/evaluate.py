@@ -1,5 +1,7 @@
-"""`python -m jaxcolor.evaluate --workdir W [--split val|train] [--step N] [--batch-size B]
-[--max-images N] [--fid-weights PATH] [--json PATH]`: a checkpoint's PSNR / SSIM (/ FID)."""
+"""`python -m jaxcolor.evaluate --workdir W [--split val|train | --source folder:DIR|tfds:NAME
+[--data-dir D] [--source-split S]] [--step N] [--batch-size B] [--max-images N]
+[--fid-weights PATH] [--json PATH] [--samples N] [--sheet PATH.png]`: a checkpoint's PSNR / SSIM
+(/ FID) beside trivial baselines, its hint fidelity, and a sample sheet."""
 
 from __future__ import annotations
 
@@ -10,13 +12,26 @@ import sys
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m jaxcolor.evaluate",
-        description="Score a training checkpoint's generator on a whole split: mean L1, PSNR "
-        "and SSIM (and FID with --fid-weights); written to TensorBoard and a JSON file.",
+        description="Score a training checkpoint's generator on a whole split or another set: "
+        "mean L1, PSNR and SSIM (and FID with --fid-weights) beside trivial baselines (gain_db: "
+        "over the best of them), hint fidelity (hint_error) and a sample sheet; written to "
+        "TensorBoard and a JSON file.",
     )
     parser.add_argument(
         "--workdir", required=True, help="run directory of python -m jaxcolor.train"
     )
-    parser.add_argument("--split", default="val", help="val (default) or train")
+    parser.add_argument("--split", help="the run's own split to score: val (the default) or train")
+    parser.add_argument(
+        "--source",
+        help="score another set instead, read as the run's validation images: folder:DIR "
+        "(every image under DIR, recursively) or tfds:NAME (a dataset under --data-dir)",
+    )
+    parser.add_argument("--data-dir", help="TFDS data_dir of --source tfds:NAME")
+    parser.add_argument(
+        "--source-split",
+        help="split of --source tfds:NAME (default: its validation split, as training "
+        "validates: validation, val or test, else train)",
+    )
     parser.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
     parser.add_argument(
         "--batch-size", type=int, help="global batch (default: the run's eval_batch_size)"
@@ -29,7 +44,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="pytorch-fid Inception weights (pt_inception-2015-12-05-6726825d.pth, or the same "
         "keys as .safetensors/.npz); without it FID is skipped (nothing is downloaded)",
     )
-    parser.add_argument("--json", help="report path (default: WORKDIR/eval/<split>-<step>.json)")
+    parser.add_argument(
+        "--json",
+        help="report path (default: WORKDIR/eval/<set>-<step>.json; <set> is the split, or "
+        "folder_<name> / tfds_<name>_<split> for --source)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="write a sample sheet of the first N scored images (default 8 with --sheet)",
+    )
+    parser.add_argument(
+        "--sheet",
+        help="sample sheet path, .png (default: WORKDIR/eval/<set>-<step>.png): one row per "
+        "image, sketch | hints | (reference) | output | target",
+    )
     return parser.parse_args(argv)
 
 
@@ -37,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     # Imported after parsing so that --help answers at once.
     from jaxcolor.core.errors import JaxcolorError
-    from jaxcolor.evaluation.evaluator import evaluate_checkpoint
+    from jaxcolor.evaluation.evaluator import describe, evaluate_checkpoint
 
     try:
         report = evaluate_checkpoint(
@@ -48,14 +78,18 @@ def main(argv: list[str] | None = None) -> None:
             max_images=args.max_images,
             fid_weights=args.fid_weights,
             json_path=args.json,
+            source=args.source,
+            data_dir=args.data_dir,
+            source_split=args.source_split,
+            samples=args.samples,
+            sheet_path=args.sheet,
         )
     except JaxcolorError as e:
         sys.exit(f"jaxcolor.evaluate: error: {e}")
-    for column, values in report["metrics"].items():
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
-        where = f"{report['split']} step {report['step']} [{column}, {report['num_images']} images]"
-        print(f"{where}: {shown}")
+    print(describe(report))
     print(f"report: {report['json']}")
+    if "sheet" in report:
+        print(f"sample sheet: {report['sheet']}")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,23 @@ def test_training_runs_on_a_prepared_dataset_with_point_hints(prepared, tiny_con
     assert int(state.step) == 2
 
 
+def test_a_held_out_set_is_a_whole_folder_or_a_tfds_split(prepared, tiny_config):
+    """`evaluate --source`: a folder is read whole (no split); a TFDS dataset's split defaults to
+    the one validation reads; images are decoded for the run's size and checked."""
+    c = tiny_config
+    folder = pipeline.held_out_source(c, f"folder:{prepared / 'images'}")
+    assert len(folder) == len(EXPECTED)  # every file, bad ones included (skipped when read)
+    d = str(prepared / "d")
+    val = pipeline.held_out_source(c, "tfds:mine", data_dir=d)
+    train = pipeline.held_out_source(c, "tfds:mine", data_dir=d, split="train")
+    assert val.source.split == "validation" and train.source.split == "train"
+    assert len(val) + len(train) == sum(why is None for why in EXPECTED.values())
+    example = pipeline.eval_examples(c, val)[0]
+    assert example["color"].shape == (32, 32, 3) and example["hints"].shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="has no split 'test'"):
+        pipeline.held_out_source(c, "tfds:mine", data_dir=d, split="test")
+
+
 # --- paired layout: the real sketch is cropped and flipped with its colour image --------------
 
 

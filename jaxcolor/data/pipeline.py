@@ -52,10 +52,15 @@ def reference_view(image: np.ndarray, size, rng: np.random.Generator) -> np.ndar
     return np.ascontiguousarray(view)
 
 
+def _tfds_val_split(builder) -> str | None:
+    """The split validation reads: the first of TFDS_VAL_SPLITS the dataset has."""
+    return next((s for s in TFDS_VAL_SPLITS if s in builder.info.splits), None)
+
+
 def _tfds_sources(config: ml_collections.ConfigDict, name: str):
     builder = sources.tfds_builder(name, config.data.get("data_dir") or None)
     train = sources.TfdsSource(name, "train", builder=builder)
-    val_split = next((s for s in TFDS_VAL_SPLITS if s in builder.info.splits), None)
+    val_split = _tfds_val_split(builder)
     if val_split is None:
         logging.warning(
             "TFDS dataset %r has no validation split (%s); validating on its train split.",
@@ -136,6 +141,37 @@ def make_sources(config: ml_collections.ConfigDict):
     except (OSError, ValueError) as e:  # missing, empty, unreadable, wrong format
         raise ConfigError(f"data.source={spec!r}: {e}") from e
     return train, val
+
+
+def held_out_source(
+    config: ml_collections.ConfigDict,
+    spec: str,
+    *,
+    data_dir: str | None = None,
+    split: str | None = None,
+):
+    """Another set than the run's own splits, read as its validation split is: every image of
+    `folder:DIR` (recursive, no split; data.layout as the run's) or one split of `tfds:NAME` under
+    `data_dir` (default: the split validation would read, else train). Checked to hold usable
+    images; a problem raises OSError or ValueError saying what is wrong."""
+    paired = spec.startswith(FOLDER) and config.data.get("layout", "single") == "paired"
+    if spec.startswith(FOLDER):
+        encoded = sources.ImageFolderSource(spec[len(FOLDER) :])
+    elif spec.startswith(TFDS):
+        name = spec[len(TFDS) :]
+        builder = sources.tfds_builder(name, data_dir)
+        split = split or _tfds_val_split(builder) or "train"
+        encoded = sources.TfdsSource(name, split, builder=builder)
+    else:
+        raise ValueError(f"{spec!r} is neither 'folder:DIR' nor 'tfds:NAME'")
+    if config.data.sketch == sketch_lib.DATASET_SKETCH and not _has_real_sketches(encoded, paired):
+        raise ValueError(
+            "the run reads real sketches (data.sketch='dataset') but these images hold none; "
+            "give a folder of colour|sketch pairs or a dataset packed with --layout paired"
+        )
+    source = sources.DecodedSource(encoded, min_side=max(image_hw(config)), paired=paired)
+    source.first_usable()
+    return source
 
 
 @dataclasses.dataclass(frozen=True)

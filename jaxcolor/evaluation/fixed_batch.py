@@ -6,6 +6,8 @@ scores are jaxcolor.evaluation.evaluator's.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -14,15 +16,23 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from jaxcolor import parallel, summary
+from jaxcolor.evaluation import hint_fidelity
 from jaxcolor.evaluation import metrics as image_metrics
-from jaxcolor.nets.inputs import Sketcher, predict, sketch_from_color, to_unit
+from jaxcolor.nets.inputs import Sketcher, model_inputs, predict, sketch_from_color, to_unit
 from jaxcolor.training.state import Networks, TrainState, check_sketch_model, jit_with_frozen
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):
-    """(prediction, batch means of l1 / psnr / ssim) of the generator in inference mode."""
+    """(prediction, batch means of l1 / psnr / ssim, and the pooled hint_error where the hints
+    carry colours: NaN for a batch without a hinted pixel) of the generator in inference mode."""
     pred, target = predict(state, batch, nets=nets, config=config)
-    return pred, image_metrics.batch_means(pred, target)
+    metrics = image_metrics.batch_means(pred, target)
+    hint_method = None if config is None else hint_fidelity.method(config)
+    if hint_method:
+        condition, _ = model_inputs(batch, config, sketch_model=nets.sketch_model)
+        total, count = hint_fidelity.per_image(pred, condition, hint_method)
+        metrics["hint_error"] = total.sum() / count.sum()
+    return pred, metrics
 
 
 def jit_eval_step(nets: Networks, mesh: Mesh, config: ml_collections.ConfigDict | None = None):
@@ -59,6 +69,8 @@ class FixedBatchEvaluator:
     def __call__(self, step: int, state: TrainState) -> dict[str, float]:
         pred, metrics = self._step_fn(state, self._batch)
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if math.isnan(metrics.get("hint_error", 0.0)):  # no hinted pixel in the batch
+            del metrics["hint_error"]
         pred = np.asarray(multihost_utils.process_allgather(pred, tiled=True))
         self._writer.scalars(step, metrics, "val")
         if self._task == "sketch":
