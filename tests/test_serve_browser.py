@@ -12,8 +12,8 @@ A blur model: three strokes painted on a sketch give a colour map (the page's "s
 from POST /v1/hints) with each stroke's colour around it and no white wash. With
 JAXCOLOR_BLUR_EXPORT=DIR (an export of a blur model trained on real images) and
 JAXCOLOR_BLUR_SKETCH=PNG (a held-out sketch), the same session runs on them and the model's
-output near each stroke must be closer to that stroke's colour than to the others' (run by hand;
-CI runs the synthetic session).
+output near each stroke must be closer to that stroke's colour than to the others' or to white
+(run by hand; CI runs the synthetic session).
 """
 
 from __future__ import annotations
@@ -309,9 +309,8 @@ THREE_STROKES = (
 
 def _blur_session(url: str, sketch: pathlib.Path) -> dict:
     """Opens `sketch` on the page, colorizes without paint (refused), paints THREE_STROKES,
-    shows the colour map and colorizes:
-    the help text, the sketch, map and result pixels, each stroke's colour and mask, and the
-    hint layer's PNG as sent."""
+    shows the colour map and colorizes. Returns the help text, the sketch, map and result
+    pixels, each stroke's colour and mask, and the hint layer's PNG as sent."""
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS)
         page = browser.new_page(viewport={"width": 1100, "height": 800})
@@ -370,8 +369,9 @@ def _near(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def _closest_strokes(colors: np.ndarray, strokes) -> list[int]:
-    """For each colour (a row of `colors`), the index of the stroke whose colour is closest."""
-    palette = np.array([rgb for rgb, _ in strokes], np.float64)
+    """For each colour (a row of `colors`), the index of the closest stroke colour, or
+    len(strokes) where the white paper is closer (a washed-out result)."""
+    palette = np.array([*(rgb for rgb, _ in strokes), (255, 255, 255)], np.float64)
     return [int(np.argmin(np.linalg.norm(palette - c, axis=-1))) for c in colors]
 
 
