@@ -345,7 +345,6 @@ def test_reference_and_palette_models(tmp_path, config, hints):
                 files = {"sketch": sketch.read_bytes(), field: other.read_bytes()}
                 good = await client.post("/v1/colorize", files=files)
                 missing = await client.post("/v1/colorize", files={"sketch": files["sketch"]})
-
                 hint_view = await client.post("/v1/hints", files=files)
                 return info, good, missing, hint_view
 
