@@ -23,9 +23,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     hints.add_argument(
         "--hints",
         help="hint image, or a directory with one image per sketch, named like it. blur models: "
-        "rough colours of the sketch's size; points/strokes/scribbles models: coloured "
-        "dots/scribbles on white or transparent paper of the sketch's size; palette models: a "
-        "colour reference image of any size",
+        "colour strokes (or a whole colour image) on white or transparent paper of the sketch's "
+        "size, spread into a dense colour map with the training blur (white/transparent is "
+        "unpainted paper: paint light colours slightly off-white); points/strokes/scribbles "
+        "models: coloured dots/scribbles on white or transparent paper of the sketch's size; "
+        "palette models: a colour reference image of any size",
     )
     hints.add_argument(
         "--hint-points",

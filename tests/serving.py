@@ -43,8 +43,8 @@ def png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def read_png(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+def read_png(data: bytes, mode: str = "RGB") -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert(mode))
 
 
 def free_port() -> int:

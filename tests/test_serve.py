@@ -18,6 +18,7 @@ import pytest
 from bad_images import png_claiming
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from serving import Server, png, read_png, tiny_export
 
 from jaxcolor.data.sources import SyntheticCartoonSource
@@ -78,6 +79,7 @@ def test_endpoints(server):
     assert httpx.get(server.url + "/readyz").json() == {"ready": True}
     info = httpx.get(server.url + "/v1/info").json()
     assert info["hints"] == "points" and info["channels"] == 5 and info["point_hints"]
+    assert info["hint_map"] is False  # a points model's hints are its drawing, not a map
     assert info["image_size"] == [32, 32] and info["size_multiple"] == 32
     assert info["reference"] is False and info["version"] and info["sketch_method"] == "xdog"
     assert info["limits"]["max_batch"] == 4 and info["limits"]["max_pixels"] == MAX_PIXELS
@@ -93,6 +95,16 @@ def test_endpoints(server):
     line_art = httpx.post(server.url + "/v1/sketch", files={"image": png(_sketch(1))})
     assert line_art.status_code == 200 and read_png(line_art.content).shape == (32, 48, 3)
     _good(server)
+    # /v1/hints: what the model receives; points hints are RGBA, the mask as alpha.
+    r = httpx.post(
+        server.url + "/v1/hints", files={"sketch": png(_sketch(1)), "hints": png(_drawing())}
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+    hints = read_png(r.content, "RGBA")
+    assert hints.shape == (32, 48, 4)
+    painted = (_drawing() < 255).any(-1)
+    np.testing.assert_array_equal(hints[..., 3] == 255, painted)
+    np.testing.assert_array_equal(hints[painted][:, :3], _drawing()[painted])
     metrics = httpx.get(server.url + "/metrics").text
     for name in (
         'jaxcolor_requests_total{path="/v1/colorize",status="200"}',
@@ -217,10 +229,14 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("kind", BAD_INPUTS)
-def test_bad_input_gets_its_status_and_the_server_keeps_serving(server, kind):
+@pytest.mark.parametrize(
+    "path, kind",
+    [("/v1/colorize", kind) for kind in BAD_INPUTS]
+    + [("/v1/hints", kind) for kind in BAD_INPUTS if kind != "bad format"],  # PNG only
+)
+def test_bad_input_gets_its_status_and_the_server_keeps_serving(server, path, kind):
     request, status, words = BAD_INPUTS[kind]
-    r = _post(server, **request)
+    r = httpx.post(server.url + path, timeout=30, **request)
     assert r.status_code == status, r.text
     assert words in r.json()["detail"]
     _good(server)
@@ -329,13 +345,87 @@ def test_reference_and_palette_models(tmp_path, config, hints):
                 files = {"sketch": sketch.read_bytes(), field: other.read_bytes()}
                 good = await client.post("/v1/colorize", files=files)
                 missing = await client.post("/v1/colorize", files={"sketch": files["sketch"]})
-                return info, good, missing
+                hint_view = await client.post("/v1/hints", files=files)
+                return info, good, missing, hint_view
 
-    info, good, missing = asyncio.run(run())
+    info, good, missing, hint_view = asyncio.run(run())
     assert info["reference"] is (config == "reference") and info["hints"] == hints
     np.testing.assert_array_equal(read_png(good.content), read_png(out.read_bytes()))
     assert missing.status_code == 422
     assert f"pass field {field} IMAGE" in missing.json()["detail"]
+    assert hint_view.status_code == 422 and "are not an image" in hint_view.json()["detail"]
+
+
+def _strokes(hw=(32, 48)) -> np.ndarray:
+    """Three short strokes of different colours on white paper."""
+    drawing = np.full((*hw, 3), 255, np.uint8)
+    drawing[4:6, 4:14] = (224, 60, 49)
+    drawing[22:24, 32:44] = (40, 170, 60)
+    drawing[24:26, 6:14] = (30, 90, 240)
+    return drawing
+
+
+def test_a_blur_model_gets_the_colour_map_of_sparse_strokes(tmp_path, monkeypatch):
+    """colorize, POST /v1/colorize and POST /v1/hints all feed a blur model the dense colour map
+    of the strokes (hints.blur_hints_from_drawing), not a blur of mostly white paper; a drawing
+    without paint is a clear 4xx / one-line error."""
+    from jaxcolor import colorize as colorize_cli
+    from jaxcolor.data import hints as hints_lib
+    from jaxcolor.serve.app import create_app
+
+    model_dir = tiny_export(tmp_path / "export", hints="blur")
+    model = inference.load(model_dir, "cpu")
+    drawing = _strokes()
+    color_map = hints_lib.blur_hints_from_drawing(drawing)
+    paper = np.full_like(drawing, 255)
+    transparent = np.asarray(Image.new("RGBA", (48, 32), (0, 0, 0, 0)))
+    files = {name: tmp_path / f"{name}.png" for name in ("sketch", "drawing", "paper", "clear")}
+    for name, image in zip(files, (_sketch(7), drawing, paper, transparent), strict=True):
+        files[name].write_bytes(png(image))
+
+    fed = []
+    call = inference.Colorizer.__call__
+    monkeypatch.setattr(
+        inference.Colorizer,
+        "__call__",
+        lambda self, s, h, r=None: fed.append(h) or call(self, s, h, r),
+    )
+    (out,) = inference.colorize_files(
+        model, str(files["sketch"]), str(tmp_path / "o.png"), hints=str(files["drawing"])
+    )
+    np.testing.assert_array_equal(fed[0], color_map)
+    sketch_u8 = inference.to_sketch(read_png(files["sketch"].read_bytes()))
+    assert not np.array_equal(
+        model(sketch_u8, color_map), model(sketch_u8, hints_lib.blur_hints(drawing))
+    ), "the model's output must depend on the map, or this test shows nothing"
+
+    async def run():
+        app = create_app(model)
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                sketch = files["sketch"].read_bytes()
+                answers = [(await client.get("/v1/info")).json()]
+                for path in ("/v1/hints", "/v1/colorize"):
+                    for hints in ("drawing", "paper", "clear"):
+                        form = {"sketch": sketch, "hints": files[hints].read_bytes()}
+                        answers.append(await client.post(path, files=form))
+                return answers
+
+    info, hints, paper_hints, clear_hints, colored, paper_colored, clear_colored = asyncio.run(
+        run()
+    )
+    assert info["hint_map"] is True and "dense colour map" in info["hints_image"]
+    np.testing.assert_array_equal(read_png(hints.content), color_map)
+    np.testing.assert_array_equal(read_png(colored.content), read_png(out.read_bytes()))
+    for refused in (paper_hints, clear_hints, paper_colored, clear_colored):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"].startswith("Field hints has no paint")
+        assert "paint at least one colour" in refused.json()["detail"]
+    args = dict(model=model_dir, sketch=files["sketch"], hints=files["clear"], out=tmp_path / "o")
+    with pytest.raises(SystemExit) as exit_:
+        colorize_cli.main([f"--{name}={value}" for name, value in args.items()])
+    assert "error: Hints image" in str(exit_.value) and "has no paint" in str(exit_.value)
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_0(server):

@@ -7,6 +7,13 @@ paint two colours, undo one, colorize, check the result, download it, export and
 hints, the eyedropper, live mode, a rejected upload; no request leaves the page's origin.
 
 JAXCOLOR_UPDATE_SCREENSHOT=1 copies the screenshot to docs/serve.png (shown in the README).
+
+A blur model: three strokes painted on a sketch give a colour map (the page's "show colour map",
+from POST /v1/hints) with each stroke's colour around it and no white wash. With
+JAXCOLOR_BLUR_EXPORT=DIR (an export of a blur model trained on real images) and
+JAXCOLOR_BLUR_SKETCH=PNG (a held-out sketch), the same session runs on them and the model's
+output near each stroke must be closer to that stroke's colour than to the others' or to white
+(run by hand; CI runs the synthetic session).
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import os
 import pathlib
 import shutil
 
+import cv2
 import httpx
 import numpy as np
 import pytest
 from serving import REPO, Server, png, read_png, tiny_export
 
+from jaxcolor.data import hints as hints_lib
 from jaxcolor.data.sources import SyntheticCartoonSource
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -162,7 +171,7 @@ def test_a_painting_session_in_chromium(server, tmp_path):
         _drag(page, [(60, 45), (85, 50)])
         assert page.locator("#recent button").count() == 2
         page.click("#undo")
-        hints = np.asarray(read_rgba(_hints_png(page)))
+        hints = read_png(_hints_png(page), "RGBA")
         alpha = hints[..., 3]
         assert set(np.unique(alpha)) == {0, 255}, "hints must be hard-edged (alpha 0 or 255)"
         # Why the page writes pixels: the same stroke as a canvas path is anti-aliased.
@@ -210,10 +219,10 @@ def test_a_painting_session_in_chromium(server, tmp_path):
         points = json.loads(pathlib.Path(exported.value.path()).read_text())
         assert len(points) == painted.sum() and points[0]["color"] == "#e03c31"
         page.click("#clear")
-        assert (read_rgba(_hints_png(page))[..., 3] == 0).all()
+        assert (read_png(_hints_png(page), "RGBA")[..., 3] == 0).all()
         page.set_input_files("#import-hints", exported.value.path())
         page.wait_for_function("window.jaxcolor.state.undo.length === 3")  # red, clear, import
-        np.testing.assert_array_equal(read_rgba(_hints_png(page)), hints)
+        np.testing.assert_array_equal(read_png(_hints_png(page), "RGBA"), hints)
 
         # The eyedropper takes a colour from the result; live mode colorizes after a stroke.
         page.click("[data-tool='eyedropper']")
@@ -237,14 +246,6 @@ def test_a_painting_session_in_chromium(server, tmp_path):
     assert requests and not _foreign(requests, origin), _foreign(requests, origin)
     if os.environ.get("JAXCOLOR_UPDATE_SCREENSHOT") == "1":
         shutil.copy(tmp_path / "serve.png", REPO / "docs" / "serve.png")
-
-
-def read_rgba(data: bytes) -> np.ndarray:
-    import io
-
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
 
 
 def test_a_reference_model_asks_for_its_reference(tmp_path_factory, tmp_path):
@@ -290,3 +291,138 @@ def _sketch_u8() -> np.ndarray:
     from jaxcolor.data.sketch import make_sketch
 
     return make_sketch("xdog", SyntheticCartoonSource(1, (32, 48), seed=6)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# blur models: strokes become the dense colour map training shows
+
+BLUR_EXPORT = os.environ.get("JAXCOLOR_BLUR_EXPORT")
+BLUR_SKETCH = os.environ.get("JAXCOLOR_BLUR_SKETCH")
+# Three strokes of clearly different colours, (x, y) as shares of the sketch's width and height:
+# upper left, lower right, lower left.
+THREE_STROKES = (
+    ((208, 40, 40), [(0.12, 0.18), (0.38, 0.24)]),
+    ((40, 160, 60), [(0.62, 0.68), (0.88, 0.76)]),
+    ((40, 70, 210), [(0.16, 0.78), (0.34, 0.86)]),
+)
+
+
+def _blur_session(url: str, sketch: pathlib.Path) -> dict:
+    """Opens `sketch` on the page, colorizes without paint (refused), paints THREE_STROKES,
+    shows the colour map and colorizes. Returns the help text, the sketch, map and result
+    pixels, each stroke's colour and mask, and the hint layer's PNG as sent."""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-ready='1']")
+        help_text = page.locator("#hint-help").inner_text()
+        page.set_input_files("#sketch-file", str(sketch))
+        page.wait_for_selector("#colorize:enabled")
+        h, w = page.evaluate("[window.jaxcolor.state.height, window.jaxcolor.state.width]")
+        brush = max(4, round(min(h, w) / 24))  # a rough stroke at any sketch size
+        page.evaluate(
+            "(n) => { const b = document.getElementById('brush-size'); b.value = n; "
+            "b.dispatchEvent(new Event('input')); }",
+            brush,
+        )
+        page.check("#show-map")
+        assert page.locator("#map-canvas").is_hidden()  # nothing painted: no map to show
+        page.click("#colorize")  # nothing to spread: the server says what to do
+        page.wait_for_function(
+            "document.getElementById('message').textContent.includes('paint at least one')"
+        )
+        for rgb, points in THREE_STROKES:
+            page.locator("#color").fill("#{:02x}{:02x}{:02x}".format(*rgb))
+            _drag(page, [(round(x * (w - 1)), round(y * (h - 1))) for x, y in points])
+        page.wait_for_function(
+            "!window.jaxcolor.state.mapBusy && !window.jaxcolor.state.mapAgain && "
+            "Number(document.body.dataset.maps || 0) >= 1"
+        )
+        assert page.locator("#map-canvas").is_visible()
+        hints_png = _hints_png(page)
+        hints = read_png(hints_png, "RGBA")
+        page.click("#colorize")
+        _wait_results(page, 1)
+        page.screenshot(path=str(sketch.with_name("blur-session.png")))
+        session = {
+            "help": help_text,
+            "sketch": _pixels(page, "sketch-canvas")[..., :3],
+            "hints_png": hints_png,
+            "map": _pixels(page, "map-canvas")[..., :3],
+            "result": _pixels(page, "result-canvas")[..., :3],
+            "strokes": [
+                (np.array(rgb), (hints[..., 3] == 255) & (hints[..., :3] == rgb).all(-1))
+                for rgb, _ in THREE_STROKES
+            ],
+        }
+        page.uncheck("#show-map")
+        assert page.locator("#map-canvas").is_hidden()
+        browser.close()
+    return session
+
+
+def _near(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The pixels within `radius` of a mask."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+
+
+def _closest_strokes(colors: np.ndarray, strokes) -> list[int]:
+    """For each colour (a row of `colors`), the index of the closest stroke colour, or
+    len(strokes) where the white paper is closer (a washed-out result)."""
+    palette = np.array([*(rgb for rgb, _ in strokes), (255, 255, 255)], np.float64)
+    return [int(np.argmin(np.linalg.norm(palette - c, axis=-1))) for c in colors]
+
+
+def test_three_strokes_on_a_blur_model_give_a_colour_map_of_their_colours(
+    tmp_path_factory, tmp_path
+):
+    from jaxcolor.data.sketch import make_sketch
+
+    server = _server(tmp_path_factory, hints="blur")
+    try:
+        sketch = make_sketch("xdog", SyntheticCartoonSource(1, (H, W), seed=6)[0])
+        (tmp_path / "sketch.png").write_bytes(png(np.repeat(sketch, 3, axis=-1)))
+        session = _blur_session(server.url, tmp_path / "sketch.png")
+        # The page shows what the server feeds the model for these inputs.
+        files = {"sketch": (tmp_path / "sketch.png").read_bytes(), "hints": session["hints_png"]}
+        direct = httpx.post(server.url + "/v1/hints", files=files)
+    finally:
+        server.stop()
+    np.testing.assert_array_equal(session["map"], read_png(direct.content))
+    assert "spread into a dense colour map" in session["help"]
+    color_map, strokes = session["map"].astype(int), session["strokes"]
+    assert all(mask.sum() > 20 for _, mask in strokes)
+    sigma = hints_lib.blur_sigma((H, W))
+    for rgb, mask in strokes:  # each stroke's colour all around it
+        assert np.abs(color_map[_near(mask, round(sigma / 2))] - rgb).max() <= 12
+    means = np.array([color_map[_near(mask, round(2 * sigma))].mean(0) for _, mask in strokes])
+    assert _closest_strokes(means, strokes) == [0, 1, 2]
+    # No white wash: the paper takes the strokes' colours (a blur of the white paper would not).
+    assert not (color_map > hints_lib.PAPER_LEVEL).all(-1).any()
+    palette = np.array([rgb for rgb, _ in strokes])
+    assert ((color_map >= palette.min(0)) & (color_map <= palette.max(0))).all()
+    assert session["result"].shape == (H, W, 3)
+
+
+@pytest.mark.skipif(
+    not (BLUR_EXPORT and BLUR_SKETCH),
+    reason="set JAXCOLOR_BLUR_EXPORT=DIR (a blur model trained on real images) and "
+    "JAXCOLOR_BLUR_SKETCH=PNG (a held-out sketch) to run it",
+)
+def test_three_strokes_colour_a_real_sketch_near_them(tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("chromium-headless-shell is not installed")
+    server = Server(pathlib.Path(BLUR_EXPORT), tmp_path, "--max-wait-ms", "0")
+    try:
+        shutil.copy(BLUR_SKETCH, tmp_path / "sketch.png")
+        session = _blur_session(server.url, tmp_path / "sketch.png")
+    finally:
+        server.stop()
+    result, strokes = session["result"].astype(np.float64), session["strokes"]
+    light = session["sketch"].min(-1) > 160  # off the line art, which stays dark
+    radius = max(2, round(hints_lib.blur_sigma(result.shape[:2]) / 2))
+    means = np.array([result[_near(mask, radius) & light].mean(0) for _, mask in strokes])
+    print(f"output near each stroke: {means.round().tolist()}; page: {tmp_path}/blur-session.png")
+    assert _closest_strokes(means, strokes) == [0, 1, 2], means.round()

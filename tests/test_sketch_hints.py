@@ -292,6 +292,70 @@ def test_inference_renderers_match_training():
 
 
 # ---------------------------------------------------------------------------------------------
+# blur hints from a user's drawing (inference)
+
+
+def _three_strokes(hw=(64, 96)):
+    """White paper with three 3 px strokes of different colours -> drawing, colours, masks."""
+    drawing = np.full((*hw, 3), 255, np.uint8)
+    strokes = [
+        ((8, 10), (28, 14), (224, 60, 49)),
+        ((60, 45), (85, 50), (40, 170, 60)),
+        ((15, 50), (30, 55), (30, 90, 240)),
+    ]
+    masks = []
+    for start, end, color in strokes:
+        mask = np.zeros(hw, np.uint8)
+        cv2.line(mask, start, end, 1, 3)
+        masks.append(mask.astype(bool))
+        drawing[masks[-1]] = color
+    return drawing, [np.array(color) for *_, color in strokes], masks
+
+
+def test_a_drawing_without_paper_is_blurred_exactly_as_in_training():
+    image = _cartoon(64, seed=2)
+    np.testing.assert_array_equal(H.blur_hints_from_drawing(image), H.blur_hints(image))
+    # A paper pixel is filled from the paint around it: the map stays training's blur.
+    drawing = image.copy()
+    drawing[40, 20] = 255
+    assert np.abs(H.blur_hints_from_drawing(drawing).astype(int) - H.blur_hints(image)).max() <= 1
+
+
+def test_three_strokes_spread_into_a_dense_smooth_map_of_their_colours():
+    drawing, colors, masks = _three_strokes()
+    with np.errstate(all="raise"):  # a 0 / 0 (NaN) anywhere raises instead of hiding
+        got = H.blur_hints_from_drawing(drawing)
+    assert got.shape == drawing.shape and got.dtype == np.uint8
+    values = got.astype(int)
+    for color, mask in zip(colors, masks, strict=True):
+        near = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        assert np.abs(values[near] - color).max() <= 4
+    # Every other pixel mixes the strokes' colours (so none is the white paper).
+    assert ((values >= np.min(colors, 0)) & (values <= np.max(colors, 0))).all()
+    assert not (got > H.PAPER_LEVEL).all(-1).any()
+    # As smooth as a training cue: no step between neighbours steeper than a blurred edge.
+    sigma = H.blur_sigma(got.shape[:2])
+    edge = np.ptp(colors, axis=0).max() / (sigma * np.sqrt(2 * np.pi))
+    assert max(np.abs(np.diff(values, axis=axis)).max() for axis in (0, 1)) <= edge + 2
+
+
+def test_the_map_blurs_with_the_training_sigma_at_any_size():
+    drawing, *_ = _three_strokes()
+    small = H.blur_hints_from_drawing(drawing)
+    large = H.blur_hints_from_drawing(
+        cv2.resize(drawing, (192, 128), interpolation=cv2.INTER_NEAREST)
+    )
+    upscaled = cv2.resize(small, (192, 128), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(large.astype(int) - upscaled).max() <= 2
+
+
+def test_a_drawing_without_paint_is_refused():
+    paper = np.full((32, 48, 3), H.PAPER_LEVEL + 1, np.uint8)
+    with pytest.raises(ValueError, match="no paint"):
+        H.blur_hints_from_drawing(paper)
+
+
+# ---------------------------------------------------------------------------------------------
 # pipeline
 
 

@@ -5,7 +5,9 @@ export), built by `jaxcolor.nets.inputs.model_inputs` and `jaxcolor.export.infer
 
     channel 0                      the sketch: gray line art, dark lines on white (255 = paper)
     channels 1 .. HINT_CHANNELS    the hint channels of `data.hints`, in this order:
-      blur     R, G, B             the colour image Gaussian-blurred (sigma 20 px at 256 px)
+      blur     R, G, B             the colour image Gaussian-blurred (sigma 20 px at 256 px); at
+                                   inference a user's strokes are spread into such a map
+                                   (blur_hints_from_drawing)
       points   R, G, B, mask       square patches (1-9 px) of the patch-mean colour; 0 outside
       strokes  R, G, B, mask       scribbles, one colour each (taken under the stroke); 0 outside
       scribbles R, G, B            the same scribbles without a mask: drawn on white paper (255),
@@ -63,26 +65,52 @@ def _check_rgb(image: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} expects an (H, W, 3) RGB image, got shape {image.shape}")
 
 
-def blur_hints(
-    image: np.ndarray, rng: np.random.Generator | None = None, *, sigma_at_256: float = 20.0
-) -> np.ndarray:
-    """Returns a heavily Gaussian-blurred copy of a uint8 RGB image as coarse colour cues."""
-    del rng  # deterministic: the seed (pix2pix with colour cues) uses a fixed sigma of 20 px
-    _check_rgb(image, "blur_hints")
-    # Scaling with size keeps the cue equally coarse relative to the picture at any resolution.
-    h, w = image.shape[:2]
-    sigma = sigma_at_256 * min(h, w) / REFERENCE_SIZE
+BLUR_SIGMA_AT_256 = 20.0  # the seed (pix2pix with colour cues) blurs with a fixed 20 px at 256
+
+
+def blur_sigma(hw: tuple[int, int], sigma_at_256: float = BLUR_SIGMA_AT_256) -> float:
+    """The blur hints' Gaussian sigma in pixels at image size `hw`.
+
+    Scaling with the shorter side keeps the cue equally coarse relative to the picture at any
+    resolution.
+    """
+    return sigma_at_256 * min(hw) / REFERENCE_SIZE
+
+
+def _gaussian(image: np.ndarray, sigma: float, radius: float | None) -> np.ndarray:
+    ksize = (0, 0) if radius is None else (2 * math.ceil(radius * sigma) + 1,) * 2
+    return cv2.GaussianBlur(image, ksize, sigma).reshape(image.shape)
+
+
+def gaussian_blur(image: np.ndarray, sigma: float, *, radius: float | None = None) -> np.ndarray:
+    """A Gaussian blur of an (H, W, C) image by `sigma` px, fast for large sigma; keeps dtype.
+
+    `radius`: where the kernel is cut, in sigmas (None: OpenCV's rule, 3 for uint8, 4 for
+    float32).
+    """
     # A 20 px Gaussian at full size costs ~12 ms. Area-downscaling by f (itself a box blur of
     # variance f^2/12), blurring the rest of the variance there and upscaling bilinearly is
     # ~25x cheaper and differs from it by < 1 grey level on average (max ~12, at the borders).
+    h, w = image.shape[:2]
     f = max(1, int(sigma // 5))
     if f == 1:
-        return cv2.GaussianBlur(image, (0, 0), sigma)
-    small = cv2.resize(
-        image, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA
-    )
-    small = cv2.GaussianBlur(small, (0, 0), math.sqrt(sigma**2 - f * f / 12.0) / f)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        return _gaussian(image, sigma, radius)
+    sw, sh = max(1, round(w / f)), max(1, round(h / f))
+    small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA).reshape(sh, sw, -1)
+    small = _gaussian(small, math.sqrt(sigma**2 - f * f / 12.0) / f, radius)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(image.shape)
+
+
+def blur_hints(
+    image: np.ndarray,
+    rng: np.random.Generator | None = None,
+    *,
+    sigma_at_256: float = BLUR_SIGMA_AT_256,
+) -> np.ndarray:
+    """Returns a heavily Gaussian-blurred copy of a uint8 RGB image as coarse colour cues."""
+    del rng  # deterministic: a fixed sigma, as the seed
+    _check_rgb(image, "blur_hints")
+    return gaussian_blur(image, blur_sigma(image.shape[:2], sigma_at_256))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,6 +237,12 @@ def stroke_hints(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return render_strokes(sample_strokes(image, rng), image.shape[:2])
 
 
+def paint_mask(drawing: np.ndarray) -> np.ndarray:
+    """bool (H, W): the painted pixels of a user's drawing, i.e. those with a channel at or
+    below PAPER_LEVEL (the rest is white or transparent paper)."""
+    return (drawing <= PAPER_LEVEL).any(axis=-1)
+
+
 def hints_from_drawing(image: np.ndarray) -> np.ndarray:
     """A user's hint drawing (colour on white/transparent paper) -> R, G, B, mask (H, W, 4).
 
@@ -216,7 +250,7 @@ def hints_from_drawing(image: np.ndarray) -> np.ndarray:
     hint of its own colour. Serves both `points` and `strokes` models at inference.
     """
     _check_rgb(image, "hints_from_drawing")
-    hint = (image <= PAPER_LEVEL).any(axis=-1)
+    hint = paint_mask(image)
     out = np.zeros((*image.shape[:2], 4), np.uint8)
     out[hint, :3] = image[hint]
     out[hint, 3] = MASK_ON
@@ -244,6 +278,56 @@ def scribbles_from_drawing(image: np.ndarray) -> np.ndarray:
     """A user's scribble drawing (colour on white/transparent paper) -> `scribbles` (H, W, 3),
     with the same paper rule as training."""
     return scribbles_on_paper(hints_from_drawing(image))
+
+
+# ---------------------------------------------------------------------------------------------
+# blur from a drawing: training shows a `blur` model the whole colour image blurred, a user paints
+# a few strokes on paper. The paper is filled by normalised convolution (Knutsson and Westin
+# 1993): the blur of (colour x paint mask) over the blur of the mask, with the training sigma and
+# blur, i.e. at each pixel the Gaussian-weighted mean colour of the paint around it. Far from
+# every stroke that mean is 0 / 0, so each pixel also takes the same mean at 2x, 4x ... the sigma
+# (up to the image's longer side), and last the mean of all paint: from the coarsest scale down,
+# estimate = (blur(colour x mask) + eps * coarser) / (blur(mask) + eps). Where a scale has
+# clearly more paint weight than eps it keeps its own mean; where it has none it slides smoothly
+# to the coarser estimate. (Multi-scale normalised convolution rather than a push-pull pyramid:
+# each scale is training's own blur at a larger sigma.) The filled picture then goes through
+# blur_hints itself, so the map is the training cue of a picture with the painted colours: as
+# smooth as any training cue, dense, without NaN, the strokes' colours around each stroke and
+# white only where white-ish colour was painted. A drawing without paper is blur_hints exactly.
+FILL_DENSITY = 1e-3  # eps at the training sigma (a share of painted pixels); / 4 per octave,
+# which is the same amount of paint, spread over 4x the area
+FILL_RADIUS = 6.0  # kernels cut at 6 sigma (weight e^-18), far below eps: no seam where they end
+
+
+def paper_filled(drawing: np.ndarray, paint: np.ndarray, sigma: float) -> np.ndarray:
+    """uint8 (H, W, 3): the drawing with its paper (~paint) filled from the paint by multi-scale
+    normalised convolution at `sigma`, 2 sigma, ... (see above); needs some paint."""
+    hw = paint.shape
+    weighted = np.concatenate([drawing * paint[..., None], paint[..., None]], axis=-1)
+    weighted = weighted.astype(np.float32)
+    estimate = np.broadcast_to(drawing[paint].mean(axis=0, dtype=np.float32), (*hw, 3))
+    for octave in reversed(range(max(1, math.ceil(math.log2(max(hw) / sigma))))):
+        blurred = gaussian_blur(weighted, sigma * 2**octave, radius=FILL_RADIUS)
+        eps = FILL_DENSITY / 4**octave
+        estimate = (blurred[..., :3] + eps * estimate) / (blurred[..., 3:] + eps)
+    filled = np.clip(np.round(estimate), 0, 255).astype(np.uint8)  # clip: float32 rounding
+    return np.where(paint[..., None], drawing, filled)
+
+
+def blur_hints_from_drawing(
+    drawing: np.ndarray, *, sigma_at_256: float = BLUR_SIGMA_AT_256
+) -> np.ndarray:
+    """A user's drawing (colour on white/transparent paper) -> the dense `blur` colour map
+    (H, W, 3) uint8 that training shows: blur_hints of the drawing with its paper filled.
+
+    Paper follows paint_mask's rule. A drawing without paint has nothing to spread: ValueError.
+    """
+    _check_rgb(drawing, "blur_hints_from_drawing")
+    paint = paint_mask(drawing)
+    if not paint.any():
+        raise ValueError("blur_hints_from_drawing: the drawing has no paint, only paper")
+    filled = paper_filled(drawing, paint, blur_sigma(paint.shape, sigma_at_256))
+    return blur_hints(filled, sigma_at_256=sigma_at_256)
 
 
 # ---------------------------------------------------------------------------------------------

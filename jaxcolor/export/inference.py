@@ -282,11 +282,15 @@ def parse_hint_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
 
 # Hint methods drawn as colour on paper, so --hints takes a drawing and --hint-points works.
 POINT_METHODS = ("points", "strokes", "scribbles")
+# Hint methods whose drawing is spread into a dense colour map (the page can show it).
+MAP_METHODS = ("blur",)
 
 
-# What --hints means for each data.hints method (used in messages and the README).
+# What --hints means for each data.hints method (used in messages, the page and the README).
 HINTS_IMAGE = {
-    "blur": "a colour image of the sketch's size (rough colours over the sketch; blurred here)",
+    "blur": "a drawing of the sketch's size: colour strokes (or a whole colour image) on white "
+    "or transparent paper, spread into a dense colour map with the training blur; white and "
+    "transparent are unpainted paper, so paint light colours slightly off-white",
     "points": "a drawing of the sketch's size: coloured dots on white or transparent paper",
     "strokes": "a drawing of the sketch's size: colour scribbles on white or transparent paper",
     "scribbles": "a drawing of the sketch's size: colour scribbles on white or transparent paper",
@@ -331,11 +335,14 @@ def hint_channels(
     """The hint channels for one sketch, made by the training functions for `method` from the
     decoded hint image (None: no --hints given).
 
-    - blur: the hint image (the sketch's size) is resized with the sketch to the model's working
-      size and only then blurred, as training blurs at the training size.
-    - points, strokes: the drawing (the sketch's size) is resized nearest-neighbour; pixels
-      with every channel above hints.PAPER_LEVEL are paper, all others are hints of their own
-      colour with mask 255 (hints.hints_from_drawing).
+    Every drawing (the sketch's size) is resized nearest-neighbour to the working size, so
+    colours stay exact; pixels with every channel above hints.PAPER_LEVEL are paper.
+    - blur: the painted colours are spread over the paper and blurred with the training sigma
+      at the working size (hints.blur_hints_from_drawing): the dense colour map training
+      shows. A drawing without paper is a colour image, blurred exactly as in training; one
+      without paint is refused.
+    - points, strokes: paper is no hint, every other pixel a hint of its own colour with mask
+      255 (hints.hints_from_drawing).
     - scribbles: the same drawing, paper made pure white and no mask
       (hints.scribbles_from_drawing).
     - palette: any reference image; hints.palette_colors of it, rendered at the working size.
@@ -359,12 +366,30 @@ def hint_channels(
             f"{hints_name} is {image.shape[1]}x{image.shape[0]} but {sketch_name} is "
             f"{original_hw[1]}x{original_hw[0]}; they must be the same size."
         )
+    drawing = resize_short_side(image, min(model_hw), nearest=True)
+    if method in MAP_METHODS:
+        return color_map(drawing, hints_name)
+    if method == "scribbles":
+        return hints_lib.scribbles_from_drawing(drawing)
     if method in POINT_METHODS:
-        drawing = resize_short_side(image, min(model_hw), nearest=True)
-        if method == "scribbles":
-            return hints_lib.scribbles_from_drawing(drawing)
         return hints_lib.hints_from_drawing(drawing)
     return hints_lib.make_hints(method, resize_short_side(image, min(model_hw)))
+
+
+def color_map(drawing: np.ndarray, hints_name: str) -> np.ndarray:
+    """A blur model's dense colour map from a drawing at the working size; a drawing without
+    paint is refused (the map would be a guess, not the user's colours)."""
+    if not hints_lib.paint_mask(drawing).any():
+        h, w = drawing.shape[:2]
+        level = hints_lib.PAPER_LEVEL
+        raise InputError(
+            f"{hints_name} has no paint at the working size {w}x{h}: every pixel is white or "
+            f"transparent paper (all channels above {level}). A blur model spreads the painted "
+            "colours into its colour map: paint at least one colour; paint light colours "
+            f"slightly off-white (a channel at {level} or below), and thicker if the drawing is "
+            "scaled down."
+        )
+    return hints_lib.blur_hints_from_drawing(drawing)
 
 
 def reference_image(path: str | pathlib.Path, size: int | Sequence[int]) -> np.ndarray:

@@ -8,7 +8,7 @@ the one decoder, the training hint and sketch functions), then through the micro
     413  the body is over --max-body-mb, or an image (from its header) or the working size is
          over --max-pixels
     422  the inputs do not fit the model (missing or unknown field, hints of another size,
-         malformed hint points, a bad size)
+         a blur drawing without paint, malformed hint points, a bad size)
     503  the queue is full (retry), or the model is still warming up (/readyz)
     504  the request waited longer than --timeout-s
 """
@@ -46,7 +46,9 @@ STATIC = pathlib.Path(__file__).parent / "static"
 FIELDS = {
     "sketch": "the line art (image file)",
     "hints": "the hint image (file): a drawing of the sketch's size for points/strokes/"
-    "scribbles, rough colours for blur, any colour image for palette models",
+    "scribbles; for blur, colour strokes on white or transparent paper (unpainted) of the "
+    "sketch's size, spread into a dense colour map with the training blur (paint light colours "
+    "slightly off-white); any colour image for palette models",
     "hint_points": 'text: "x,y,#rrggbb;..." or JSON [{"x":..,"y":..,"color":"#rrggbb"}]',
     "reference": "the colour reference image (file) of reference-guided models",
     "size": "text: the shorter side, in pixels, to colorize at (default: as uploaded)",
@@ -123,7 +125,16 @@ class Metrics:
             self.queue.observe(wait)
 
 
-_PATHS = ("/", "/healthz", "/readyz", "/metrics", "/v1/info", "/v1/colorize", "/v1/sketch")
+_PATHS = (
+    "/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/info",
+    "/v1/colorize",
+    "/v1/hints",
+    "/v1/sketch",
+)
 
 
 def _path_label(path: str) -> str:
@@ -215,7 +226,9 @@ def _int_field(form: dict, name: str) -> int | None:
 
 
 def _png(rgb: np.ndarray) -> bytes:
-    ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    """RGB or RGBA uint8 -> PNG bytes."""
+    code = cv2.COLOR_RGBA2BGRA if rgb.shape[-1] == 4 else cv2.COLOR_RGB2BGR
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, code))
     if not ok:  # cv2 encodes any uint8 image; a failure is a bug
         raise RuntimeError("PNG encoding failed")
     return buffer.tobytes()
@@ -299,6 +312,7 @@ def create_app(model: inference.Colorizer, limits: Limits = Limits()) -> FastAPI
             "hint_channels": hints_lib.HINT_CHANNELS[model.hints],
             "channels": 1 + hints_lib.HINT_CHANNELS[model.hints],
             "point_hints": model.hints in inference.POINT_METHODS,
+            "hint_map": model.hints in inference.MAP_METHODS,
             "hints_image": inference.HINTS_IMAGE.get(model.hints),
             "image_size": [h, w],
             "size_multiple": model.multiple,
@@ -350,8 +364,11 @@ def create_app(model: inference.Colorizer, limits: Limits = Limits()) -> FastAPI
             out[name] = await value.read() if is_file else value
         return out
 
-    def prepare(fields: dict[str, Any]) -> tuple[inference.Prepared, dict[str, Any]]:
-        """The form fields -> the model inputs, by colorize's own functions (in a thread)."""
+    def inputs(
+        fields: dict[str, Any],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, Any]]:
+        """The form fields -> the uint8 sketch, hint channels and reference view and the layout
+        used, by colorize's own functions (in a thread)."""
         if "sketch" not in fields:
             raise InputError("Field sketch is missing: upload the line art as a file field.")
         size, point_size = _int_field(fields, "size"), _int_field(fields, "point_size")
@@ -400,21 +417,30 @@ def create_app(model: inference.Colorizer, limits: Limits = Limits()) -> FastAPI
             "input_hw": list(image.shape[:2]),
             "working_hw": list(sketch_u8.shape[:2]),
         }
+        return sketch_u8, hint_u8, reference, layout
+
+    def prepare(fields: dict[str, Any]) -> tuple[inference.Prepared, dict[str, Any]]:
+        """The form fields -> the model's input tensors and the layout used (in a thread)."""
+        sketch_u8, hint_u8, reference, layout = inputs(fields)
         return model.prepare(sketch_u8, hint_u8, reference), layout
 
-    @app.post("/v1/colorize", openapi_extra=_colorize_openapi())
-    async def colorize(request: Request, format: str = "png"):
-        if format not in ("png", "json"):
-            raise ApiError(422, f"Query format={format!r}: use format=png (default) or json.")
-        fields = await read_form(request, FIELDS)
+    async def in_thread_or_4xx(function, fields: dict[str, Any]):
+        """function(fields) in a thread; a user's mistake becomes its 4xx ApiError."""
         try:
-            prepared, layout = await run_in_threadpool(prepare, fields)
+            return await run_in_threadpool(function, fields)
         except inference.ImageTooLarge as e:
             raise ApiError(413, _field_message(str(e))) from None
         except inference.UnreadableImage as e:
             raise ApiError(400, _field_message(str(e))) from None
         except InputError as e:
             raise ApiError(422, _field_message(str(e))) from None
+
+    @app.post("/v1/colorize", openapi_extra=_form_openapi("the colour image"))
+    async def colorize(request: Request, format: str = "png"):
+        if format not in ("png", "json"):
+            raise ApiError(422, f"Query format={format!r}: use format=png (default) or json.")
+        fields = await read_form(request, FIELDS)
+        prepared, layout = await in_thread_or_4xx(prepare, fields)
         try:
             rgb = await asyncio.wait_for(
                 batcher.submit(prepared.key, prepared), timeout=limits.timeout_s
@@ -436,6 +462,23 @@ def create_app(model: inference.Colorizer, limits: Limits = Limits()) -> FastAPI
                 "inputs": layout,
             }
         return Response(png, media_type="image/png")
+
+    @app.post("/v1/hints", openapi_extra=_form_openapi("the hint channels the model receives"))
+    async def hint_image(request: Request):
+        """The hint channels the model receives for these /v1/colorize fields, as a PNG at the
+        working size: a blur model's colour map (RGB), scribbles (RGB), or points/strokes
+        hints (RGBA, alpha = mask)."""
+        channels = hints_lib.HINT_CHANNELS[model.hints]
+        if channels not in (3, 4):
+            raise ApiError(
+                422,
+                f"This model's hints (data.hints={model.hints!r}, {channels} channels) are not "
+                "an image; /v1/hints shows blur, points, strokes and scribbles hints. Use "
+                "/v1/colorize.",
+            )
+        fields = await read_form(request, FIELDS)
+        _, hint_u8, _, _ = await in_thread_or_4xx(inputs, fields)
+        return Response(await run_in_threadpool(_png, hint_u8), media_type="image/png")
 
     @app.post("/v1/sketch")
     async def extract_sketch(request: Request):
@@ -468,7 +511,8 @@ def create_app(model: inference.Colorizer, limits: Limits = Limits()) -> FastAPI
     return app
 
 
-def _colorize_openapi() -> dict:
+def _form_openapi(returns: str) -> dict:
+    """The OpenAPI schema of an endpoint taking /v1/colorize's form and returning a PNG."""
     props = {
         name: {"type": "string", "format": "binary", "description": text}
         if name in _FILE_FIELDS
@@ -484,5 +528,5 @@ def _colorize_openapi() -> dict:
                 }
             },
         },
-        "responses": {"200": {"content": {"image/png": {}}, "description": "the colour image"}},
+        "responses": {"200": {"content": {"image/png": {}}, "description": returns}},
     }

@@ -2,7 +2,9 @@
 // Hints live in an RGBA buffer written pixel by pixel (alpha 0 or 255 only), so a stroke has
 // hard edges: canvas paths would anti-alias, and their fringe of faint colours would reach the
 // model as wrong hints. The hint layer is sent as a PNG of the sketch's size; transparent
-// pixels are white paper to the server's decoder, as in `python -m jaxcolor.colorize --hints`.
+// pixels are white paper to the server's decoder, as in `python -m jaxcolor.colorize --hints`:
+// no hint for points/strokes models; for blur models, paper that the painted colours are spread
+// over (the "show colour map" toggle draws the map the model receives, from POST /v1/hints).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -18,6 +20,7 @@ const state = {
   tool: "brush",
   recent: [],
   busy: false, again: false,
+  mapBusy: false, mapAgain: false, mapMessage: null,
   resultUrl: null,
   requests: 0,
 };
@@ -46,6 +49,8 @@ async function loadInfo() {
   $("tools").hidden = !paints;
   $("hint-canvas").hidden = !paints;
   document.querySelector('[data-tool="point"]').hidden = !info.point_hints;
+  $("map-label").hidden = !info.hint_map;
+  $("hint-help").textContent = info.hints_image ? `Your painting is sent as ${info.hints_image}.` : "";
   if (info.reference || info.hints === "palette") {
     $("reference-label").hidden = false;
     $("reference-figure").hidden = false;
@@ -90,7 +95,7 @@ async function setSketch(blob, { keepHints = false } = {}) {
   state.sketchBlob = blob;
   state.width = bitmap.width;
   state.height = bitmap.height;
-  for (const id of ["sketch-canvas", "hint-canvas", "result-canvas"]) {
+  for (const id of ["sketch-canvas", "map-canvas", "hint-canvas", "result-canvas"]) {
     $(id).width = bitmap.width;
     $(id).height = bitmap.height;
   }
@@ -104,6 +109,7 @@ async function setSketch(blob, { keepHints = false } = {}) {
   $("extract").hidden = !isColourful($("sketch-canvas"));
   $("colorize").disabled = false;
   $("download").hidden = true;
+  hintsChanged();
 }
 
 async function setReference(blob) {
@@ -214,6 +220,12 @@ function restore(from, to) {
   to.push(state.hints);
   state.hints = from.pop();
   drawHints();
+  hintsChanged();
+}
+
+// After a finished change of the hint layer (not during a stroke): refresh what depends on it.
+function hintsChanged() {
+  if ($("show-map").checked) refreshMap();
 }
 
 let stroke = null;
@@ -245,6 +257,7 @@ function onUp() {
   if (!stroke) return;
   if (stroke.rgb) rememberColour(rgbToHex(stroke.rgb));
   stroke = null;
+  hintsChanged();
   if ($("live").checked) colorize();
 }
 
@@ -279,6 +292,7 @@ async function importHints(file) {
     }
   }
   drawHints();
+  hintsChanged();
 }
 
 // ---- colorize -------------------------------------------------------------------------------
@@ -296,6 +310,25 @@ function hintsBlob() {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
 
+// The fields of /v1/colorize and /v1/hints from the page; null (and a message) if one is missing.
+async function inputForm() {
+  const info = state.info;
+  const form = new FormData();
+  form.append("sketch", state.sketchBlob, "sketch.png");
+  if (info.hints === "palette" || info.reference) {
+    if (!state.referenceBlob) {
+      message(`This model needs a ${info.reference ? "reference" : "palette"} image: open one above.`);
+      return null;
+    }
+    form.append(info.reference ? "reference" : "hints", state.referenceBlob, "reference.png");
+  }
+  if (info.hints !== "none" && info.hints !== "palette") {
+    form.append("hints", await hintsBlob(), "hints.png");
+  }
+  if ($("size").value) form.append("size", $("size").value);
+  return form;
+}
+
 async function colorize() {
   if (!state.sketchBlob) return;
   if (state.busy) { state.again = true; return; }
@@ -304,19 +337,8 @@ async function colorize() {
   $("colorize").disabled = true;
   message("");
   try {
-    const info = state.info;
-    const form = new FormData();
-    form.append("sketch", state.sketchBlob, "sketch.png");
-    if (info.hints === "palette" || info.reference) {
-      if (!state.referenceBlob) {
-        return message(`This model needs a ${info.reference ? "reference" : "palette"} image: open one above.`);
-      }
-      form.append(info.reference ? "reference" : "hints", state.referenceBlob, "reference.png");
-    }
-    if (info.hints !== "none" && info.hints !== "palette") {
-      form.append("hints", await hintsBlob(), "hints.png");
-    }
-    if ($("size").value) form.append("size", $("size").value);
+    const form = await inputForm();
+    if (!form) return;
     const response = await post("/v1/colorize", form);
     if (!response.ok) return message(await errorText(response));
     const blob = await response.blob();
@@ -340,6 +362,50 @@ async function colorize() {
   }
 }
 
+// ---- the colour map a blur model receives ---------------------------------------------------
+
+function hasPaint() {
+  const d = state.hints.data;
+  for (let i = 3; i < d.length; i += 4) if (d[i]) return true;
+  return false;
+}
+
+// Draws the server's hint channels for the current inputs (POST /v1/hints: the dense colour map
+// made from the strokes) under the strokes; an empty layer hides it (nothing to spread).
+async function refreshMap() {
+  const canvas = $("map-canvas");
+  if (!$("show-map").checked || !state.sketchBlob || !hasPaint()) {
+    canvas.hidden = true;
+    if ($("message").textContent === state.mapMessage) message("");
+    return;
+  }
+  if (state.mapBusy) { state.mapAgain = true; return; }
+  state.mapBusy = true;
+  try {
+    const form = await inputForm();
+    if (!form) return;
+    const response = await post("/v1/hints", form);
+    if (!response.ok) {
+      canvas.hidden = true;
+      state.mapMessage = await errorText(response);
+      return message(state.mapMessage);
+    }
+    const bitmap = await createImageBitmap(await response.blob());
+    // The map is at the working size (the `size` field); show it over the sketch's pixels.
+    const g = ctx2d(canvas);
+    g.clearRect(0, 0, canvas.width, canvas.height);
+    g.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    canvas.hidden = !$("show-map").checked;  // it may have been switched off meanwhile
+    if ($("message").textContent === state.mapMessage) message("");
+    document.body.dataset.maps = String(Number(document.body.dataset.maps || 0) + 1);
+  } catch (e) {
+    message(`The server could not be reached: ${e.message}`);
+  } finally {
+    state.mapBusy = false;
+    if (state.mapAgain) { state.mapAgain = false; refreshMap(); }
+  }
+}
+
 // ---- wiring ---------------------------------------------------------------------------------
 
 function setTool(tool) {
@@ -356,7 +422,9 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("brush-size").addEventListener("input", () => { $("brush-size-value").textContent = $("brush-size").value; });
   $("undo").addEventListener("click", () => restore(state.undo, state.redo));
   $("redo").addEventListener("click", () => restore(state.redo, state.undo));
-  $("clear").addEventListener("click", () => { pushUndo(); state.hints = new ImageData(state.width, state.height); drawHints(); });
+  $("clear").addEventListener("click", () => { pushUndo(); state.hints = new ImageData(state.width, state.height); drawHints(); hintsChanged(); });
+  $("show-map").addEventListener("change", refreshMap);
+  $("size").addEventListener("change", hintsChanged);
   $("export-hints").addEventListener("click", exportHints);
   $("import-hints").addEventListener("change", (e) => e.target.files[0] && importHints(e.target.files[0]));
   $("colorize").addEventListener("click", colorize);
