@@ -198,6 +198,9 @@ def test_pooled_hint_error_leaves_padding_rows_out(tiny_config):
     }
     valid = np.array([True, True, True, False, False])
     output = rng.integers(0, 256, batch["color"].shape, dtype=np.uint8)
+    # The padding rows are as far from their hints as can be: counted, they would raise the mean.
+    output[3:] = np.where(batch["hints"][3:, ..., :3] < 128, 255, 0)
+    assert (batch["hints"][3:, ..., 3] == 255).any()
     scores = _scores(config, batch, {evaluator.PAIRED: _unit(output)}, valid)
     mask = (batch["hints"][..., 3] == 255) & valid[:, None, None]
     errors = np.abs(output.astype(float) - batch["hints"][..., :3])[mask]

@@ -318,6 +318,24 @@ def hints_from_drawing(image: np.ndarray) -> np.ndarray:
     return out
 
 
+# Methods whose hint channels carry a user's colour (R, G, B first) at known pixels, by how those
+# pixels are marked: a mask channel (MASK_ON), or ink on white paper. Training's hint loss and
+# evaluation's hint error both read them through `hinted_pixels`.
+MASKED_METHODS = ("points", "strokes")
+ON_PAPER_METHODS = ("scribbles",)
+PIXEL_METHODS = MASKED_METHODS + ON_PAPER_METHODS
+
+
+def hinted_pixels(hints, method: str):
+    """Hint channels (..., C) of `method` as 0..255 values -> bool (...): the pixels that carry a
+    colour. Only array operators are used, so numpy and JAX arrays both work."""
+    if method in MASKED_METHODS:
+        return hints[..., HINT_CHANNELS[method] - 1] == MASK_ON
+    if method in ON_PAPER_METHODS:  # the rule of scribbles_on_paper: not every channel is paper
+        return (hints[..., :3] <= PAPER_LEVEL).any(axis=-1)
+    raise ValueError(f"data.hints={method!r} does not mark hinted pixels; {PIXEL_METHODS} do")
+
+
 def scribbles_on_paper(hints: np.ndarray) -> np.ndarray:
     """R, G, B, mask hints -> R, G, B on white paper (H, W, 3): the `scribbles` layout.
 

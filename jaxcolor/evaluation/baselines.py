@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from jaxcolor.data.hints import PIXEL_METHODS
 from jaxcolor.evaluation import hint_fidelity
 
 GREY, MEAN_COLOR, HINTS, SKETCH_HINTS = "grey", "mean_color", "hints", "sketch+hints"
@@ -36,7 +37,7 @@ def names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     method = config.data.hints
     if method in HINT_AS_OUTPUT:
         return GREY, MEAN_COLOR, HINTS
-    if method in (*hint_fidelity.MASKED, *hint_fidelity.ON_PAPER):
+    if method in PIXEL_METHODS:
         return GREY, MEAN_COLOR, SKETCH_HINTS
     return GREY, MEAN_COLOR
 

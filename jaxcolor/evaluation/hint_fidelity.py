@@ -25,16 +25,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxcolor.data import hints as hints_lib
 from jaxcolor.data.hints import (
-    MASK_ON,
     PALETTE_BANDS,
     PALETTE_LEVELS,
     PALETTE_TOP,
-    PAPER_LEVEL,
+    PIXEL_METHODS,
 )
 
-# How each method marks the pixels that carry a colour: a mask channel, or ink on white paper.
-MASKED, ON_PAPER = ("points", "strokes"), ("scribbles",)
 PALETTE = "palette"
 
 
@@ -43,7 +41,7 @@ def method(config: ml_collections.ConfigDict) -> str | None:
     if config.get("task", "colorize") == "sketch":
         return None
     hints = config.data.hints
-    return hints if hints in (*MASKED, *ON_PAPER, PALETTE) else None
+    return hints if hints in (*PIXEL_METHODS, PALETTE) else None
 
 
 def levels(x: jax.Array) -> jax.Array:
@@ -53,14 +51,9 @@ def levels(x: jax.Array) -> jax.Array:
 
 def hinted_pixels(hints, hint_method: str):
     """Hint channels as 0..255 levels (B, H, W, C) -> (hint colours (B, H, W, 3) float32, bool
-    mask (B, H, W) of the pixels that carry one) for points, strokes and scribbles. Works on
-    device arrays and on numpy arrays alike (the sample sheet draws with it)."""
-    colors = hints[..., :3].astype(np.float32)
-    if hint_method in MASKED:
-        return colors, hints[..., 3] == MASK_ON
-    if hint_method in ON_PAPER:
-        return colors, ~(colors > PAPER_LEVEL).all(axis=-1)
-    raise ValueError(f"data.hints={hint_method!r} does not mark hinted pixels")
+    mask (B, H, W) of the pixels that carry one, by `hints.hinted_pixels`) for points, strokes and
+    scribbles. Works on device arrays and on numpy arrays alike (the sample sheet draws with it)."""
+    return hints[..., :3].astype(np.float32), hints_lib.hinted_pixels(hints, hint_method)
 
 
 def _bands(height: int) -> list[np.ndarray]:

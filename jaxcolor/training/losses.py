@@ -3,12 +3,10 @@ raw discriminator logits)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 
-from jaxcolor.data.hints import HINT_CHANNELS, MASK_ON, PAPER_LEVEL
+from jaxcolor.data import hints as hints_lib
 from jaxcolor.nets.inputs import to_unit
 
 GAN_MODES = ("vanilla", "lsgan", "hinge", "none")
@@ -117,31 +115,11 @@ def style_loss(fake: list[jax.Array], real: list[jax.Array]) -> jax.Array:
     )
 
 
-def _mask_channel(method: str) -> Callable[[jax.Array], jax.Array]:
-    """R, G, B, mask hints: the pixels whose mask (the last channel) is MASK_ON."""
-    return lambda hints: hints[..., HINT_CHANNELS[method] - 1] == MASK_ON
-
-
-def _not_paper(hints: jax.Array) -> jax.Array:
-    """R, G, B on white paper: the pixels with a channel at or below PAPER_LEVEL (the rule of
-    `data.hints.scribbles_on_paper`)."""
-    return (hints[..., :3] <= PAPER_LEVEL).any(axis=-1)
-
-
-# data.hints methods whose channels carry user colours (R, G, B first) at known pixels: the
-# rule that marks those pixels in the uint8 hints. Dense hints (blur, palette) have none.
-HINT_PIXELS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "points": _mask_channel("points"),
-    "strokes": _mask_channel("strokes"),
-    "scribbles": _not_paper,
-}
-
-
 def hint_targets(batch: dict[str, jax.Array], method: str) -> tuple[jax.Array, jax.Array]:
     """(hint colours (B, H, W, 3) in [-1, 1], hint mask (B, H, W) bool) of a uint8 batch whose
-    `data.hints` is `method`, one of `HINT_PIXELS`."""
+    `data.hints` is `method`, one of `hints.PIXEL_METHODS`."""
     hints = batch["hints"]
-    return to_unit(hints[..., :3]), HINT_PIXELS[method](hints)
+    return to_unit(hints[..., :3]), hints_lib.hinted_pixels(hints, method)
 
 
 def hint_loss(pred: jax.Array, colors: jax.Array, mask: jax.Array) -> jax.Array:
