@@ -1,0 +1,44 @@
+"""The CPU recipe for real illustrations: a useful colorizer from a folder of images in under an
+hour on 2 CPU cores, at 128 px, for each hint method.
+
+The hint method comes after the file name (blur when omitted):
+    python -m jaxcolor.train --config configs/cpu128.py:points \\
+        --config.data.source=folder:/path/to/illustrations --workdir runs/points
+`python -m jaxcolor.bench quality` trains it for every hint method and writes the quality table
+(README, "Results"). Every setting below was chosen by measurement on real anime faces
+(benchmarks/README.md, "Quality recipe"); settings that did not help stay at the base's.
+"""
+
+from jaxcolor.core import config as base
+from jaxcolor.data.hints import HINT_CHANNELS, PIXEL_METHODS
+
+
+def get_config(hints: str = "blur"):
+    """configs/cpu128.py[:HINTS]: the recipe with data.hints = HINTS."""
+    if hints not in HINT_CHANNELS:
+        raise ValueError(
+            f"configs/cpu128.py:{hints}: the argument is the hint method, one of "
+            f"{', '.join(HINT_CHANNELS)} (e.g. configs/cpu128.py:points)."
+        )
+    c = base.get_config()
+    c.image_size = 128
+    c.batch_size = 16
+    c.num_steps = 3_000
+    c.compute_dtype = "float32"  # bfloat16 is slower on CPUs
+    c.data.hints = hints
+    c.data.val_fraction = 0.1  # a held-out split large enough to compare runs (300 of 3,000)
+    c.data.num_workers = 0  # 2 cores: Grain's read threads, no worker processes
+    c.model.generator.num_downs = 7  # 128 px -> 1x1 bottleneck
+    c.model.generator.ngf = 16
+    c.model.discriminator.ndf = 16
+    c.loss.gan_mode = "none"
+    if hints in PIXEL_METHODS:
+        c.loss.hint_weight = 10.0
+    c.optimizer.learning_rate = 1e-3
+    c.log_every = 100
+    c.eval_every = 500
+    c.eval_batch_size = 16
+    c.eval_split_every = c.num_steps  # once, at the end
+    c.eval_max_images = 0
+    c.checkpoint_every = 500
+    return c
