@@ -35,7 +35,7 @@ TRAIN_MISTAKES = {
         ["--config.loss.l1_wieght=10"],
         r"--config\.loss\.l1_wieght: config\.loss has no key 'l1_wieght'; did you mean "
         r"--config\.loss\.l1_weight.*\(its keys: aux_weights, gan_mode, hint_weight, l1_weight, "
-        r"perceptual_weight, recon, style_weight, vgg_layers, vgg_weights\)",
+        r"perceptual_weight, recon, ssim_weight, style_weight, vgg_layers, vgg_weights\)",
     ),
     "mistyped top-level key": (
         ["--config.batchsize=4"],

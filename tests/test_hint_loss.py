@@ -1,5 +1,6 @@
-"""The hint-fidelity loss (loss.hint_weight, `g_hint`): which pixels are hints for each method,
-the loss on hand-made batches, its config rules, and training with it."""
+"""The extra generator losses a config turns on: hint fidelity (loss.hint_weight, `g_hint`): which
+pixels are hints for each method, the loss on hand-made batches, its config rules, and training
+with it; and the SSIM loss (loss.ssim_weight, `g_ssim`)."""
 
 import jax
 import jax.numpy as jnp
@@ -149,3 +150,34 @@ def test_a_run_with_the_hint_loss_logs_g_hint(tiny_config, tmp_path, monkeypatch
     assert sorted(logged) == [2] and np.isfinite(logged[2])
     (line,) = [x for x in lines if x.startswith("step 2/2")]
     assert " g_hint " in line
+
+
+def test_ssim_loss_is_zero_for_a_perfect_output_and_trains(tiny_config):
+    """loss.ssim_weight: 1 - the evaluation's SSIM (0 for the target itself, larger for noise),
+    trained end to end as `g_ssim`; too small an image is a config error naming the key."""
+    rng = np.random.default_rng(0)
+    target = jnp.asarray(rng.uniform(-1, 1, (2, 16, 16, 3)), jnp.float32)
+    noisy = jnp.clip(target + 0.5 * rng.standard_normal(target.shape), -1, 1)
+    assert float(losses.ssim_loss(target, target)) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.ssim_loss(noisy, target)) > 0.2
+    grad = jax.grad(losses.ssim_loss)(noisy, target)
+    assert bool(jnp.isfinite(grad).all()) and float(jnp.abs(grad).sum()) > 0
+
+    c = tiny_config
+    c.loss.ssim_weight = 1.0
+    config_checks.validate(c)
+    mesh = parallel.create_mesh(-1)
+    state, nets = create_train_state(c, in_channels=pipeline.condition_channels(c), mesh=mesh)
+    batch = next(iter(pipeline.train_dataset(c, pipeline.make_sources(c)[0])))
+    pipeline.pop_skipped(batch)
+    _, metrics = jit_train_step(nets, c, mesh)(
+        state, parallel.to_global(batch, parallel.batch_sharding(mesh))
+    )
+    assert "g_ssim" in metrics.losses and 0.0 < float(metrics["g_ssim"]) <= 2.0
+
+    c.loss.ssim_weight, c.image_size = 1.0, 8
+    with pytest.raises(ConfigError, match=r"loss\.ssim_weight needs images of at least 11 px"):
+        config_checks.validate(c)
+    c.image_size, c.loss.ssim_weight = 32, -1.0
+    with pytest.raises(ConfigError, match=r"loss\.ssim_weight must be >= 0"):
+        config_checks.validate(c)

@@ -82,6 +82,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Hint fidelity (data.hints points | strokes | scribbles): L1 between the output and the
     # user's colour at the hinted pixels (`g_hint`); 0 = off.
     c.loss.hint_weight = 0.0
+    # Structural similarity (Zhao et al. 2017, "Loss Functions for Image Restoration with Neural
+    # Networks": L1 + SSIM): 1 - mean SSIM of output and target, the window of the evaluation's
+    # SSIM (`g_ssim`); 0 = off.
+    c.loss.ssim_weight = 0.0
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 2e-4

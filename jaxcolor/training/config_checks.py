@@ -11,7 +11,7 @@ from jaxcolor.data.sketch import DATASET_SKETCH, is_model_sketch, parse_sketch_m
 from jaxcolor.nets import registry
 from jaxcolor.nets.base import COMPUTE_DTYPES, DISCRIMINATOR, GENERATOR, NORMS, require
 from jaxcolor.training import vgg
-from jaxcolor.training.losses import GAN_MODES, RECON
+from jaxcolor.training.losses import GAN_MODES, RECON, SSIM_WINDOW
 from jaxcolor.training.step import ON_NONFINITE
 
 TASKS = ("colorize", "sketch")
@@ -107,6 +107,7 @@ def validate(config: ml_collections.ConfigDict, *, weights_files: bool = True) -
         f"about the last 1,000 steps), got {ema}",
     )
     _check_hint_loss(config)
+    _check_ssim_loss(config)
     for key in ("eval_split_every", "eval_max_images"):
         require(config[key] >= 0, f"{key} must be >= 0 (0 = off / all images), got {config[key]}")
     require(
@@ -148,6 +149,18 @@ def _check_hint_loss(config: ml_collections.ConfigDict) -> None:
         f"pixels, which data.hints={hints!r} does not mark; use data.hints in "
         f"{tuple(PIXEL_METHODS)} or set loss.hint_weight=0.",
     )
+
+
+def _check_ssim_loss(config: ml_collections.ConfigDict) -> None:
+    weight = config.loss.get("ssim_weight", 0.0)
+    require(weight >= 0, f"loss.ssim_weight must be >= 0 (0 = off), got {weight}")
+    if weight:
+        require(
+            min(image_hw(config)) >= SSIM_WINDOW,
+            f"loss.ssim_weight needs images of at least {SSIM_WINDOW} px per side (its "
+            f"window); image_size={describe(config.image_size)}: raise image_size or set "
+            "loss.ssim_weight=0.",
+        )
 
 
 def _check_profile(config: ml_collections.ConfigDict) -> None:

@@ -120,6 +120,9 @@ def train_step(
             if style_w:
                 parts["g_style"] = losses.style_loss(fake_features, real_features)
                 loss = loss + style_w * parts["g_style"]
+        if loss_cfg.get("ssim_weight", 0.0):
+            parts["g_ssim"] = losses.ssim_loss(generated, target)
+            loss = loss + loss_cfg.ssim_weight * parts["g_ssim"]
         if hint_targets is not None:
             parts["g_hint"] = losses.hint_loss(generated, *hint_targets)
             loss = loss + hint_w * parts["g_hint"]
