@@ -11,7 +11,7 @@ import sys
 
 import cv2
 import pytest
-from conftest import REPO
+from conftest import REPO, load_config
 
 from jaxcolor import bench
 from jaxcolor.core import config as base_config
@@ -126,6 +126,10 @@ def test_quality_trains_each_method_and_assembles_one_table(tmp_path, compile_ca
         assert record["images"] == str(images) and record["overrides"] == SMALL
         assert record["num_steps"] == 2 and record["batch_size"] == 8
         assert record["calibration"] is None and record["budget"] == {"steps": 2}
+        # The run's schedule was scaled: checkpoints at the recipe's share of 2 steps.
+        every = quality.scaled(load_config("cpu128", method), 2).checkpoint_every
+        saved = sorted(int(p.name) for p in (out / method / "checkpoints").iterdir())
+        assert saved == sorted({s for s in (1, 2) if s % every == 0} | {2})
         assert record["machine"]["cpus"] == os.cpu_count() and record["machine"]["jax_devices"] == 1
         report = record["eval"]
         assert report["split"] == "val" and report["step"] == 2 and report["num_images"] == 6
