@@ -11,6 +11,11 @@
 - aot: the train and eval steps compiled ahead of time for a Cloud TPU slice on this host
   (needs libtpu, not a TPU): per-chip HBM against the chip's, fits or not, FLOPs, roofline,
   host input rate; --search finds the largest per-chip batch (see jaxcolor.training.aot).
+- quality: `quality --images DIR [--minutes M | --steps N] [--hints blur,points,...] [--out DIR]`
+  trains a recipe (default configs/cpu128.py, its argument the hint method) for each hint
+  method on an image folder, scores its held-out split beside the baselines and writes the
+  table (OUT/quality.md, OUT/quality.json) and each method's record and sample sheet (see
+  jaxcolor.training.quality).
 
 Each subcommand is one `_add_<name>` (its arguments) and one `_<name>` (what it runs) in
 SUBCOMMANDS.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import os
 import pathlib
@@ -30,6 +36,7 @@ from typing import Any
 from absl import flags
 from ml_collections import config_flags
 
+import jaxcolor
 from jaxcolor import cli
 from jaxcolor.core import config as base_config
 from jaxcolor.core.errors import ConfigError
@@ -41,6 +48,17 @@ DEFAULT_CONFIG = base_config.__file__
 # benchmarks/README.md, "Input pipeline": xdog + blur hints (the default config's), 2 workers.
 MEASURED_PER_CORE = 295.0
 CONFIG_HELP = "config .py (default: jaxcolor/core/config.py, the base configs/default.py returns)"
+# bench quality's recipe: here, or beside the package in a source checkout.
+QUALITY_CONFIG = "configs/cpu128.py"
+QUALITY_HINTS = "blur,points,strokes,none"
+# Set by bench quality's own options, not by --config.KEY=VALUE.
+QUALITY_KEYS = {
+    "num_steps": "--steps N or --minutes M",
+    "data.source": "--images DIR",
+    "data.hints": "--hints (the config's argument)",
+}
+# Subcommands that load their configs themselves (one per hint method): they get the overrides.
+OWN_CONFIGS = ("quality",)
 
 
 def load_config(path: str, overrides: list[str]):
@@ -280,12 +298,187 @@ def _aot(args, config) -> dict[str, Any]:
     return result
 
 
+def _add_quality(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--images",
+        help="folder of colour images, read recursively (local or gs://); the run "
+        "holds out data.val_fraction of them and is scored on those",
+    )
+    p.add_argument(
+        "--config",
+        help=f"a config whose argument is the hint method (default: {QUALITY_CONFIG} in the "
+        "current directory, else beside the package in a source checkout)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="training budget per hint method, compilation and the config's evaluations "
+        "included; the steps come from a rate measured first (default 45, the recipe's own)",
+    )
+    p.add_argument("--steps", type=int, help="train this many steps instead (no calibration)")
+    p.add_argument(
+        "--hints", default=QUALITY_HINTS, help="comma-separated hint methods, trained in order"
+    )
+    p.add_argument(
+        "--out",
+        default="runs/quality",
+        help="OUT/<method> (the run), OUT/<method>.json, OUT/<method>-sheet.png, and the "
+        "table of every <method>.json there: OUT/quality.md, OUT/quality.json",
+    )
+    p.add_argument("--samples", type=int, default=8, help="rows of each sample sheet")
+    p.set_defaults(json=None)
+
+
+def _quality(args, overrides: list[str]) -> dict[str, Any]:
+    from jaxcolor.training import quality
+
+    _check_budget(args)
+    images = _checked_images(args.images)
+    methods = _hint_methods(args.hints)
+    path = _quality_config(args.config)
+    _check_quality_overrides(overrides)
+    configs = {m: _hinted_config(path, m, images, overrides) for m in methods}
+    out = pathlib.Path(args.out)
+    quality.check_fresh(out, methods)
+    cli.show_info_logs()  # the training loop's progress lines
+    return quality.run(
+        configs,
+        out,
+        described={"config": path, "overrides": overrides, "images": images},
+        steps=args.steps,
+        minutes=args.minutes or quality.DEFAULT_MINUTES,
+        samples=args.samples,
+        echo=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+
+
+def _check_budget(args) -> None:
+    if args.minutes is not None and args.steps is not None:
+        raise ConfigError(
+            "--minutes and --steps exclude each other: --minutes M sets the steps from a rate "
+            "measured first, --steps N sets them directly; give one."
+        )
+    if args.minutes is not None and args.minutes <= 0:
+        raise ConfigError(f"--minutes {args.minutes:g}: give a training budget > 0 minutes.")
+    if args.steps is not None and args.steps < 1:
+        raise ConfigError(f"--steps {args.steps}: give a number of steps >= 1.")
+    if args.samples < 1:
+        raise ConfigError(f"--samples {args.samples}: give a number of sheet rows >= 1.")
+
+
+def _checked_images(images: str | None) -> str:
+    """--images, checked to be a folder that holds images; passed on as given."""
+    from etils import epath
+
+    from jaxcolor.data import sources
+
+    if not images:
+        raise ConfigError(
+            "--images: give the folder of colour images to train and score on: --images DIR "
+            "(read recursively; local or gs://)."
+        )
+    if not epath.Path(images).is_dir():
+        raise ConfigError(
+            f"--images {images}: no such folder; pass --images DIR, an existing folder of "
+            "colour images (read recursively)."
+        )
+    try:
+        sources.ImageFolderSource(images)
+    except ValueError:
+        raise ConfigError(
+            f"--images {images}: no images ({', '.join(sources.DEFAULT_EXTENSIONS)}) under it, "
+            "searched recursively; pass a folder that holds colour images."
+        ) from None
+    return images
+
+
+def _hint_methods(text: str) -> list[str]:
+    """--hints as a list, each a known hint method."""
+    from jaxcolor.data.hints import HINT_CHANNELS
+
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in HINT_CHANNELS] or ([] if methods else [text])
+    if unknown:
+        raise ConfigError(
+            f"--hints {text}: unknown hint method {unknown[0]!r}; give a comma-separated list "
+            f"of {', '.join(HINT_CHANNELS)} (e.g. --hints blur,points)."
+        )
+    return list(dict.fromkeys(methods))
+
+
+def _quality_config(path: str | None) -> str:
+    """--config, checked to take the hint method as its argument; by default
+    configs/cpu128.py here or beside the package."""
+    if path is None:
+        beside = pathlib.Path(jaxcolor.__file__).parents[1] / QUALITY_CONFIG
+        found = [p for p in (pathlib.Path(QUALITY_CONFIG), beside) if p.is_file()]
+        if not found:
+            raise ConfigError(
+                f"--config: no {QUALITY_CONFIG} in the current directory or beside the "
+                "jaxcolor package; pass --config PATH/TO/cpu128.py (a config whose argument is "
+                "the hint method)."
+            )
+        path = str(found[0])
+    if ":" in pathlib.Path(path).name:
+        raise ConfigError(
+            f"--config {path}: give the file alone; the argument (the hint method) comes from "
+            "--hints."
+        )
+    if not pathlib.Path(path).is_file():
+        raise ConfigError(f"--config {path}: no such file; give a config .py file.")
+    if not _takes_argument(path):
+        raise ConfigError(
+            f"--config {path}: its get_config() takes no argument, so it cannot be trained per "
+            "hint method; pass a config whose argument is the hint method, such as "
+            f"{QUALITY_CONFIG}."
+        )
+    return path
+
+
+def _takes_argument(path: str) -> bool:
+    """Whether the config file's get_config takes a positional argument (`FILE:ARG`)."""
+    spec = importlib.util.spec_from_file_location("jaxcolor_quality_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    kinds = [p.kind for p in inspect.signature(module.get_config).parameters.values()]
+    return any(k in (*positional, inspect.Parameter.VAR_POSITIONAL) for k in kinds)
+
+
+def _check_quality_overrides(overrides: list[str]) -> None:
+    for arg in overrides:
+        key = arg.removeprefix("--config.").split("=", 1)[0]
+        if key in QUALITY_KEYS:
+            raise ConfigError(
+                f"{arg}: bench quality sets {key} from {QUALITY_KEYS[key]}; use that instead."
+            )
+
+
+def _hinted_config(path: str, method: str, images: str, overrides: list[str]):
+    """`path`:`method` reading `images`, with the user's overrides."""
+    from jaxcolor.data.pipeline import FOLDER
+
+    config = load_config(f"{path}:{method}", [f"--config.data.source={FOLDER}{images}", *overrides])
+    if config.data.hints != method:
+        raise ConfigError(
+            f"--config {path}: {path}:{method} trains data.hints={config.data.hints!r}, so its "
+            f"argument is not the hint method; pass a config whose argument is, such as "
+            f"{QUALITY_CONFIG}."
+        )
+    return config
+
+
 SUBCOMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("GAN step on a synthetic device-resident batch", _add_train, _train),
     "e2e": ("GAN step fed by the real input pipeline", _add_e2e, _e2e),
     "compare": ("JAX step vs the PyTorch reference, same device", _add_compare, _compare),
     "data": ("host input pipeline images/s per Grain worker count", _add_data, _data),
     "aot": ("compile the steps for a Cloud TPU slice: memory, FLOPs, max batch", _add_aot, _aot),
+    "quality": (
+        "train a recipe per hint method on an image folder; the quality table",
+        _add_quality,
+        _quality,
+    ),
 }
 
 
@@ -301,7 +494,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from jaxcolor.core.errors import JaxcolorError
 
     args, overrides = parser().parse_known_args(argv)
-    config = load_config(args.config, overrides)
+    if args.command in OWN_CONFIGS:
+        config = overrides
+    else:
+        config = load_config(args.config, overrides)
     try:
         result = SUBCOMMANDS[args.command][2](args, config)
     except JaxcolorError as e:  # a config or data mistake: the message says what to change
@@ -314,4 +510,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    # This process is bench's: absl's own flags (logging's) take their defaults, as an absl app's
+    # would, so its log lines need no "before flag parsing" note.
+    flags.FLAGS(sys.argv[:1])
     main()

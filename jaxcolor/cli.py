@@ -7,11 +7,13 @@ the program with one line naming the flag and what to do, exit code 1, before an
 from __future__ import annotations
 
 import difflib
+import logging as std_logging
+import os
 import pathlib
 import sys
 
 import ml_collections
-from absl import flags
+from absl import flags, logging
 
 CONFIG = "config"
 
@@ -41,6 +43,31 @@ def parse_config_flags(
         if message is None:
             raise
         sys.exit(f"{prog}: error: {message}")
+
+
+class OwnInfoOnly(std_logging.Filter):
+    """Keeps jaxcolor's INFO lines and everyone's warnings; Orbax logs every save at INFO."""
+
+    def __init__(self):
+        super().__init__()
+        import jaxcolor
+
+        self._package_dir = os.path.dirname(jaxcolor.__file__)
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.WARNING or record.pathname.startswith(
+            self._package_dir
+        )
+
+
+def show_info_logs() -> None:
+    """jaxcolor's INFO lines (the training loop's progress) on stderr, as `python -m
+    jaxcolor.train` prints them, for an entry point that is not an absl app (`bench quality`)."""
+    logging.use_absl_handler()
+    logging.set_verbosity(logging.INFO)
+    handler = logging.get_absl_handler()
+    if not any(isinstance(f, OwnInfoOnly) for f in handler.filters):
+        handler.addFilter(OwnInfoOnly())
 
 
 def _one_line(error: flags.Error, path: str | None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import logging as std_logging
 import os
 import pathlib
 import sys
@@ -45,21 +44,6 @@ _LIBRARY_LOGS = flags.DEFINE_bool(
 flags.mark_flags_as_required(["config"])
 
 
-class _OwnInfoOnly(std_logging.Filter):
-    """Keeps jaxcolor's INFO lines and everyone's warnings; Orbax logs every save at INFO."""
-
-    def __init__(self):
-        super().__init__()
-        import jaxcolor
-
-        self._package_dir = os.path.dirname(jaxcolor.__file__)
-
-    def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or record.pathname.startswith(
-            self._package_dir
-        )
-
-
 def default_workdir(config_path: str) -> str:
     """runs/<config stem>-<UTC timestamp>, relative to the current directory."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
@@ -77,7 +61,7 @@ def main(argv: list[str]) -> None:
     from jaxcolor.training.loop import train_and_evaluate
 
     if not _LIBRARY_LOGS.value:
-        logging.get_absl_handler().addFilter(_OwnInfoOnly())
+        logging.get_absl_handler().addFilter(cli.OwnInfoOnly())
 
     try:
         # Before anything touches a device: every process of a pod joins here.

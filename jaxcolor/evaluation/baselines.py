@@ -28,6 +28,16 @@ from jaxcolor.evaluation import hint_fidelity
 
 GREY, MEAN_COLOR, HINTS, SKETCH_HINTS = "grey", "mean_color", "hints", "sketch+hints"
 HINT_AS_OUTPUT = ("blur", "palette")  # methods whose first three hint channels are an image
+# What each baseline is, in the words above (the quality table's legend).
+DESCRIPTIONS = {
+    GREY: "a flat 50 % grey image",
+    MEAN_COLOR: "each image's own mean colour, flat: an oracle (it reads the target), the best "
+    "PSNR any flat colour can reach on that image",
+    HINTS: "(blur, palette) the hint image itself as the output; palette: plane 1, each band's "
+    "most frequent colour",
+    SKETCH_HINTS: "(points, strokes, scribbles) the sketch, grey repeated to RGB (it carries no "
+    "luminance of the colour image), with the hinted pixels pasted in their colours",
+}
 
 
 def names(config: ml_collections.ConfigDict) -> tuple[str, ...]:

@@ -34,6 +34,16 @@ from jaxcolor.data.hints import (
 )
 
 PALETTE = "palette"
+# The definition above, for reports (the quality table's legend).
+DEFINITION = (
+    "the mean absolute RGB error on the 0-255 scale between the output (as the 8-bit image a "
+    "user gets) and the hint colours, pooled over every hinted pixel of a set"
+)
+TARGET = (
+    "the target itself scored as an output: how far the hint colours are from the true pixels "
+    "(points hold a patch mean, strokes their most frequent colour), what a model reproducing "
+    "the truth would score"
+)
 
 
 def method(config: ml_collections.ConfigDict) -> str | None:
