@@ -14,6 +14,7 @@ from jaxcolor.nets.build import build_discriminator, build_generator
 from jaxcolor.training import benchmark, config_checks
 
 CONFIGS = [
+    "cpu128",
     "default",
     "pod",
     "tiny",
