@@ -1,7 +1,7 @@
 """Per-image quality metrics on device: L1, PSNR and SSIM of predictions against targets.
 
 Images arrive in the models' [-1, 1] range and are compared in [0, 1] (data range 1), the
-convention of scikit-image and dm-pix. SSIM is Wang et al.'s with an 11x11 Gaussian window
+convention of scikit-image. SSIM is Wang et al.'s with an 11x11 Gaussian window
 (sigma 1.5, K1 0.01, K2 0.03) over the valid region, averaged over pixels and channels: the
 same as `skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=1, channel_axis=-1)` (tests/test_evaluation.py).

@@ -59,6 +59,7 @@ def validate(config: ml_collections.ConfigDict, *, weights_files: bool = True) -
     `weights_files=False` skips the check that the files of frozen networks' weights
     (loss.vgg_weights) exist: for compiling with their shapes only (bench aot)."""
     image_hw(config)  # raises ConfigError naming image_size for a malformed value
+    _check_ssim_loss(config)  # before the families' size rules: it names its own key
     require(
         config.loss.gan_mode in GAN_MODES,
         f"loss.gan_mode must be one of {GAN_MODES}, got {config.loss.gan_mode!r}",
@@ -107,7 +108,6 @@ def validate(config: ml_collections.ConfigDict, *, weights_files: bool = True) -
         f"about the last 1,000 steps), got {ema}",
     )
     _check_hint_loss(config)
-    _check_ssim_loss(config)
     for key in ("eval_split_every", "eval_max_images"):
         require(config[key] >= 0, f"{key} must be >= 0 (0 = off / all images), got {config[key]}")
     require(
