@@ -6,14 +6,14 @@ Playwright's pip package drives Debian's chromium-headless-shell (`apt-get insta
 paint two colours, undo one, colorize, check the result, download it, export and import the
 hints, the eyedropper, live mode, a rejected upload; no request leaves the page's origin.
 
-JAXCOLOR_UPDATE_SCREENSHOT=1 copies the screenshot to docs/serve.png (shown in the README).
-
 A blur model: three strokes painted on a sketch give a colour map (the page's "show colour map",
 from POST /v1/hints) with each stroke's colour around it and no white wash. With
 JAXCOLOR_BLUR_EXPORT=DIR (an export of a blur model trained on real images) and
 JAXCOLOR_BLUR_SKETCH=PNG (a held-out sketch), the same session runs on them and the model's
 output near each stroke must be closer to that stroke's colour than to the others' or to white
-(run by hand; CI runs the synthetic session).
+(run by hand; CI runs the synthetic session). JAXCOLOR_UPDATE_SCREENSHOT=1 then copies that
+session's screenshot to docs/serve.png (the README's picture of the page: a model trained on
+real images, not an untrained one).
 """
 
 from __future__ import annotations
@@ -244,8 +244,6 @@ def test_a_painting_session_in_chromium(server, tmp_path):
         browser.close()
 
     assert requests and not _foreign(requests, origin), _foreign(requests, origin)
-    if os.environ.get("JAXCOLOR_UPDATE_SCREENSHOT") == "1":
-        shutil.copy(tmp_path / "serve.png", REPO / "docs" / "serve.png")
 
 
 def test_a_reference_model_asks_for_its_reference(tmp_path_factory, tmp_path):
@@ -426,3 +424,5 @@ def test_three_strokes_colour_a_real_sketch_near_them(tmp_path):
     means = np.array([result[_near(mask, radius) & light].mean(0) for _, mask in strokes])
     print(f"output near each stroke: {means.round().tolist()}; page: {tmp_path}/blur-session.png")
     assert _closest_strokes(means, strokes) == [0, 1, 2], means.round()
+    if os.environ.get("JAXCOLOR_UPDATE_SCREENSHOT") == "1":
+        shutil.copy(tmp_path / "blur-session.png", REPO / "docs" / "serve.png")
