@@ -11,9 +11,9 @@ from POST /v1/hints) with each stroke's colour around it and no white wash. With
 JAXCOLOR_BLUR_EXPORT=DIR (an export of a blur model trained on real images) and
 JAXCOLOR_BLUR_SKETCH=PNG (a held-out sketch), the same session runs on them and the model's
 output near each stroke must be closer to that stroke's colour than to the others' or to white
-(run by hand; CI runs the synthetic session). JAXCOLOR_UPDATE_SCREENSHOT=1 then copies that
-session's screenshot to docs/serve.png (the README's picture of the page: a model trained on
-real images, not an untrained one).
+(run by hand; CI runs the synthetic session). JAXCOLOR_UPDATE_SCREENSHOT=1 then paints a face's
+usual colours on the same sketch and saves the page as docs/serve.png (the README's picture of
+the page: a model trained on real images, not an untrained one).
 """
 
 from __future__ import annotations
@@ -425,4 +425,38 @@ def test_three_strokes_colour_a_real_sketch_near_them(tmp_path):
     print(f"output near each stroke: {means.round().tolist()}; page: {tmp_path}/blur-session.png")
     assert _closest_strokes(means, strokes) == [0, 1, 2], means.round()
     if os.environ.get("JAXCOLOR_UPDATE_SCREENSHOT") == "1":
-        shutil.copy(tmp_path / "blur-session.png", REPO / "docs" / "serve.png")
+        server = Server(pathlib.Path(BLUR_EXPORT), tmp_path, "--max-wait-ms", "0")
+        try:
+            _screenshot_session(server.url, tmp_path / "sketch.png", REPO / "docs" / "serve.png")
+        finally:
+            server.stop()
+
+
+# The README's picture: a face's usual colours, (x, y) as shares of a centred portrait sketch.
+PORTRAIT_STROKES = (
+    ((122, 74, 52), [(0.22, 0.10), (0.50, 0.06), (0.78, 0.10)]),  # hair
+    ((122, 74, 52), [(0.12, 0.45), (0.10, 0.75)]),
+    ((122, 74, 52), [(0.88, 0.45), (0.90, 0.75)]),
+    ((250, 226, 208), [(0.40, 0.62), (0.60, 0.62)]),  # face
+    ((70, 92, 140), [(0.25, 0.95), (0.75, 0.95)]),  # clothes
+)
+
+
+def _screenshot_session(url: str, sketch: pathlib.Path, path: pathlib.Path) -> None:
+    """The page with `sketch`, PORTRAIT_STROKES painted (shown, not the colour map) and
+    colorized, as a screenshot at `path`."""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 660})
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-ready='1']")
+        page.set_input_files("#sketch-file", str(sketch))
+        page.wait_for_selector("#colorize:enabled")
+        h, w = page.evaluate("[window.jaxcolor.state.height, window.jaxcolor.state.width]")
+        for rgb, points in PORTRAIT_STROKES:
+            page.locator("#color").fill("#{:02x}{:02x}{:02x}".format(*rgb))
+            _drag(page, [(round(x * (w - 1)), round(y * (h - 1))) for x, y in points])
+        page.click("#colorize")
+        _wait_results(page, 1)
+        page.screenshot(path=str(path))
+        browser.close()
