@@ -76,13 +76,14 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
 def _gaussian_band(n: int) -> np.ndarray:
-    """(n - SSIM_WINDOW + 1, n): row i holds the normalised Gaussian window at columns i..i+10,
-    so `band @ x` is the window's valid 1-D filter along x's first axis."""
+    """(n - SSIM_WINDOW + 1, n): row i holds the normalised Gaussian window from column i on, so
+    `band @ x` is the window's valid 1-D filter along x's first axis."""
     offsets = np.arange(SSIM_WINDOW) - (SSIM_WINDOW - 1) / 2
     window = np.exp(-0.5 * (offsets / SSIM_SIGMA) ** 2)
+    window /= window.sum()
     band = np.zeros((n - SSIM_WINDOW + 1, n), np.float32)
     for i in range(n - SSIM_WINDOW + 1):
-        band[i, i : i + SSIM_WINDOW] = window / window.sum()
+        band[i, i : i + SSIM_WINDOW] = window
     return band
 
 
