@@ -305,6 +305,22 @@ THREE_STROKES = (
 )
 
 
+def _open_sketch(page, url: str, sketch: pathlib.Path) -> tuple[int, int]:
+    """Opens the page at `url` with `sketch` loaded; -> the sketch's (height, width)."""
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-ready='1']")
+    page.set_input_files("#sketch-file", str(sketch))
+    page.wait_for_selector("#colorize:enabled")
+    return page.evaluate("[window.jaxcolor.state.height, window.jaxcolor.state.width]")
+
+
+def _paint(page, strokes, h: int, w: int) -> None:
+    """Paints each (rgb, [(x, y) as shares of the width and height]) stroke with the brush."""
+    for rgb, points in strokes:
+        page.locator("#color").fill("#{:02x}{:02x}{:02x}".format(*rgb))
+        _drag(page, [(round(x * (w - 1)), round(y * (h - 1))) for x, y in points])
+
+
 def _blur_session(url: str, sketch: pathlib.Path) -> dict:
     """Opens `sketch` on the page, colorizes without paint (refused), paints THREE_STROKES,
     shows the colour map and colorizes. Returns the help text, the sketch, map and result
@@ -312,12 +328,8 @@ def _blur_session(url: str, sketch: pathlib.Path) -> dict:
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS)
         page = browser.new_page(viewport={"width": 1100, "height": 800})
-        page.goto(url + "/")
-        page.wait_for_selector("body[data-ready='1']")
+        h, w = _open_sketch(page, url, sketch)
         help_text = page.locator("#hint-help").inner_text()
-        page.set_input_files("#sketch-file", str(sketch))
-        page.wait_for_selector("#colorize:enabled")
-        h, w = page.evaluate("[window.jaxcolor.state.height, window.jaxcolor.state.width]")
         brush = max(4, round(min(h, w) / 24))  # a rough stroke at any sketch size
         page.evaluate(
             "(n) => { const b = document.getElementById('brush-size'); b.value = n; "
@@ -330,9 +342,7 @@ def _blur_session(url: str, sketch: pathlib.Path) -> dict:
         page.wait_for_function(
             "document.getElementById('message').textContent.includes('paint at least one')"
         )
-        for rgb, points in THREE_STROKES:
-            page.locator("#color").fill("#{:02x}{:02x}{:02x}".format(*rgb))
-            _drag(page, [(round(x * (w - 1)), round(y * (h - 1))) for x, y in points])
+        _paint(page, THREE_STROKES, h, w)
         page.wait_for_function(
             "!window.jaxcolor.state.mapBusy && !window.jaxcolor.state.mapAgain && "
             "Number(document.body.dataset.maps || 0) >= 1"
@@ -448,14 +458,7 @@ def _screenshot_session(url: str, sketch: pathlib.Path, path: pathlib.Path) -> N
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS)
         page = browser.new_page(viewport={"width": 1100, "height": 660})
-        page.goto(url + "/")
-        page.wait_for_selector("body[data-ready='1']")
-        page.set_input_files("#sketch-file", str(sketch))
-        page.wait_for_selector("#colorize:enabled")
-        h, w = page.evaluate("[window.jaxcolor.state.height, window.jaxcolor.state.width]")
-        for rgb, points in PORTRAIT_STROKES:
-            page.locator("#color").fill("#{:02x}{:02x}{:02x}".format(*rgb))
-            _drag(page, [(round(x * (w - 1)), round(y * (h - 1))) for x, y in points])
+        _paint(page, PORTRAIT_STROKES, *_open_sketch(page, url, sketch))
         page.click("#colorize")
         _wait_results(page, 1)
         page.screenshot(path=str(path))
