@@ -14,7 +14,7 @@ import argparse
 import json
 
 from jaxcolor.bench import DEFAULT_CONFIG, load_config
-from jaxcolor.training import benchmark
+from jaxcolor.run import benchmark
 
 
 def main() -> None:

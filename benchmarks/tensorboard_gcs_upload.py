@@ -33,7 +33,7 @@ from ml_collections import config_flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 import gcs  # noqa: E402  tests/gcs.py: the emulator
 
-from jaxcolor import summary  # noqa: E402
+from jaxcolor import gcs_events, summary  # noqa: E402
 from jaxcolor.data import pipeline  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
@@ -77,7 +77,7 @@ def main(argv: list[str]) -> None:
             if _WRITER.value == "tensorboardx":  # the writer before jaxcolor.summary had its own
                 from tensorboardX import record_writer
 
-                summary._SegmentedGCSRecordWriterFactory = record_writer.GCSRecordWriterFactory
+                gcs_events.SegmentedGCSRecordWriterFactory = record_writer.GCSRecordWriterFactory
                 # Its __del__ uploads the whole file once more, after the server has stopped.
                 record_writer.GCSRecordWriter.__del__ = lambda self: None
             # The timer never fires (10**6 s; 10**9 overflows poll()): every flush is one of ours.

@@ -1,5 +1,5 @@
 """`python -m jaxcolor.bench {train,e2e,compare,data} [--config FILE] [--steps N] [--json OUT]
-[--config.key=value ...]`: throughput of the GAN step (see jaxcolor.training.benchmark).
+[--config.key=value ...]`: throughput of the GAN step (see jaxcolor.run.benchmark).
 
 - train: the jitted step on a synthetic device-resident batch: compile time, step time,
   images/s, FLOPs per image (XLA and analytic), MFU, peak device memory.
@@ -10,12 +10,12 @@
   worker count: images/s and images per CPU-second (see jaxcolor.data.throughput).
 - aot: the train and eval steps compiled ahead of time for a Cloud TPU slice on this host
   (needs libtpu, not a TPU): per-chip HBM against the chip's, fits or not, FLOPs, roofline,
-  host input rate; --search finds the largest per-chip batch (see jaxcolor.training.aot).
+  host input rate; --search finds the largest per-chip batch (see jaxcolor.run.aot).
 - quality: `quality --images DIR [--minutes M | --steps N] [--hints blur,points,...] [--out DIR]`
   trains a recipe (default configs/cpu128.py, its argument the hint method) for each hint
   method on an image folder, scores its held-out split beside the baselines and writes the
   table (OUT/quality.md, OUT/quality.json) and each method's record and sample sheet (see
-  jaxcolor.training.quality).
+  jaxcolor.run.quality).
 
 Each subcommand is one `_add_<name>` (its arguments) and one `_<name>` (what it runs) in
 SUBCOMMANDS.
@@ -105,13 +105,13 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args, config) -> dict[str, Any]:
-    from jaxcolor.training import benchmark
+    from jaxcolor.run import benchmark
 
     return benchmark.bench_train(config, steps=args.steps, warmup=args.warmup)
 
 
 def _e2e(args, config) -> dict[str, Any]:
-    from jaxcolor.training import benchmark
+    from jaxcolor.run import benchmark
 
     return benchmark.bench_e2e(config, steps=args.steps, warmup=args.warmup)
 
@@ -130,7 +130,7 @@ def _compare(args, config) -> dict[str, Any]:
 
     from jaxcolor.core.image_size import image_hw
     from jaxcolor.nets.pix2pix import spec as pix2pix
-    from jaxcolor.training import benchmark
+    from jaxcolor.run import benchmark
 
     unet = pix2pix.UNET.name
     if config.model.generator.name != unet or config.loss.gan_mode == "none":
@@ -262,7 +262,7 @@ def _aot(args, config) -> dict[str, Any]:
     # The host only compiles: keep JAX itself on the CPU (an installed libtpu would otherwise
     # probe for local TPU chips first).
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from jaxcolor.training import aot
+    from jaxcolor.run import aot
 
     per_core = MEASURED_PER_CORE
     if args.data_json:
@@ -330,7 +330,7 @@ def _add_quality(p: argparse.ArgumentParser) -> None:
 
 
 def _quality(args, overrides: list[str]) -> dict[str, Any]:
-    from jaxcolor.training import quality
+    from jaxcolor.run import quality
 
     _check_budget(args)
     images = _checked_images(args.images)

@@ -2,7 +2,6 @@
 
 - `Checkpointer`: a run's async saves and its resume (shapes checked against the config).
 - `restore_read_only`: a run's checkpoint with its own config (export, evaluate, serve).
-- `init_from`: a fresh state's weights from PyTorch (pix2pix) safetensors.
 
 The state is any pytree; its shapes and shardings come from the caller (an abstract state or a
 freshly built one), as MaxText's `load_state_if_possible` takes them, so nothing here knows the
@@ -17,7 +16,6 @@ import contextlib
 import dataclasses
 import errno
 import logging as std_logging
-import pathlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -25,7 +23,6 @@ from typing import Any
 
 import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
@@ -33,9 +30,7 @@ from etils import epath
 
 import jaxcolor
 from jaxcolor import parallel, summary
-from jaxcolor.core.errors import CheckpointMismatchError, ConfigError, ExportError, WorkdirError
-from jaxcolor.data import pipeline
-from jaxcolor.nets import convert, export_format
+from jaxcolor.core.errors import CheckpointMismatchError, ExportError, WorkdirError
 
 PyTree = Any
 
@@ -73,10 +68,14 @@ class Checkpointer:
         self._data_start = 0  # where this run's data stream began, saved with every step
 
     def restore_or_start(
-        self, state: PyTree, data_iter_at: Callable[[int], Iterator]
+        self,
+        state: PyTree,
+        data_iter_at: Callable[[int], Iterator],
+        start_fresh: Callable[[PyTree], PyTree] | None = None,
     ) -> tuple[PyTree, Iterator, int]:
         """-> (state, data iterator, step) of the newest complete checkpoint; without one,
-        `state` (with config.init_from's weights when set) at step 0.
+        `state` at step 0 (passed through `start_fresh` when given: e.g. `config.init_from`'s
+        PyTorch weights, which only a fresh run starts from).
 
         `state` gives the shapes and shardings (the current mesh); `data_iter_at(n)` is the
         training data from example n of this process's stream. A saved iterator state that
@@ -90,8 +89,8 @@ class Checkpointer:
         step = self.latest_step()
         if step is None:
             summary.log_line(f"Starting fresh in {self.directory.parent}")
-            if self._config.init_from:  # PyTorch (pix2pix) weights; only a fresh run starts there
-                state = init_from(state, self._config)
+            if start_fresh is not None:
+                state = start_fresh(state)
             return state, data_iter_at(0), 0
 
         metadata = self.metadata(step)
@@ -411,78 +410,6 @@ def restore_read_only(
     finally:
         manager.close()
     return Restored(step=step, config=config, state=state)
-
-
-def init_files(init_from: str) -> dict[str, pathlib.Path]:
-    """`init_from` -> {"generator": file[, "discriminator": file]}.
-
-    A .safetensors file initialises the generator. A directory (e.g. a jaxcolor export)
-    initialises the generator from generator.safetensors and, when present,
-    the discriminator from discriminator.safetensors.
-    """
-    path = pathlib.Path(init_from).expanduser()
-    if path.is_dir():
-        files = {"generator": path / export_format.GENERATOR_FILE}
-        if (path / export_format.DISCRIMINATOR_FILE).is_file():
-            files["discriminator"] = path / export_format.DISCRIMINATOR_FILE
-        if not files["generator"].is_file():
-            raise ConfigError(
-                f"init_from={init_from!r}: the directory has no {export_format.GENERATOR_FILE}."
-            )
-        return files
-    if not path.is_file():
-        raise ConfigError(
-            f"init_from={init_from!r} does not exist; give a .safetensors file (generator "
-            "state_dict, pix2pix key names) or a directory written by python -m jaxcolor.export."
-        )
-    return {"generator": path}
-
-
-def init_from(state: PyTree, config: ml_collections.ConfigDict) -> PyTree:
-    """Replaces the fresh state's weights and BatchNorm statistics (`state.g` / `state.d`, each
-    with `params` and `stats`) with `config.init_from`'s.
-
-    Optimizer state is left as created (Adam's moments start at zero whatever the weights); a
-    moving average of the generator (`state.ema`, train.ema_decay > 0) starts at the new weights.
-    Raises ConfigError naming the file on any key or shape mismatch.
-    """
-    in_channels = pipeline.condition_channels(config)
-    archs = export_format.architectures(config.to_dict(), in_channels=in_channels)
-    nets = {"generator": state.g, "discriminator": state.d}
-    new = {}
-    for net, file in init_files(config.init_from).items():
-        old = nets[net]
-        if old is None:
-            raise ConfigError(
-                f"init_from={config.init_from!r} has {file.name} but loss.gan_mode='none' "
-                "trains no discriminator; remove that file or use a generator file alone."
-            )
-        try:
-            tensors = convert.load_safetensors(file)
-            params, stats = convert.torch_to_flax(net, archs[net], tensors, source=str(file))
-            convert.check_shapes(net, archs[net], tensors, old.params, old.stats, source=str(file))
-        except ExportError as e:
-            raise ConfigError(f"init_from: {e} Match model.* and data.hints to it.") from e
-        new[net] = old.replace(params=_place(params, old.params), stats=_place(stats, old.stats))
-        if jax.process_index() == 0:
-            logging.info("Initialised the %s from %s", net, file)
-    jax.block_until_ready(new)
-    state = state.replace(g=new.get("generator", state.g), d=new.get("discriminator", state.d))
-    if state.ema is not None:  # its own buffers: the step donates both
-        state = state.replace(ema=jax.tree.map(jnp.copy, state.g.params))
-    return state
-
-
-def _place(tree: dict, like: PyTree) -> PyTree:
-    """numpy tree -> arrays with the dtypes and shardings of `like` (same structure)."""
-
-    def put(path, ref):
-        value = tree
-        for k in path:
-            value = value[k.key]
-        return jax.device_put(value.astype(ref.dtype), ref.sharding)
-
-    return jax.tree_util.tree_map_with_path(put, like)
 
 
 class PreemptionNotice:

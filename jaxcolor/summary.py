@@ -4,7 +4,6 @@ and the train metrics logger."""
 from __future__ import annotations
 
 import contextlib
-import io
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -13,63 +12,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-# A gs:// event file is one object, rewritten whole at every flush; past this size the next
-# events go to a new object, so a flush uploads at most this much plus what is new.
-GCS_SEGMENT_BYTES = 1 << 20
-
-
-class _SegmentedGCSRecordWriter:
-    """tensorboardX's record writer for gs:// paths, in segments.
-
-    tensorboardX's own (`record_writer.GCSRecordWriter`) keeps the whole event file in memory and
-    uploads all of it at every flush, so with image grids a long run uploads quadratically
-    growing bytes. This one uploads the current segment (GCS objects cannot be appended to) and,
-    once that holds `GCS_SEGMENT_BYTES`, starts the next object, `<event file>.000001` and so
-    on: names that sort in writing order, as TensorBoard reads a run's event files. Flushes come
-    from tensorboardX's `EventsWriter` under its lock, between whole records, so no record is
-    split across segments.
-    """
-
-    def __init__(self, path: str, segment_bytes: int = GCS_SEGMENT_BYTES):
-        from google.cloud import storage
-
-        bucket, _, self._name = path.removeprefix("gs://").partition("/")
-        self._bucket = storage.Client().bucket(bucket)
-        self._segment_bytes = segment_bytes
-        self._segment = 0
-        self._blob = self._bucket.blob(self._name)
-        self._buffer = io.BytesIO()
-        self._uploaded = 0  # bytes of the current segment already in its object
-
-    def write(self, data: bytes) -> None:
-        self._buffer.write(data)
-
-    def flush(self) -> None:
-        size = self._buffer.tell()
-        if size == self._uploaded:
-            return
-        # Conditional on the generation, as tensorboardX does: safe to retry after a timeout.
-        self._blob.upload_from_string(
-            self._buffer.getvalue(), if_generation_match=self._blob.generation
-        )
-        self._uploaded = size
-        if size >= self._segment_bytes:
-            self._segment += 1
-            self._blob = self._bucket.blob(f"{self._name}.{self._segment:06d}")
-            self._buffer, self._uploaded = io.BytesIO(), 0
-
-    def close(self) -> None:
-        self.flush()
-
-
-class _SegmentedGCSRecordWriterFactory:
-    """What tensorboardX's `register_writer_factory` expects for the gs:// prefix."""
-
-    def open(self, path: str) -> _SegmentedGCSRecordWriter:
-        return _SegmentedGCSRecordWriter(path)
-
-    def directory_check(self, path: str) -> None:
-        del path  # GCS has no directories to create
+from jaxcolor import gcs_events
 
 
 class Writer:
@@ -82,7 +25,9 @@ class Writer:
             from tensorboardX import SummaryWriter, record_writer
 
             if self.logdir.startswith("gs://"):
-                record_writer.register_writer_factory("gs", _SegmentedGCSRecordWriterFactory())
+                record_writer.register_writer_factory(
+                    "gs", gcs_events.SegmentedGCSRecordWriterFactory()
+                )
             # tensorboardX names the file by the second and the host only, so a second writer
             # started within the same second (a quick restart, `evaluate`) replaced the first
             # one's file. The nanosecond clock keeps the names unique and in writing order.
@@ -108,47 +53,6 @@ class Writer:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-
-
-class StepProfiler:
-    """A `jax.profiler` trace of steps start_step .. start_step + num_steps - 1 on process 0,
-    written under `logdir` (plugins/profile/<run>/*.xplane.pb: TensorBoard's Profile tab, with
-    tensorboard-plugin-profile installed). num_steps = 0 (the default) is off: each call is
-    then one comparison."""
-
-    def __init__(self, logdir: str, *, start_step: int, num_steps: int):
-        self._logdir = logdir
-        self._first = start_step if num_steps > 0 and jax.process_index() == 0 else -1
-        self._last = start_step + num_steps - 1
-        self._active = False
-
-    def before(self, step: int) -> None:
-        """Call before running `step`: starts the trace at start_step."""
-        if step == self._first:
-            jax.profiler.start_trace(self._logdir)
-            self._active = True
-            logging.info("Profiling steps %d..%d into %s", self._first, self._last, self._logdir)
-
-    def annotation(self, step: int):
-        """A context for running `step`: while tracing, jax.profiler.StepTraceAnnotation("train",
-        step_num=step), which the Profile tab's overview and input-pipeline pages use to split
-        the trace into steps; otherwise a no-op context."""
-        if self._active:
-            return jax.profiler.StepTraceAnnotation("train", step_num=step)
-        return contextlib.nullcontext()
-
-    def after(self, step: int, outputs) -> None:
-        """Call after dispatching `step`: at the last profiled step, waits for `outputs` (the
-        device work belongs in the trace) and writes it."""
-        if self._active and step >= self._last:
-            jax.block_until_ready(outputs)
-            self.stop()
-
-    def stop(self) -> None:
-        """Writes a trace still running (the loop ended early); no-op otherwise."""
-        if self._active:
-            self._active = False
-            jax.profiler.stop_trace()
 
 
 def _to_rgb_uint8(x: np.ndarray) -> np.ndarray:

@@ -58,7 +58,7 @@ def main(argv: list[str]) -> None:
 
     from jaxcolor import parallel
     from jaxcolor.core.errors import ConfigError, JaxcolorError
-    from jaxcolor.training.loop import train_and_evaluate
+    from jaxcolor.run.loop import train_and_evaluate
 
     if not _LIBRARY_LOGS.value:
         logging.get_absl_handler().addFilter(cli.OwnInfoOnly())

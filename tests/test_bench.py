@@ -7,7 +7,7 @@ from conftest import REPO
 from conftest import SMALL_OVERRIDES as SMALL
 
 from jaxcolor import bench
-from jaxcolor.training import benchmark
+from jaxcolor.run import benchmark
 
 TINY = str(REPO / "configs" / "tiny.py")
 

@@ -27,8 +27,9 @@ from jaxcolor.nets.build import build_generator
 from jaxcolor.nets.classic_unet.flax import UpConv2x2
 from jaxcolor.nets.inputs import model_inputs, sketch_from_color
 from jaxcolor.nets.layers import count_params
-from jaxcolor.training import benchmark, config_checks, sketcher
-from jaxcolor.training.loop import train_and_evaluate
+from jaxcolor.run import benchmark
+from jaxcolor.run.loop import train_and_evaluate
+from jaxcolor.training import config_checks, sketcher
 from jaxcolor.training.state import NetState, create_train_state
 from jaxcolor.training.step import jit_train_step
 

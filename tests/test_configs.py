@@ -20,8 +20,8 @@ from conftest import REPO, config_module, load_config
 
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.data.hints import HINT_CHANNELS
+from jaxcolor.run.loop import train_and_evaluate
 from jaxcolor.training import config_checks
-from jaxcolor.training.loop import train_and_evaluate
 
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py"))
 # Configs that take an argument (--config=configs/pod.py:8): the one a user passes first.

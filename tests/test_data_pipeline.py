@@ -132,7 +132,7 @@ def test_prepare_refuses_to_overwrite_and_bad_names(prepared):
 
 
 def test_training_runs_on_a_prepared_dataset_with_point_hints(prepared, tiny_config, tmp_path):
-    from jaxcolor.training.loop import train_and_evaluate
+    from jaxcolor.run.loop import train_and_evaluate
 
     c = tiny_config
     c.data.source = "tfds:mine"

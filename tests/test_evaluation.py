@@ -15,8 +15,8 @@ from jaxcolor.data import pipeline, sources
 from jaxcolor.evaluation import evaluator, fixed_batch, metrics, sample_sheet
 from jaxcolor.evaluation.inception import expected_shapes
 from jaxcolor.nets import inputs
+from jaxcolor.run.loop import train_and_evaluate
 from jaxcolor.training import state as state_lib
-from jaxcolor.training.loop import train_and_evaluate
 
 
 def _skimage(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from tensorboard.backend.event_processing import event_accumulator
 from torch import nn
 
-from jaxcolor import checkpoint, parallel
+from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError, ExportError, InputError
 from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
@@ -33,7 +33,8 @@ from jaxcolor.nets import convert
 from jaxcolor.nets.build import build_discriminator, build_generator
 from jaxcolor.nets.inputs import model_inputs
 from jaxcolor.nets.pix2pix import spec as pix2pix_spec
-from jaxcolor.training.loop import train_and_evaluate
+from jaxcolor.run.loop import train_and_evaluate
+from jaxcolor.training import pytorch_weights
 from jaxcolor.training.state import NetState, TrainState, create_train_state
 from jaxcolor.training.step import jit_train_step
 
@@ -366,7 +367,7 @@ def test_round_trip_flax_torch_flax_is_identical(tiny_config, norm):
 
 
 def _placeholder_state(config):
-    """A TrainState of zeros with the run's shapes (enough for checkpoint.init_from)."""
+    """A TrainState of zeros with the run's shapes (enough for pytorch_weights.init_from)."""
     zeros = lambda tree: jax.tree.map(lambda x: jax.device_put(np.zeros(x.shape, x.dtype)), tree)  # noqa: E731
     nets = {
         net: s.replace(params=zeros(s.params), stats=zeros(s.stats))
@@ -384,7 +385,7 @@ def test_init_from_pix2pix_safetensors_gives_the_same_network(tiny_config, tmp_p
     save_file(generator.state_dict(), str(path))
 
     config.init_from = str(path)
-    state = checkpoint.init_from(_placeholder_state(config), config)
+    state = pytorch_weights.init_from(_placeholder_state(config), config)
     x = _inputs(config)["real"][0]
     jax_out = _jax_forward(_abstract(config)["generator"][0], jax.device_get(state.g), x)
     torch_out = _torch_forward(generator, x)
@@ -392,20 +393,20 @@ def test_init_from_pix2pix_safetensors_gives_the_same_network(tiny_config, tmp_p
     assert np.abs(jax_out - torch_out).max() <= TOL
     # With train.ema_decay > 0 the moving average starts at the loaded weights too.
     placeholder = _placeholder_state(config)
-    with_ema = checkpoint.init_from(placeholder.replace(ema=placeholder.g.params), config)
+    with_ema = pytorch_weights.init_from(placeholder.replace(ema=placeholder.g.params), config)
     for ema, loaded in zip(*map(jax.tree.leaves, (with_ema.ema, state.g.params)), strict=True):
         np.testing.assert_array_equal(ema, loaded)
 
     # Another architecture: the message names the file and the first bad key.
     config.model.generator.ngf = 16
     with pytest.raises(ConfigError, match=r"latest_net_G.safetensors: model.model.0.weight has"):
-        checkpoint.init_from(_placeholder_state(config), config)
+        pytorch_weights.init_from(_placeholder_state(config), config)
     config.model.generator.update(ngf=8, norm="instance")  # convs with biases, no BatchNorm
     with pytest.raises(ConfigError, match=r"latest_net_G.safetensors does not match .*missing"):
-        checkpoint.init_from(_placeholder_state(config), config)
+        pytorch_weights.init_from(_placeholder_state(config), config)
     config.init_from = str(tmp_path / "missing.safetensors")
     with pytest.raises(ConfigError, match="missing.safetensors' does not exist"):
-        checkpoint.init_from(_placeholder_state(config), config)
+        pytorch_weights.init_from(_placeholder_state(config), config)
 
 
 def test_export_and_evaluate_use_the_ema_weights(tiny_config, tmp_path):
@@ -561,7 +562,7 @@ def test_init_from_an_export_dir_loads_both_networks(trained_run):
     config, _, state, out, _ = trained_run
     config = config.copy_and_resolve_references()
     config.init_from = str(out)  # generator.safetensors + discriminator.safetensors
-    loaded = jax.device_get(checkpoint.init_from(_placeholder_state(config), config))
+    loaded = jax.device_get(pytorch_weights.init_from(_placeholder_state(config), config))
     for net in ("g", "d"):
         for field in ("params", "stats"):
             a, b = getattr(getattr(loaded, net), field), getattr(getattr(state, net), field)

@@ -19,8 +19,8 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from jaxcolor import checkpoint, parallel
 from jaxcolor.core.errors import CheckpointMismatchError, NonFiniteError, WorkdirError
-from jaxcolor.training import loop
-from jaxcolor.training.loop import train_and_evaluate
+from jaxcolor.run import loop
+from jaxcolor.run.loop import train_and_evaluate
 
 LOSSES = ("g_loss", "g_l1", "g_gan", "d_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm")
 

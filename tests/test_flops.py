@@ -1,4 +1,4 @@
-"""The bench's analytic FLOPs (training/benchmark.py) against XLA's count of the compiled
+"""The bench's analytic FLOPs (run/benchmark.py) against XLA's count of the compiled
 forward of the networks every config in configs/ builds."""
 
 import jax
@@ -11,7 +11,8 @@ from jaxcolor.core.image_size import image_hw
 from jaxcolor.data import pipeline
 from jaxcolor.nets import registry
 from jaxcolor.nets.build import build_discriminator, build_generator
-from jaxcolor.training import benchmark, config_checks
+from jaxcolor.run import benchmark
+from jaxcolor.training import config_checks
 
 CONFIGS = [
     "cpu128",

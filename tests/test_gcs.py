@@ -40,10 +40,10 @@ import pytest
 from conftest import REPO, SMALL_OVERRIDES, load_config
 from tensorboard.backend.event_processing import event_accumulator
 
-from jaxcolor import summary
+from jaxcolor import gcs_events, summary
 from jaxcolor.core.errors import WorkdirError
 from jaxcolor.data import pipeline, sources
-from jaxcolor.training.loop import train_and_evaluate
+from jaxcolor.run.loop import train_and_evaluate
 
 pytestmark = pytest.mark.slow
 
@@ -565,8 +565,8 @@ def test_event_uploads_stay_bounded_and_tensorboard_reads_them(server):
     image_bytes = uploads[0]
     # tensorboardX's own writer uploads the whole file: its 8th flush carries all 8 images
     # (3.6 MB), 36 images in all.
-    assert max(uploads) < summary.GCS_SEGMENT_BYTES + 2 * image_bytes, uploads
-    assert sum(uploads) < 8 * (summary.GCS_SEGMENT_BYTES + image_bytes), uploads
+    assert max(uploads) < gcs_events.GCS_SEGMENT_BYTES + 2 * image_bytes, uploads
+    assert sum(uploads) < 8 * (gcs_events.GCS_SEGMENT_BYTES + image_bytes), uploads
     objects = sorted(n for n in server.objects("bounded/tensorboard/") if "tfevents" in n)
     assert len(objects) >= 3 and objects[1] == f"{objects[0]}.000001", objects
     acc = _accumulator(logdir, size_guidance={"images": 0})

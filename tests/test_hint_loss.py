@@ -13,8 +13,8 @@ from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import pipeline, sketch, sources
 from jaxcolor.nets.inputs import to_unit
+from jaxcolor.run.loop import train_and_evaluate
 from jaxcolor.training import config_checks, losses
-from jaxcolor.training.loop import train_and_evaluate
 from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
 

@@ -22,7 +22,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from jaxcolor import checkpoint, parallel
 from jaxcolor.data import pipeline
-from jaxcolor.training.loop import train_and_evaluate
+from jaxcolor.run.loop import train_and_evaluate
 
 DEVICES_PER_PROCESS = 2
 # configs/tiny.py shrunk like the tiny_config fixture (32 px, 5 downsamplings, width 8).

@@ -18,7 +18,7 @@ from jaxcolor.core import config as base_config
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import sources
 from jaxcolor.evaluation import sample_sheet
-from jaxcolor.training import quality
+from jaxcolor.run import quality
 
 CPU128 = str(REPO / "configs" / "cpu128.py")
 # The recipe at 32 px with a shallow, narrow U-Net: compiling dominates, so keep it small.

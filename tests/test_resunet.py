@@ -25,7 +25,8 @@ from jaxcolor.export import config_json
 from jaxcolor.nets.build import build_discriminator, build_generator
 from jaxcolor.nets.layers import count_params
 from jaxcolor.nets.resunet.flax import AttentionGate, ResUNetGenerator
-from jaxcolor.training import benchmark, config_checks
+from jaxcolor.run import benchmark
+from jaxcolor.training import config_checks
 from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
 

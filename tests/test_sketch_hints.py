@@ -445,7 +445,7 @@ def test_config_checks_name_data_sketch_and_data_hints(tiny_config):
 def test_a_short_training_run_with_point_hints(tiny_config, tmp_path):
     import jax
 
-    from jaxcolor.training.loop import train_and_evaluate
+    from jaxcolor.run.loop import train_and_evaluate
 
     c = tiny_config
     c.data.hints = "points"

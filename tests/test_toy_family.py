@@ -19,8 +19,9 @@ from jaxcolor.evaluation import evaluator
 from jaxcolor.export import exporter, torch_models
 from jaxcolor.nets import base, registry
 from jaxcolor.nets.layers import conv
-from jaxcolor.training import benchmark, config_checks
-from jaxcolor.training.loop import train_and_evaluate
+from jaxcolor.run import benchmark
+from jaxcolor.run.loop import train_and_evaluate
+from jaxcolor.training import config_checks
 
 
 class ToyGenerator(nnx.Module):

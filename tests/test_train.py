@@ -15,7 +15,7 @@ from conftest import REPO
 from tensorboard.backend.event_processing import event_accumulator
 
 from jaxcolor.core.errors import ConfigError
-from jaxcolor.training.loop import train_and_evaluate
+from jaxcolor.run.loop import train_and_evaluate
 
 
 def _events(workdir: pathlib.Path) -> event_accumulator.EventAccumulator:

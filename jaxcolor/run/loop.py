@@ -15,12 +15,12 @@ from absl import logging
 from etils import epath
 from jax.sharding import Mesh
 
-from jaxcolor import checkpoint, parallel, summary
+from jaxcolor import checkpoint, parallel, profiler, summary
 from jaxcolor.core.errors import NonFiniteError, WorkdirError
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation import evaluator as split_eval
 from jaxcolor.evaluation import fixed_batch
-from jaxcolor.training import config_checks, sketcher, vgg
+from jaxcolor.training import config_checks, pytorch_weights, sketcher, vgg
 from jaxcolor.training.state import TrainState, create_train_state
 from jaxcolor.training.step import NONFINITE, jit_train_step
 
@@ -133,7 +133,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         cleanup.callback(ckpt.close)
         notice = cleanup.enter_context(checkpoint.PreemptionNotice())
         state, train_iter, start = ckpt.restore_or_start(
-            state, lambda first: iter(pipeline.train_dataset(config, train_source, start=first))
+            state,
+            lambda first: iter(pipeline.train_dataset(config, train_source, start=first)),
+            start_fresh=(lambda s: pytorch_weights.init_from(s, config))
+            if config.init_from
+            else None,
         )
         summary.log_line(
             f"TensorBoard logs: {writer.logdir}   checkpoints: {ckpt.directory}   "
@@ -174,10 +178,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         return state
 
 
-def _profiler(config: ml_collections.ConfigDict, writer: summary.Writer) -> summary.StepProfiler:
+def _profiler(config: ml_collections.ConfigDict, writer: summary.Writer) -> profiler.StepProfiler:
     """profile.start_step / num_steps: a trace into the TensorBoard logdir (off by default)."""
     profile = config.get("profile") or ml_collections.ConfigDict({"start_step": 0, "num_steps": 0})
-    return summary.StepProfiler(
+    return profiler.StepProfiler(
         writer.logdir, start_step=profile.start_step, num_steps=profile.num_steps
     )
 

@@ -27,7 +27,8 @@ from jaxcolor.core.image_size import to_json
 from jaxcolor.data import pipeline
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.nets.layers import resolve_upsample_impl
-from jaxcolor.training import benchmark, config_checks, sketcher, vgg
+from jaxcolor.run import benchmark
+from jaxcolor.training import config_checks, sketcher, vgg
 from jaxcolor.training.state import abstract_train_state
 from jaxcolor.training.step import jit_train_step
 

@@ -33,8 +33,8 @@ from jaxcolor.data import pipeline
 from jaxcolor.data.hints import HINT_CHANNELS
 from jaxcolor.evaluation import baselines, hint_fidelity
 from jaxcolor.evaluation.evaluator import GAIN, HINT_ERROR, PAIRED, TARGET, evaluate_checkpoint
-from jaxcolor.training import benchmark
-from jaxcolor.training.loop import train_and_evaluate
+from jaxcolor.run import benchmark
+from jaxcolor.run.loop import train_and_evaluate
 
 DEFAULT_MINUTES = 45.0  # the recipe's own training budget per hint method (issue 27)
 CALIBRATION_STEPS, CALIBRATION_WARMUP = 10, 2
