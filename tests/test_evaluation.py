@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from jaxcolor import evaluate, parallel
 from jaxcolor.data import pipeline, sources
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation import evaluator, fixed_batch, metrics, sample_sheet
 from jaxcolor.evaluation.inception import expected_shapes
 from jaxcolor.nets import inputs
@@ -70,7 +71,7 @@ def test_identical_images_score_perfectly():
 
 def _nets(config, mesh):
     state, nets = state_lib.create_train_state(
-        config, in_channels=pipeline.condition_channels(config), mesh=mesh
+        config, in_channels=condition_channels(config), mesh=mesh
     )
     return state, nets
 

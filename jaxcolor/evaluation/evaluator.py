@@ -35,6 +35,7 @@ from jax.sharding import Mesh
 from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.core.errors import ConfigError, WorkdirError
 from jaxcolor.data import pipeline
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation import baselines as baselines_lib
 from jaxcolor.evaluation import fid as fid_lib
 from jaxcolor.evaluation import hint_fidelity, metrics, sample_sheet
@@ -408,7 +409,7 @@ def _abstract_state(config: ml_collections.ConfigDict, mesh: Mesh, **kwargs):
     """(the run's state shapes replicated over `mesh`, its networks); nothing is allocated."""
     return state_lib.abstract_train_state(
         config,
-        in_channels=pipeline.condition_channels(config),
+        in_channels=condition_channels(config),
         sharding=parallel.replicated(mesh),
         **kwargs,
     )

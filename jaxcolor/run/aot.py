@@ -24,7 +24,7 @@ from jaxcolor import parallel
 from jaxcolor.core import accelerators
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_size import to_json
-from jaxcolor.data import pipeline
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.nets.layers import resolve_upsample_impl
 from jaxcolor.run import benchmark
@@ -152,7 +152,7 @@ def compile_steps(
     replicated = parallel.replicated(mesh)
     state, nets = abstract_train_state(
         config,
-        in_channels=pipeline.condition_channels(config),
+        in_channels=condition_channels(config),
         sharding=replicated,
         sketch_model=sketcher.abstract_sketcher(config, replicated),
         vgg=vgg.abstract_vgg(config, replicated),
