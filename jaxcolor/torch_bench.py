@@ -1,4 +1,5 @@
-"""The pix2pix GAN step in PyTorch, as the seed projects train it, for side-by-side speed.
+"""The pix2pix GAN step (Isola et al. 2017) in PyTorch, as PyTorch projects train it, for
+side-by-side speed.
 
     python -m jaxcolor.torch_bench [--image-size 256] [--batch 4] [--steps 3]
         [--variants eager_fp32,eager_bf16_cl,compile] [--device cpu|cuda] [--ngf 64 ...]
@@ -206,7 +207,7 @@ def arch_from_config(config: Any) -> dict[str, Any]:
         "generator": g,
         "discriminator": d,
         "gan_mode": config.loss.gan_mode,
-        "l1_weight": config.loss.l1_weight,
+        "l1_weight": config.loss.recon_weight,
         "lr": config.optimizer.learning_rate,
         "b1": config.optimizer.b1,
         "b2": config.optimizer.b2,

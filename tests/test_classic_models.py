@@ -39,7 +39,8 @@ torch.set_num_threads(2)
 
 
 # ---------------------------------------------------------------------------------------------
-# The scribble seed's UNet, verbatim (seed 000): its state_dict names are the contract.
+# The UNet of the UAN anime-style image coloriser (vrobbin3247/UAN-based-anime-style-image-
+# coloriser on GitHub), verbatim: its state_dict names are the contract.
 
 
 class SeedUNet(nn.Module):
@@ -211,7 +212,7 @@ def _train_steps(config, steps, batch_host, devices=-1, seed=0):
 
 def test_full_size_parameter_counts_match_the_config_docstrings():
     scribbles = load_config("unet_scribbles")
-    assert condition_channels(scribbles) == 4  # sketch + RGB scribbles, as the seed
+    assert condition_channels(scribbles) == 4  # sketch + RGB scribbles, as the UAN coloriser
     assert image_hw(scribbles) == (160, 256)
     extractor = load_config("sketch_extractor")
     assert condition_channels(extractor) == 3
@@ -234,7 +235,7 @@ def _name(config):
 
 
 def test_the_seed_unet_loads_our_export_strictly_and_computes_the_same():
-    # Full width (31M parameters, random), tiny image: the names and shapes are the seed's.
+    # Full width (31M parameters, random), tiny image: the names and shapes are the UAN coloriser's.
     config = load_config("unet_scribbles")
     graph, s = _abstract_generator(config)
     s = _unit_scale(s, 0)

@@ -134,7 +134,7 @@ def test_training_with_the_hint_loss_brings_the_output_to_the_hints(tiny_config,
     for m in history:
         assert m.losses == ("g_l1", "g_hint", "g_gan", "d_loss") and not m["nonfinite"]
         # The generator optimises the term with its weight.
-        total = c.loss.l1_weight * m["g_l1"] + 50.0 * m["g_hint"] + m["g_gan"]
+        total = c.loss.recon_weight * m["g_l1"] + 50.0 * m["g_hint"] + m["g_gan"]
         np.testing.assert_allclose(m["g_loss"], total, rtol=1e-5)
     hint_errors = [float(m["g_hint"]) for m in history]
     assert hint_errors == sorted(hint_errors, reverse=True) and hint_errors[-1] < hint_errors[0]
