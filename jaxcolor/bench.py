@@ -40,12 +40,15 @@ import jaxcolor
 from jaxcolor import cli
 from jaxcolor.core import config as base_config
 from jaxcolor.core.errors import ConfigError
+from jaxcolor.core.image_files import IMAGE_EXTENSIONS
 
 PROG = "jaxcolor.bench"
 # Without --config: the base every config builds on (what configs/default.py returns). It is a
 # config file of the installed package, so bench needs no checkout: any directory, any install.
 DEFAULT_CONFIG = base_config.__file__
-# benchmarks/README.md, "Input pipeline": xdog + blur hints (the default config's), 2 workers.
+# benchmarks/README.md, "Input pipeline": xdog sketches + blur hints (the default config's),
+# 2 Grain workers, images per CPU-second on a Xeon; `bench aot`'s host input report divides by it
+# unless `--data-json` gives this host's own figure.
 MEASURED_PER_CORE = 295.0
 CONFIG_HELP = "config .py (default: jaxcolor/core/config.py, the base configs/default.py returns)"
 # bench quality's recipe: here, or beside the package in a source checkout.
@@ -386,7 +389,7 @@ def _checked_images(images: str | None) -> str:
         sources.ImageFolderSource(images)
     except ValueError:
         raise ConfigError(
-            f"--images {images}: no images ({', '.join(sources.DEFAULT_EXTENSIONS)}) under it, "
+            f"--images {images}: no images ({', '.join(IMAGE_EXTENSIONS)}) under it, "
             "searched recursively; pass a folder that holds colour images."
         ) from None
     return images

@@ -27,8 +27,9 @@ from etils import epath
 from PIL import Image
 
 from jaxcolor.core.errors import ConfigError, InputError
+from jaxcolor.core.image_files import IMAGE_EXTENSIONS
 from jaxcolor.data import decode
-from jaxcolor.data.sources import DEFAULT_EXTENSIONS, ImageFolderSource
+from jaxcolor.data.sources import ImageFolderSource
 
 VERSION = "1.0.0"
 JPEG_QUALITY = 95
@@ -322,7 +323,7 @@ def prepare(
                 "written": summary.written,
                 "converted": dict(summary.converted),
                 "skipped": [{"file": p, "why": w} for p, w in summary.skipped],
-                "extensions": list(DEFAULT_EXTENSIONS),
+                "extensions": list(IMAGE_EXTENSIONS),
             },
             indent=2,
         )

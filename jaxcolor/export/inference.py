@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from jaxcolor.core.errors import InputError
+from jaxcolor.core.image_files import IMAGE_EXTENSIONS
 from jaxcolor.core.image_size import hw
 from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data.crop import crop_resize
 from jaxcolor.export import torch_models
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _POINT = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*#([0-9a-fA-F]{6})\s*$")
@@ -450,10 +450,10 @@ def expand_sketches(pattern: str) -> list[pathlib.Path]:
     """A file, or a glob ('dir/*.png') -> sorted files; errors when nothing matches."""
     if _GLOB_CHARS.search(pattern):
         files = sorted(pathlib.Path(p) for p in glob.glob(pattern, recursive=True))
-        files = [p for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [p for p in files if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
         if not files:
             raise InputError(
-                f"--sketch {pattern!r} matches no image files ({', '.join(IMAGE_SUFFIXES)})."
+                f"--sketch {pattern!r} matches no image files ({', '.join(IMAGE_EXTENSIONS)})."
             )
         return files
     path = pathlib.Path(pattern)
@@ -468,7 +468,7 @@ def hints_for(sketch: pathlib.Path, hints: str | None) -> pathlib.Path | None:
         return None
     path = pathlib.Path(hints)
     if path.is_dir():
-        for suffix in (sketch.suffix, *IMAGE_SUFFIXES):
+        for suffix in (sketch.suffix, *IMAGE_EXTENSIONS):
             candidate = path / (sketch.stem + suffix)
             if candidate.is_file():
                 return candidate
@@ -483,9 +483,9 @@ def hints_for(sketch: pathlib.Path, hints: str | None) -> pathlib.Path | None:
 def output_paths(sketches: Sequence[pathlib.Path], out: str) -> list[pathlib.Path]:
     """One sketch and an image name -> that file; otherwise OUT is a directory of <stem>.png."""
     out_path = pathlib.Path(out)
-    if len(sketches) == 1 and out_path.suffix.lower() in IMAGE_SUFFIXES and not out_path.is_dir():
+    if len(sketches) == 1 and out_path.suffix.lower() in IMAGE_EXTENSIONS and not out_path.is_dir():
         return [out_path]
-    if out_path.suffix.lower() in IMAGE_SUFFIXES and not out_path.is_dir():
+    if out_path.suffix.lower() in IMAGE_EXTENSIONS and not out_path.is_dir():
         raise InputError(
             f"--out {out} is a file name but --sketch matched {len(sketches)} files; give a "
             "directory."

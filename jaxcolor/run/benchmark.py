@@ -111,9 +111,7 @@ def xla_flops(compiled: Any) -> float | None:
         costs = compiled.cost_analysis()
     except Exception:  # noqa: BLE001 - some backends do not implement it; report "n/a"
         return None
-    if isinstance(costs, list | tuple):  # older jax: one dict per computation
-        costs = costs[0] if costs else None
-    flops = (costs or {}).get("flops")
+    flops = (costs or {}).get("flops")  # a dict (jax>=0.10.2, pyproject's pin), or None
     return float(flops) if flops and flops > 0 else None
 
 
