@@ -39,6 +39,7 @@ from ml_collections import config_flags
 import jaxcolor
 from jaxcolor import cli
 from jaxcolor.core import config as base_config
+from jaxcolor.core import platform_env
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_files import IMAGE_EXTENSIONS
 
@@ -501,6 +502,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config = overrides
     else:
         config = load_config(args.config, overrides)
+    platform_env.skip_absent_tpu()  # no libtpu errors on a host without a TPU
     try:
         result = SUBCOMMANDS[args.command][2](args, config)
     except JaxcolorError as e:  # a config or data mistake: the message says what to change

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxcolor.core import platform_env
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -45,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    platform_env.skip_absent_tpu()  # no libtpu errors on a host without a TPU
     # Imported after parsing so that --help answers at once.
     from jaxcolor.core.errors import JaxcolorError
     from jaxcolor.data.tfds_builder import prepare

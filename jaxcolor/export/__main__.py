@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxcolor.core import platform_env
 from jaxcolor.export import FORMATS
 
 
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    platform_env.skip_absent_tpu()  # no libtpu errors on a host without a TPU
     # Imported after parsing so that --help answers at once (JAX and Orbax take seconds).
     from jaxcolor.core.errors import JaxcolorError
     from jaxcolor.export.exporter import export
