@@ -171,7 +171,7 @@ def test_bench_runs_from_a_non_editable_install_in_another_directory(tmp_path):
 
     # The base's 256 px (tiny.py has 64): a few small JPEGs through the pipeline, no step.
     no_config = run_bench(
-        "data", "--workers", "0", "--files", "4", "--source-size", "64", "--batch-size", "4",
+        "data", "--workers", "0", "--files", "4", "--source_size", "64", "--batch_size", "4",
         "--batches", "1", "--warmup", "0",
     )  # fmt: skip
     assert no_config.returncode == 0, no_config.stderr[-3000:]
@@ -185,7 +185,7 @@ def test_bench_runs_from_a_non_editable_install_in_another_directory(tmp_path):
         "1",
         "--warmup",
         "0",
-        "--torch-variants",
+        "--torch_variants",
         "eager_fp32",
         *SMALL,
     )

@@ -223,9 +223,9 @@ def test_training_scores_the_split_and_the_cli_reproduces_it(tiny_config, tmp_pa
             str(tmp_path),
             "--split",
             "train",
-            "--max-images",
+            "--max_images",
             "8",
-            "--fid-weights",
+            "--fid_weights",
             str(weights),
         ]
     )
@@ -243,9 +243,9 @@ def test_training_scores_the_split_and_the_cli_reproduces_it(tiny_config, tmp_pa
         (["--split", "test"], "--split must be one of"),
         (["--source", "folder:/no/such/dir"], "--source folder:/no/such/dir: '/no/such/dir' is"),
         (["--source", "images"], "--source 'images': use --source folder:DIR"),
-        (["--source", "tfds:x", "--data-dir", "/no/dir"], "--data-dir '/no/dir' is not a folder"),
+        (["--source", "tfds:x", "--data_dir", "/no/dir"], "--data_dir '/no/dir' is not a folder"),
         (["--source", "tfds:x", "--split", "val"], "--split and --source exclude each other"),
-        (["--source-split", "test"], "--source-split applies to --source tfds:NAME only"),
+        (["--source_split", "test"], "--source_split applies to --source tfds:NAME only"),
     ],
 )
 def test_cli_errors_name_the_problem(tmp_path, args, match):

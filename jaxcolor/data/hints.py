@@ -126,7 +126,7 @@ def blur_hints(
 # true pixels under it from 21 to 4 (0-255; a drawn cartoon's flat regions are unaffected).
 POINTS_P = 1.0 / 8.0
 POINT_SIZES = (1, 9)  # inclusive, at any image size (they are a user's clicks, not regions)
-# Point side used when rasterising `--hint-points` for inference (a mid-size training patch).
+# Point side used when rasterising `--hint_points` for inference (a mid-size training patch).
 INFERENCE_POINT_SIZE = 3
 # Largest channel difference (0-255) from a point's or stroke's reference colour that still
 # counts as the same colour region, on the image smoothed by `_region_image` (JPEG noise and

@@ -271,9 +271,9 @@ def prepare(
     if layout not in decode.LAYOUTS:
         raise ConfigError(f"--layout {layout!r}: use one of {', '.join(decode.LAYOUTS)}.")
     if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"--val-fraction {val_fraction}: use a share in [0, 1), e.g. 0.02.")
+        raise ConfigError(f"--val_fraction {val_fraction}: use a share in [0, 1), e.g. 0.02.")
     if max_side < 0:
-        raise ConfigError(f"--max-side {max_side}: use a size in px, or 0 to keep sizes.")
+        raise ConfigError(f"--max_side {max_side}: use a size in px, or 0 to keep sizes.")
     try:
         folder = ImageFolderSource(images)
     except (OSError, ValueError) as e:

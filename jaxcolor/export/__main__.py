@@ -1,4 +1,4 @@
-"""`python -m jaxcolor.export --workdir W [--step N] --out DIR [--with-discriminator]
+"""`python -m jaxcolor.export --workdir W [--step N] --out DIR [--with_discriminator]
 [--format torchscript] [--format onnx]`: a training checkpoint -> PyTorch weights + config.json.
 """
 
@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--step", type=int, help="checkpoint step to export (default: the newest)")
     parser.add_argument("--out", required=True, help="directory to write the export into")
     parser.add_argument(
-        "--with-discriminator",
+        "--with_discriminator",
         action="store_true",
         help="also write discriminator.safetensors (to fine-tune elsewhere)",
     )

@@ -108,7 +108,7 @@ def make_config_json(
         d = archs["discriminator"]
         if d is None:
             raise ExportError(
-                "This run has no discriminator (loss.gan_mode='none'); drop --with-discriminator."
+                "This run has no discriminator (loss.gan_mode='none'); drop --with_discriminator."
             )
         out["discriminator"] = {
             **d,

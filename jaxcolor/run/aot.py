@@ -121,7 +121,7 @@ def _compile(name: str, lowered_fn, batch_size: int) -> Step:
             else text.splitlines()[0][:300]
         )
         option = (
-            "--batch-size or --config.batch_size" if name == "train" else "--config.eval_batch_size"
+            "--batch_size or --config.batch_size" if name == "train" else "--config.eval_batch_size"
         )
         raise DoesNotFit(
             f"does not fit: the {name} step at batch_size={batch_size} {figure} (the TPU "
