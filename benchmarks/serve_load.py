@@ -1,7 +1,7 @@
 """Load test of python -m jaxcolor.serve on 127.0.0.1 (imports no JAX).
 
     python benchmarks/serve_load.py [--model EXPORT_DIR] [--requests 200] [--clients 16]
-        [--side 128] [--max-batch 8] [--max-wait-ms 10] [--rss-rounds 20]
+        [--side 128] [--max_batch 8] [--max_wait_ms 10] [--rss_rounds 20]
         [--parts load,overhead,rss] [--json PATH]
 
 Without --model it writes an export of configs/tiny.py's generator (the README's tiny run:
@@ -9,13 +9,13 @@ Without --model it writes an export of configs/tiny.py's generator (the README's
 so the same cost, as the trained one. It then measures:
 
 1. `--requests` colorize requests (a --side x --side sketch + hints each) from `--clients`
-   concurrent clients, against a server with batching off (--max-batch 1 --max-wait-ms 0) and
-   on (--max-batch/--max-wait-ms): p50/p99 latency, images/s, errors, mean batch size;
+   concurrent clients, against a server with batching off (--max_batch 1 --max_wait_ms 0) and
+   on (--max_batch/--max_wait_ms): p50/p99 latency, images/s, errors, mean batch size;
 2. the overhead of the server against calling the model directly for one image (sequential,
    medians of 50 interleaved calls): the PyTorch forward alone, and decode + prepare +
    forward + PNG encode;
 3. the server's peak RSS while it refuses repeated oversize uploads (with and without a
-   Content-Length) and reads bodies just under --max-body-mb that are not images.
+   Content-Length) and reads bodies just under --max_body_mb that are not images.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jaxcolor.serve", "--model", str(model),
-             "--port", str(self.port), "--log-level", "warning", *args],
+             "--port", str(self.port), "--log_level", "warning", *args],
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )  # fmt: skip
         deadline = time.monotonic() + 120
@@ -135,8 +135,8 @@ async def _load(url: str, inputs, requests: int, clients: int) -> dict:
 def _load_test(model, args, inputs) -> list[dict]:
     rows = []
     for name, flags in (
-        ("off", ["--max-batch", "1", "--max-wait-ms", "0"]),
-        ("on", ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]),
+        ("off", ["--max_batch", "1", "--max_wait_ms", "0"]),
+        ("on", ["--max_batch", str(args.max_batch), "--max_wait_ms", str(args.max_wait_ms)]),
     ):
         server = Server(model, *flags)
         try:
@@ -171,7 +171,7 @@ def _overhead(model_dir, inputs, repeats: int = 50) -> dict:
         )  # fmt: skip
 
     sketch_u8, hint_u8 = prepare()
-    server = Server(model_dir, "--max-batch", "1", "--max-wait-ms", "0")
+    server = Server(model_dir, "--max_batch", "1", "--max_wait_ms", "0")
     pool = concurrent.futures.ThreadPoolExecutor(1)
     calls = {
         "forward_ms": lambda: pool.submit(model, sketch_u8, hint_u8).result(),
@@ -198,7 +198,7 @@ def _overhead(model_dir, inputs, repeats: int = 50) -> dict:
 
 
 def _rss(model_dir, repeats: int, body_mb: int = 8) -> dict:
-    server = Server(model_dir, "--max-body-mb", str(body_mb))
+    server = Server(model_dir, "--max_body_mb", str(body_mb))
     proc = psutil.Process(server.process.pid)
     peak, stop = [proc.memory_info().rss], threading.Event()
 
@@ -252,9 +252,9 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--side", type=int, default=128, help="sketch side in pixels (default 128)")
-    p.add_argument("--max-batch", type=int, default=8)
-    p.add_argument("--max-wait-ms", type=float, default=10)
-    p.add_argument("--rss-rounds", type=int, default=20, help="oversize upload rounds (20)")
+    p.add_argument("--max_batch", type=int, default=8)
+    p.add_argument("--max_wait_ms", type=float, default=10)
+    p.add_argument("--rss_rounds", type=int, default=20, help="oversize upload rounds (20)")
     p.add_argument(
         "--parts", default="load,overhead,rss", help="which measurements (default: all three)"
     )

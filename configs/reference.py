@@ -1,4 +1,6 @@
-"""Reference-guided sketch colorization (seed 002), 256 px.
+"""Reference-guided sketch colorization, 256 px: Liu et al. 2022, "Reference-guided
+structure-aware deep sketch colorization for cartoons" (Computational Visual Media), as its
+unofficial PyTorch implementation trains it ("the implementation" below).
 
 A colour-style encoder (stem conv, 4 ResNet blocks, global average pooling -> 256-d code) reads
 a *reference* colour image; a pix2pix U-Net over the sketch colours it, its decoder modulated by
@@ -7,15 +9,15 @@ a multi-scale discriminator (pix2pixHD: PatchGANs on the image at 1x, 1/2, 1/4) 
 Training references are another random crop (60-90 % of the short side), scale and flip of the
 target itself; validation uses the target's own view ("paired" reference).
 
-The seed's fine-tune variant (four codes, one from each style block, fused into four decoder
-blocks): --config.model.generator.style_codes=4. Automatic colorization from the sketch and the
-reference alone, as in the seed (data.hints="none"); any hint method can be added on top.
-The seed trains on the Kaggle "Anime Sketch Colorization Pair" images (colour left, sketch
-right, 14,224 for training, 100 epochs ~ 22k steps at batch 64):
+The implementation's fine-tune variant (four codes, one from each style block, fused into four
+decoder blocks): --config.model.generator.style_codes=4. Automatic colorization from the sketch
+and the reference alone, as in the paper (data.hints="none"); any hint method can be added on
+top. The implementation trains on the Kaggle "Anime Sketch Colorization Pair" images (colour
+left, sketch right, 14,224 for training, 100 epochs ~ 22k steps at batch 64):
   --config.data.source=folder:/path/to/train --config.data.layout=paired
   --config.data.sketch=dataset
 
-Multi-scale outputs (the seed's "multi-scale output images"): RGB heads at the decoder's 1/2
+Multi-scale outputs (the paper's "multi-scale output images"): RGB heads at the decoder's 1/2
 and 1/4 levels (model.generator.num_aux=2), each trained with L1 against the target averaged
 down to its size (loss.aux_weights=(50, 25): half the weight per halving, as
 configs/resunet_palette.py's deep supervision). The export keeps them; forward(condition,
@@ -72,14 +74,14 @@ def get_config(argument: str = ""):
     if slice_sizing.looks_like_accelerator_type(head):
         accelerator, vgg_weights = head.strip(), tail.strip()
     c = base.get_config()
-    c.num_steps = 22_225  # the seed's 100 epochs of 14,224 images at batch 64
-    c.data.hints = "none"  # the seed colours from the sketch and the reference alone
+    c.num_steps = 22_225  # the implementation's 100 epochs of 14,224 images at batch 64
+    c.data.hints = "none"  # the paper colours from the sketch and the reference alone
 
     g = c.model.generator
     g.name = "reference_unet"
     g.style_width = 64  # style blocks 64, 128, 256, 256 wide
-    g.style_dim = 256  # the seed's 256-d colour style code
-    g.style_codes = 1  # 4: the seed's fine-tune variant, one code per style block
+    g.style_dim = 256  # the paper's 256-d colour style code
+    g.style_codes = 1  # 4: the implementation's fine-tune variant, one code per style block
     g.num_aux = 2  # multi-scale outputs at 1/2 and 1/4 resolution
     c.loss.aux_weights = (50.0, 25.0)
     if vgg_weights:

@@ -1,18 +1,20 @@
-"""Residual attention U-Net with palette hints at 512 px (seed 003, Chen et al. 2019).
+"""Residual attention U-Net with palette hints at 512 px: Chen et al. 2019, "Automatic
+Colorization of Anime Sketch Image with Enhanced Residual U-net and Auxiliary Classifier GAN".
 
-Generator `resunet` (jaxcolor/models/resunet.py): residual down/up blocks, attention gates on the
+Generator `resunet` (jaxcolor/nets/resunet/): residual down/up blocks, attention gates on the
 skips, widths 64-128-256-512 and a 1024 bottleneck (num_downs 4: 512 px -> 32 x 32), tanh out,
 two deep-supervision RGB heads (1/2 and 1/4 resolution) trained with L1 against the target
 averaged down to their size (loss.aux_weights). Input: the sketch ++ the 12 `palette` planes
 (top-4 colours of 4 horizontal bands) = 13 channels. Discriminator: the 70x70 PatchGAN
 (n_layers 3, ndf 64) on concat(input, RGB) = 16 channels, fed through pix2pix's image pool of
-the last 50 fake pairs (swap probability 0.5). lambda (l1_weight) 100, Adam lr 2e-4, beta1 0.5.
+the last 50 fake pairs (swap probability 0.5). lambda (loss.recon_weight) 100, Adam lr 2e-4,
+beta1 0.5.
 
 Parameters at full size (checked by tests/test_resunet.py with eval_shape):
   generator 34,184,845 (34,183,687 without the two aux heads), discriminator 2,778,945.
 Image pool: 50 x 512 x 512 x 16 uint8 = 210 MB per device (replicated).
 
-The seed trained on Kaggle's anime-sketch-colorization-pair (colour left, sketch right):
+Chen et al. trained on Kaggle's anime-sketch-colorization-pair (colour left, sketch right):
   python -m jaxcolor.train --config configs/resunet_palette.py --workdir DIR \\
     --config.data.source=folder:/path/to/data/train --config.data.layout=paired \\
     --config.data.sketch=dataset
@@ -38,8 +40,8 @@ def get_config(accelerator: str = ""):
     sized for a Cloud TPU slice by its accelerator type (`configs/resunet_palette.py:v4-32`)."""
     c = base.get_config()
     c.image_size = 512
-    # The seed used batch 4 on one GPU; 16 keeps BatchNorm statistics sane and divides 8 or 16
-    # devices. 15 of the seed's epochs over its 14,224 training pairs at batch 16.
+    # Chen et al. used batch 4 on one GPU; 16 keeps BatchNorm statistics sane and divides 8 or 16
+    # devices. 15 of their epochs over its 14,224 training pairs at batch 16.
     c.batch_size = 16
     c.num_steps = 13_500
     c.data.hints = "palette"
@@ -59,9 +61,9 @@ def get_config(accelerator: str = ""):
     c.model.image_pool.prob = 0.5
 
     c.loss.gan_mode = "vanilla"
-    c.loss.l1_weight = 100.0
+    c.loss.recon_weight = 100.0
     # Absolute weights of the L1 losses of the 1/2 and 1/4 resolution outputs (the final one
-    # has l1_weight): half and a quarter of lambda, the coarser output counting less.
+    # has recon_weight): half and a quarter of lambda, the coarser output counting less.
     c.loss.aux_weights = (50.0, 25.0)
     c.optimizer.learning_rate = 2e-4
     c.optimizer.b1 = 0.5

@@ -1,11 +1,11 @@
-"""A U-Net that learns colour -> 1-channel sketch from XDoG targets (seed 004), for
+"""A U-Net that learns colour -> 1-channel sketch from XDoG targets, for
 `data.sketch = "model:<export dir>"`.
 
-Seed 004 (Animation-to-Sketch with U-Net): a Ronneberger U-Net (milesial's Pytorch-UNet
-`DoubleConv`: conv 3x3 -> BatchNorm -> ReLU twice; 64-128-256-512, 1024 bottleneck, max-pool
-down, 2x2 transposed-conv up, 1x1 output) trained on XDoG sketches made with one fixed set of
-parameters, with L1 loss and dropout against over-fitting; no hints, no discriminator. Dropout
-sits where the original U-Net has it, at the end of the contracting path (p 0.5). The seed
+As the "Animation-to-Sketch with U-Net" project builds it: a Ronneberger U-Net (milesial's
+Pytorch-UNet `DoubleConv`: conv 3x3 -> BatchNorm -> ReLU twice; 64-128-256-512, 1024 bottleneck,
+max-pool down, 2x2 transposed-conv up, 1x1 output) trained on XDoG sketches made with one fixed set
+of parameters, with L1 loss and dropout against over-fitting; no hints, no discriminator. Dropout
+sits where the original U-Net has it, at the end of the contracting path (p 0.5). That project
 trains with SGD (lr 1e-3, momentum 0.9); jaxcolor's optimizer is Adam (lr 1e-4 here).
 
 Parameters: generator 31,037,633 (no discriminator), checked by tests/test_classic_models.py.
@@ -42,7 +42,7 @@ def get_config():
 
     c.loss.gan_mode = "none"
     c.loss.recon = "l1"
-    c.loss.l1_weight = 1.0
+    c.loss.recon_weight = 1.0
     c.optimizer.learning_rate = 1e-4
     c.optimizer.b1 = 0.9
     c.optimizer.b2 = 0.999

@@ -1,6 +1,7 @@
-"""The scribble seed's classic U-Net: grayscale Sobel sketch + RGB scribbles -> colour, MSE.
+"""A classic U-Net on grayscale Sobel sketch + RGB scribbles -> colour, MSE: the UAN anime-style
+image coloriser (github.com/vrobbin3247/UAN-based-anime-style-image-coloriser).
 
-Seed 000 (UAN anime colouriser): Ronneberger U-Net with double 3x3 conv + ReLU blocks
+Its network: a Ronneberger U-Net with double 3x3 conv + ReLU blocks
 64-128-256-512, a 1024 bottleneck, 2x2 max-pool down, 2x2 stride-2 transposed-conv up, 1x1
 output conv and tanh, no normalisation; 4 input channels = the grayscale sketch plus the RGB
 scribble image (`data.hints = "scribbles"`: colour strokes on white paper, no mask channel);
@@ -28,13 +29,13 @@ MAX_PER_CHIP_BATCH = {"v5litepod": 216}
 
 
 def get_config(accelerator: str = ""):
-    """default.py with the seed's network, inputs, loss and optimizer; sized for a Cloud TPU
-    slice by its accelerator type (`configs/unet_scribbles.py:v4-32`)."""
+    """default.py with the UAN coloriser's network, inputs, loss and optimizer; sized for a Cloud
+    TPU slice by its accelerator type (`configs/unet_scribbles.py:v4-32`)."""
     c = base.get_config()
     c.batch_size = 16
     c.image_size = (160, 256)  # height, width: each a multiple of 2**num_downs = 16
     c.data.sketch = "sobel"
-    c.data.hints = "scribbles"  # 3 channels: with the sketch, the seed's 4-channel input
+    c.data.hints = "scribbles"  # 3 channels: with the sketch, its 4-channel input
 
     g = c.model.generator
     g.name = "classic_unet"
@@ -46,7 +47,7 @@ def get_config(accelerator: str = ""):
 
     c.loss.gan_mode = "none"
     c.loss.recon = "l2"  # MSE
-    c.loss.l1_weight = 1.0  # the loss is the plain MSE
+    c.loss.recon_weight = 1.0  # the loss is the plain MSE
     c.optimizer.learning_rate = 1e-4
     c.optimizer.b1 = 0.9  # torch.optim.Adam's defaults
     c.optimizer.b2 = 0.999

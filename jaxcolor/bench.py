@@ -39,13 +39,17 @@ from ml_collections import config_flags
 import jaxcolor
 from jaxcolor import cli
 from jaxcolor.core import config as base_config
+from jaxcolor.core import platform_env
 from jaxcolor.core.errors import ConfigError
+from jaxcolor.core.image_files import IMAGE_EXTENSIONS
 
 PROG = "jaxcolor.bench"
 # Without --config: the base every config builds on (what configs/default.py returns). It is a
 # config file of the installed package, so bench needs no checkout: any directory, any install.
 DEFAULT_CONFIG = base_config.__file__
-# benchmarks/README.md, "Input pipeline": xdog + blur hints (the default config's), 2 workers.
+# benchmarks/README.md, "Input pipeline": xdog sketches + blur hints (the default config's),
+# 2 Grain workers, images per CPU-second on a Xeon; `bench aot`'s host input report divides by it
+# unless `--data_json` gives this host's own figure.
 MEASURED_PER_CORE = 295.0
 CONFIG_HELP = "config .py (default: jaxcolor/core/config.py, the base configs/default.py returns)"
 # bench quality's recipe: here, or beside the package in a source checkout.
@@ -97,11 +101,11 @@ def _add_e2e(p: argparse.ArgumentParser) -> None:
 def _add_compare(p: argparse.ArgumentParser) -> None:
     _common(p, steps=3)
     p.add_argument(
-        "--torch-variants",
+        "--torch_variants",
         default="eager_fp32,eager_bf16_cl,compile",
         help="comma-separated PyTorch variants (jaxcolor.torch_bench.VARIANTS)",
     )
-    p.add_argument("--torch-device", help="default: cuda when JAX runs on a GPU, else cpu")
+    p.add_argument("--torch_device", help="default: cuda when JAX runs on a GPU, else cpu")
 
 
 def _train(args, config) -> dict[str, Any]:
@@ -185,11 +189,11 @@ def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers", type=int, nargs="+", default=[0, 1, 2], help="Grain worker counts to run"
     )
-    p.add_argument("--batch-size", type=int, default=32, help="per-process batch")
+    p.add_argument("--batch_size", type=int, default=32, help="per-process batch")
     p.add_argument("--sketch", default="xdog", help="data.sketch for the run")
     p.add_argument("--hints", default="points", help="data.hints for the run")
     p.add_argument("--files", type=int, default=256, help="JPEGs to write and read")
-    p.add_argument("--source-size", type=int, default=512, help="side of those JPEGs (px)")
+    p.add_argument("--source_size", type=int, default=512, help="side of those JPEGs (px)")
     p.add_argument("--images", help="read this image folder instead of writing JPEGs")
     p.add_argument("--batches", type=int, default=20, help="timed batches per worker count")
     p.add_argument("--warmup", type=int, default=3, help="untimed batches first")
@@ -239,19 +243,19 @@ def _add_aot(p: argparse.ArgumentParser) -> None:
         required=True,
         help="Cloud TPU accelerator type as gcloud names it: v5litepod-8, v5p-64, v4-32, v6e-8 ...",
     )
-    p.add_argument("--num-slices", type=int, default=1, help="multi-slice: slices of --topology")
+    p.add_argument("--num_slices", type=int, default=1, help="multi-slice: slices of --topology")
     p.add_argument(
-        "--batch-size",
+        "--batch_size",
         type=int,
         help="per-chip batch (global = this x chips); default: the config's batch_size",
     )
     p.add_argument("--search", action="store_true", help="find the largest per-chip batch")
     p.add_argument(
-        "--search-step", type=int, default=0, help="--search's precision (0 = 5 %% of the max)"
+        "--search_step", type=int, default=0, help="--search's precision (0 = 5 %% of the max)"
     )
-    p.add_argument("--no-eval", action="store_true", help="compile the train step only")
+    p.add_argument("--no_eval", action="store_true", help="compile the train step only")
     p.add_argument(
-        "--data-json",
+        "--data_json",
         help="a `bench data --json` result: its best images per core-second for the host "
         f"input report (default {MEASURED_PER_CORE:.0f}, benchmarks/README.md)",
     )
@@ -271,13 +275,13 @@ def _aot(args, config) -> dict[str, Any]:
             per_core = max(r["images_per_core_s"] for r in measured["results"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ConfigError(
-                f"--data-json={args.data_json}: not a `bench data --json` result ({e}); "
+                f"--data_json={args.data_json}: not a `bench data --json` result ({e}); "
                 "rerun python -m jaxcolor.bench data --json FILE."
             ) from None
     target, mesh = aot.target_mesh(args.topology, args.num_slices)
     if args.batch_size is not None:
         if args.batch_size < 1:
-            raise ConfigError(f"--batch-size={args.batch_size}: give a per-chip batch >= 1.")
+            raise ConfigError(f"--batch_size={args.batch_size}: give a per-chip batch >= 1.")
         config = aot.with_batch(config, args.batch_size * mesh.devices.size)
     echo = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     echo(f"compiling for {args.topology} x{args.num_slices} ({mesh.devices.size} chips) ...")
@@ -386,7 +390,7 @@ def _checked_images(images: str | None) -> str:
         sources.ImageFolderSource(images)
     except ValueError:
         raise ConfigError(
-            f"--images {images}: no images ({', '.join(sources.DEFAULT_EXTENSIONS)}) under it, "
+            f"--images {images}: no images ({', '.join(IMAGE_EXTENSIONS)}) under it, "
             "searched recursively; pass a folder that holds colour images."
         ) from None
     return images
@@ -498,6 +502,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config = overrides
     else:
         config = load_config(args.config, overrides)
+    platform_env.skip_absent_tpu()  # no libtpu errors on a host without a TPU
     try:
         result = SUBCOMMANDS[args.command][2](args, config)
     except JaxcolorError as e:  # a config or data mistake: the message says what to change

@@ -30,14 +30,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "palette models: a colour reference image of any size",
     )
     hints.add_argument(
-        "--hint-points",
+        "--hint_points",
         help='colour points "x,y,#rrggbb;..." in sketch pixels (points/strokes/scribbles models)',
     )
     parser.add_argument(
-        "--point-size",
+        "--point_size",
         type=int,
         default=3,
-        help="side in pixels (at the model's working size) of each --hint-points square "
+        help="side in pixels (at the model's working size) of each --hint_points square "
         "(training draws 1-9; default 3)",
     )
     parser.add_argument(

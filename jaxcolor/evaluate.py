@@ -1,6 +1,6 @@
 """`python -m jaxcolor.evaluate --workdir W [--split val|train | --source folder:DIR|tfds:NAME
-[--data-dir D] [--source-split S]] [--step N] [--batch-size B] [--max-images N]
-[--fid-weights PATH] [--json PATH] [--samples N] [--sheet PATH.png]`: a checkpoint's PSNR / SSIM
+[--data_dir D] [--source_split S]] [--step N] [--batch_size B] [--max_images N]
+[--fid_weights PATH] [--json PATH] [--samples N] [--sheet PATH.png]`: a checkpoint's PSNR / SSIM
 (/ FID) beside trivial baselines, its hint fidelity, and a sample sheet."""
 
 from __future__ import annotations
@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxcolor.core import platform_env
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m jaxcolor.evaluate",
         description="Score a training checkpoint's generator on a whole split or another set: "
-        "mean L1, PSNR and SSIM (and FID with --fid-weights) beside trivial baselines (gain_db: "
+        "mean L1, PSNR and SSIM (and FID with --fid_weights) beside trivial baselines (gain_db: "
         "over the best of them), hint fidelity (hint_error) and a sample sheet; written to "
         "TensorBoard and a JSON file.",
     )
@@ -24,23 +26,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--source",
         help="score another set instead, read as the run's validation images: folder:DIR "
-        "(every image under DIR, recursively) or tfds:NAME (a dataset under --data-dir)",
+        "(every image under DIR, recursively) or tfds:NAME (a dataset under --data_dir)",
     )
-    parser.add_argument("--data-dir", help="TFDS data_dir of --source tfds:NAME")
+    parser.add_argument("--data_dir", help="TFDS data_dir of --source tfds:NAME")
     parser.add_argument(
-        "--source-split",
+        "--source_split",
         help="split of --source tfds:NAME (default: its validation split, as training "
         "validates: validation, val or test, else train)",
     )
     parser.add_argument("--step", type=int, help="checkpoint step (default: the newest)")
     parser.add_argument(
-        "--batch-size", type=int, help="global batch (default: the run's eval_batch_size)"
+        "--batch_size", type=int, help="global batch (default: the run's eval_batch_size)"
     )
     parser.add_argument(
-        "--max-images", type=int, default=0, help="score only the first N images (0 = all)"
+        "--max_images", type=int, default=0, help="score only the first N images (0 = all)"
     )
     parser.add_argument(
-        "--fid-weights",
+        "--fid_weights",
         help="pytorch-fid Inception weights (pt_inception-2015-12-05-6726825d.pth, or the same "
         "keys as .safetensors/.npz); without it FID is skipped (nothing is downloaded)",
     )
@@ -65,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    platform_env.skip_absent_tpu()  # no libtpu errors on a host without a TPU
     # Imported after parsing so that --help answers at once.
     from jaxcolor.core.errors import JaxcolorError
     from jaxcolor.evaluation.evaluator import describe, evaluate_checkpoint

@@ -171,7 +171,7 @@ def topology_devices(accelerator_type: str, num_slices: int = 1) -> list[jax.Dev
 
     target = accelerators.slice_of(accelerator_type)
     if num_slices < 1:
-        raise ConfigError(f"--num-slices={num_slices}: give 1 or more slices.")
+        raise ConfigError(f"--num_slices={num_slices}: give 1 or more slices.")
     if importlib.util.find_spec("libtpu") is None:
         raise ConfigError(
             "compiling for a TPU slice needs libtpu on this host (no TPU is needed): "

@@ -1,5 +1,5 @@
-"""`python -m jaxcolor.prepare --images DIR --out DATA_DIR [--name NAME] [--val-fraction 0.02]
-[--max-side 512] [--layout single|paired]`: an image folder -> a TFDS ArrayRecord dataset.
+"""`python -m jaxcolor.prepare --images DIR --out DATA_DIR [--name NAME] [--val_fraction 0.02]
+[--max_side 512] [--layout single|paired]`: an image folder -> a TFDS ArrayRecord dataset.
 
 Train on it with `--config.data.source=tfds:NAME --config.data.data_dir=DATA_DIR`.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from jaxcolor.core import platform_env
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -20,10 +22,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="TFDS data_dir to write into (data.data_dir)")
     parser.add_argument("--name", help="dataset name (default: from the folder name)")
     parser.add_argument(
-        "--val-fraction", type=float, default=0.02, help="share held out as 'validation'"
+        "--val_fraction", type=float, default=0.02, help="share held out as 'validation'"
     )
     parser.add_argument(
-        "--max-side",
+        "--max_side",
         type=int,
         default=512,
         help="shrink images so the long side is at most this (aspect kept); 0 keeps sizes",
@@ -45,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    platform_env.skip_absent_tpu()  # no libtpu errors on a host without a TPU
     # Imported after parsing so that --help answers at once.
     from jaxcolor.core.errors import JaxcolorError
     from jaxcolor.data.tfds_builder import prepare

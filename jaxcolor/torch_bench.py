@@ -1,6 +1,7 @@
-"""The pix2pix GAN step in PyTorch, as the seed projects train it, for side-by-side speed.
+"""The pix2pix GAN step (Isola et al. 2017) in PyTorch, as PyTorch projects train it, for
+side-by-side speed.
 
-    python -m jaxcolor.torch_bench [--image-size 256] [--batch 4] [--steps 3]
+    python -m jaxcolor.torch_bench [--image_size 256] [--batch 4] [--steps 3]
         [--variants eager_fp32,eager_bf16_cl,compile] [--device cpu|cuda] [--ngf 64 ...]
 
 Same networks as jaxcolor (pix2pix `UnetGenerator` + 70x70 `NLayerDiscriminator`, from
@@ -14,7 +15,7 @@ frozen. Variants:
 Denormals: XLA:CPU flushes them to zero, PyTorch by default does not, and pix2pix's fp32 step
 produces enough of them (small N(0, 0.02) weights and gradients) that eager fp32 ran ~7x slower
 here (2.57 s vs 0.37 s per tiny step). `run` therefore calls `torch.set_flush_denormal(True)`
-by default so the reference is as fast as PyTorch gets (`--keep-denormals` for pix2pix as
+by default so the reference is as fast as PyTorch gets (`--keep_denormals` for pix2pix as
 published). `python -m jaxcolor.bench compare` imports `run` from here (so this module is part
 of the installed package; it needs PyTorch, `pip install 'jaxcolor[serve]'`); a variant that
 fails (e.g. torch.compile without a C++ compiler) is reported as "failed: reason".
@@ -206,7 +207,7 @@ def arch_from_config(config: Any) -> dict[str, Any]:
         "generator": g,
         "discriminator": d,
         "gan_mode": config.loss.gan_mode,
-        "l1_weight": config.loss.l1_weight,
+        "l1_weight": config.loss.recon_weight,
         "lr": config.optimizer.learning_rate,
         "b1": config.optimizer.b1,
         "b2": config.optimizer.b2,
@@ -216,17 +217,17 @@ def arch_from_config(config: Any) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--image_size", type=int, default=256)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--in-channels", type=int, default=4, help="sketch + hints (blur: 1 + 3)")
-    p.add_argument("--num-downs", type=int, default=8)
+    p.add_argument("--in_channels", type=int, default=4, help="sketch + hints (blur: 1 + 3)")
+    p.add_argument("--num_downs", type=int, default=8)
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--ndf", type=int, default=64)
-    p.add_argument("--keep-denormals", action="store_true", help="no set_flush_denormal(True)")
+    p.add_argument("--keep_denormals", action="store_true", help="no set_flush_denormal(True)")
     args = p.parse_args()
     arch = {
         "generator": dict(

@@ -12,6 +12,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxcolor import cli
+from jaxcolor.core import platform_env
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config .py file (e.g. configs/tiny.py).", lock_config=True
@@ -53,6 +54,7 @@ def default_workdir(config_path: str) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    platform_env.skip_absent_tpu()  # no libtpu errors on a host without a TPU
     # Imported after absl has parsed the flags.
     import jax
 

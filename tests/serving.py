@@ -80,7 +80,7 @@ class Server:
                 str(model),
                 "--port",
                 str(self.port),
-                "--log-level",
+                "--log_level",
                 "warning",
                 *args,
             ],

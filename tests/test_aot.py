@@ -62,14 +62,14 @@ def test_tiny_config_fits_a_v5litepod_8(capsys, tmp_path):
 
 
 def test_tiny_config_on_a_two_host_v4_16_reports_each_hosts_share(tmp_path):
-    # The host input report against this host's own `bench data` figure (--data-json).
+    # The host input report against this host's own `bench data` figure (--data_json).
     data = tmp_path / "data.json"
     bench.main(
-        ["data", *TINY, "--workers", "0", "--files", "4", "--source-size", "64",
-         "--batch-size", "4", "--batches", "1", "--warmup", "0", "--json", str(data)]
+        ["data", *TINY, "--workers", "0", "--files", "4", "--source_size", "64",
+         "--batch_size", "4", "--batches", "1", "--warmup", "0", "--json", str(data)]
     )  # fmt: skip
     per_core = max(row["images_per_core_s"] for row in json.loads(data.read_text())["results"])
-    r = _aot("--topology", "v4-16", "--batch-size", "2", "--no-eval", "--data-json", str(data))
+    r = _aot("--topology", "v4-16", "--batch_size", "2", "--no_eval", "--data_json", str(data))
     assert (r["hosts"], r["chips"], r["chips_per_host"]) == (2, 8, 4)
     assert (r["batch_size"], r["per_host_batch"]) == (16, 8)
     assert r["fits"] and r["train"]["peak_gib"] < r["hbm_gib"] == 32.0
@@ -83,8 +83,8 @@ def test_tiny_config_on_a_two_host_v4_16_reports_each_hosts_share(tmp_path):
 def test_search_brackets_the_largest_batch_between_a_fit_and_a_rejection():
     # 64 px: about 41k images per chip fit on a v5e (libtpu 0.0.42.1). Starting from 32768 and
     # searching to within 16384 costs one full compile; rejections are fast.
-    r = _aot("--config.image_size=64", "--topology", "v5litepod-1", "--no-eval",
-             "--batch-size", "32768", "--search", "--search-step", "16384")  # fmt: skip
+    r = _aot("--config.image_size=64", "--topology", "v5litepod-1", "--no_eval",
+             "--batch_size", "32768", "--search", "--search_step", "16384")  # fmt: skip
     best, tried = r["max_per_chip_batch"], r["search_tried"]
     assert best >= 32768 and r["search_step"] == 16384 and tried
     assert all(t["fits"] == (t["per_chip_batch"] <= best) for t in tried)
@@ -97,7 +97,7 @@ def test_oversize_batch_is_one_line_with_the_compilers_figure(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     # 64 px and 2**21 images per chip: far over a v5e's HBM, rejected at buffer assignment.
     cmd = [sys.executable, "-m", "jaxcolor.bench", "aot", *TINY, "--config.image_size=64",
-           "--topology", "v5litepod-4", "--batch-size", str(2**21), "--no-eval"]  # fmt: skip
+           "--topology", "v5litepod-4", "--batch_size", str(2**21), "--no_eval"]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert run.returncode == 1, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
@@ -172,7 +172,7 @@ def test_frozen_networks_compile_from_their_shapes_without_weight_files(tmp_path
     )
     (tmp_path / "config.json").write_text(json.dumps(cfg))  # no weights file next to it
     r = _aot(
-        "--topology", "v5litepod-4", "--no-eval",
+        "--topology", "v5litepod-4", "--no_eval",
         "--config.loss.perceptual_weight=0.01", "--config.loss.style_weight=50",
         f"--config.loss.vgg_weights={tmp_path / 'absent-vgg19.pth'}",
         f"--config.data.sketch=model:{tmp_path}",

@@ -29,7 +29,7 @@ def test_bench_e2e_and_compare_run_with_the_real_pipeline_and_pytorch(capsys):
     assert e2e["data_wait_s"] > 0 and isinstance(e2e["input_bound"], bool)
     pytest.importorskip("torch")
     compare = bench.main(
-        ["compare", "--config", TINY, "--steps", "1", "--torch-variants", "eager_fp32", *SMALL]
+        ["compare", "--config", TINY, "--steps", "1", "--torch_variants", "eager_fp32", *SMALL]
     )
     (torch_result,) = compare["torch"]
     assert torch_result["input_shape_nchw"] == [8, 4, 32, 32]

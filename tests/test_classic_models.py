@@ -20,6 +20,7 @@ from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.core.image_size import hw, image_hw
 from jaxcolor.data import crop, pipeline
 from jaxcolor.data import hints as hints_lib
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.export import config_json, exporter, inference, torch_models
 from jaxcolor.nets import convert
@@ -38,7 +39,8 @@ torch.set_num_threads(2)
 
 
 # ---------------------------------------------------------------------------------------------
-# The scribble seed's UNet, verbatim (seed 000): its state_dict names are the contract.
+# The UNet of the UAN anime-style image coloriser (vrobbin3247/UAN-based-anime-style-image-
+# coloriser on GitHub), verbatim: its state_dict names are the contract.
 
 
 class SeedUNet(nn.Module):
@@ -93,7 +95,7 @@ class SeedUNet(nn.Module):
 def _abstract_generator(config, in_channels=None):
     """(graph, NetState of ShapeDtypeStructs) of the config's generator; nothing allocated."""
     if in_channels is None:
-        in_channels = pipeline.condition_channels(config)
+        in_channels = condition_channels(config)
     model = nnx.eval_shape(
         lambda: build_generator(
             config.model.generator,
@@ -181,7 +183,7 @@ def _train_steps(config, steps, batch_host, devices=-1, seed=0):
 
     def init():
         state, created["nets"] = create_train_state(
-            config, in_channels=pipeline.condition_channels(config), mesh=mesh
+            config, in_channels=condition_channels(config), mesh=mesh
         )
         return state
 
@@ -210,16 +212,16 @@ def _train_steps(config, steps, batch_host, devices=-1, seed=0):
 
 def test_full_size_parameter_counts_match_the_config_docstrings():
     scribbles = load_config("unet_scribbles")
-    assert pipeline.condition_channels(scribbles) == 4  # sketch + RGB scribbles, as the seed
+    assert condition_channels(scribbles) == 4  # sketch + RGB scribbles, as the UAN coloriser
     assert image_hw(scribbles) == (160, 256)
     extractor = load_config("sketch_extractor")
-    assert pipeline.condition_channels(extractor) == 3
+    assert condition_channels(extractor) == 3
     for config, expected in ((scribbles, 31_032_451), (extractor, 31_037_633)):
         config_checks.validate(config)
         model = nnx.eval_shape(
             lambda c=config: build_generator(
                 c.model.generator,
-                in_channels=pipeline.condition_channels(c),
+                in_channels=condition_channels(c),
                 dtype=c.compute_dtype,
                 rngs=nnx.Rngs(0),
             )
@@ -233,7 +235,7 @@ def _name(config):
 
 
 def test_the_seed_unet_loads_our_export_strictly_and_computes_the_same():
-    # Full width (31M parameters, random), tiny image: the names and shapes are the seed's.
+    # Full width (31M parameters, random), tiny image: the names and shapes are the UAN coloriser's.
     config = load_config("unet_scribbles")
     graph, s = _abstract_generator(config)
     s = _unit_scale(s, 0)

@@ -32,10 +32,11 @@ def _train(*args: str, cwd) -> subprocess.CompletedProcess:
 
 TRAIN_MISTAKES = {
     "mistyped key": (
-        ["--config.loss.l1_wieght=10"],
-        r"--config\.loss\.l1_wieght: config\.loss has no key 'l1_wieght'; did you mean "
-        r"--config\.loss\.l1_weight.*\(its keys: aux_weights, gan_mode, hint_weight, l1_weight, "
-        r"perceptual_weight, recon, ssim_weight, style_weight, vgg_layers, vgg_weights\)",
+        ["--config.loss.recon_wieght=10"],
+        r"--config\.loss\.recon_wieght: config\.loss has no key 'recon_wieght'; did you mean "
+        r"--config\.loss\.recon_weight.*\(its keys: aux_weights, gan_mode, hint_weight, "
+        r"perceptual_weight, recon, recon_weight, ssim_weight, style_weight, vgg_layers, "
+        r"vgg_weights\)",
     ),
     "mistyped top-level key": (
         ["--config.batchsize=4"],
@@ -104,7 +105,7 @@ def test_train_config_file_mistake_is_one_line(config, message, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--config.loss.l1_wieght=10"], "did you mean --config.loss.l1_weight"),
+        (["--config.loss.recon_wieght=10"], "did you mean --config.loss.recon_weight"),
         (["--config.batch_size=abc"], "flag --config.batch_size=abc: invalid literal"),
         (["--config.model.generator.name=unett"], "model.generator.name='unett' is not a known"),
         (["--workers", "0"], "unexpected arguments ['--workers', '0']"),  # not for `train`
@@ -170,7 +171,7 @@ def test_bench_runs_from_a_non_editable_install_in_another_directory(tmp_path):
 
     # The base's 256 px (tiny.py has 64): a few small JPEGs through the pipeline, no step.
     no_config = run_bench(
-        "data", "--workers", "0", "--files", "4", "--source-size", "64", "--batch-size", "4",
+        "data", "--workers", "0", "--files", "4", "--source_size", "64", "--batch_size", "4",
         "--batches", "1", "--warmup", "0",
     )  # fmt: skip
     assert no_config.returncode == 0, no_config.stderr[-3000:]
@@ -184,7 +185,7 @@ def test_bench_runs_from_a_non_editable_install_in_another_directory(tmp_path):
         "1",
         "--warmup",
         "0",
-        "--torch-variants",
+        "--torch_variants",
         "eager_fp32",
         *SMALL,
     )

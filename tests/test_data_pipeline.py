@@ -103,7 +103,7 @@ def prepared(tmp_path_factory):
     from jaxcolor.prepare import main
 
     main(["--images", str(root / "images"), "--out", str(root / "d"), "--name", "mine",
-          "--val-fraction", "0.2", "--max-side", "512"])  # fmt: skip
+          "--val_fraction", "0.2", "--max_side", "512"])  # fmt: skip
     return root
 
 
@@ -341,7 +341,7 @@ def test_bench_data_measures_each_worker_count(tmp_path, capsys):
     out = tmp_path / "data.json"
     result = bench.main(
         ["data", "--config", str(REPO / "configs" / "tiny.py"), "--workers", "0", "1",
-         "--files", "16", "--source-size", "64", "--batch-size", "8", "--batches", "2",
+         "--files", "16", "--source_size", "64", "--batch_size", "8", "--batches", "2",
          "--warmup", "1", "--json", str(out), "--config.image_size=32"]
     )  # fmt: skip
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))

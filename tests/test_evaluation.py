@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from jaxcolor import evaluate, parallel
 from jaxcolor.data import pipeline, sources
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation import evaluator, fixed_batch, metrics, sample_sheet
 from jaxcolor.evaluation.inception import expected_shapes
 from jaxcolor.nets import inputs
@@ -70,7 +71,7 @@ def test_identical_images_score_perfectly():
 
 def _nets(config, mesh):
     state, nets = state_lib.create_train_state(
-        config, in_channels=pipeline.condition_channels(config), mesh=mesh
+        config, in_channels=condition_channels(config), mesh=mesh
     )
     return state, nets
 
@@ -222,9 +223,9 @@ def test_training_scores_the_split_and_the_cli_reproduces_it(tiny_config, tmp_pa
             str(tmp_path),
             "--split",
             "train",
-            "--max-images",
+            "--max_images",
             "8",
-            "--fid-weights",
+            "--fid_weights",
             str(weights),
         ]
     )
@@ -242,9 +243,9 @@ def test_training_scores_the_split_and_the_cli_reproduces_it(tiny_config, tmp_pa
         (["--split", "test"], "--split must be one of"),
         (["--source", "folder:/no/such/dir"], "--source folder:/no/such/dir: '/no/such/dir' is"),
         (["--source", "images"], "--source 'images': use --source folder:DIR"),
-        (["--source", "tfds:x", "--data-dir", "/no/dir"], "--data-dir '/no/dir' is not a folder"),
+        (["--source", "tfds:x", "--data_dir", "/no/dir"], "--data_dir '/no/dir' is not a folder"),
         (["--source", "tfds:x", "--split", "val"], "--split and --source exclude each other"),
-        (["--source-split", "test"], "--source-split applies to --source tfds:NAME only"),
+        (["--source_split", "test"], "--source_split applies to --source tfds:NAME only"),
     ],
 )
 def test_cli_errors_name_the_problem(tmp_path, args, match):

@@ -480,7 +480,7 @@ def trained_run(tmp_path_factory):
     formats = ["--format", "torchscript"] + (["--format", "onnx"] if _has("onnx") else [])
     # The entry point of `python -m jaxcolor.export`, in-process: a subprocess would spend
     # seconds importing JAX again (test_colorize_* runs a real subprocess).
-    export_main(["--workdir", str(workdir), "--out", str(out), "--with-discriminator", *formats])
+    export_main(["--workdir", str(workdir), "--out", str(out), "--with_discriminator", *formats])
     assert (out / "generator.safetensors").is_file() and (out / "config.json").is_file()
     return c, workdir, state, out, pix2pix
 
@@ -542,7 +542,7 @@ def test_export_errors_are_one_line(trained_run, tmp_path):
     assert str(exit_info.value).startswith(f"jaxcolor.export: error: No checkpoints in {tmp_path}")
     no_gan = config.copy_and_resolve_references()
     no_gan.loss.gan_mode = "none"
-    with pytest.raises(ExportError, match="no discriminator .*drop --with-discriminator"):
+    with pytest.raises(ExportError, match="no discriminator .*drop --with_discriminator"):
         config_json.make_config_json(no_gan.to_dict(), step=1, version="0", with_discriminator=True)
 
 
@@ -679,7 +679,7 @@ def test_colorize_bad_inputs_get_clear_messages(trained_run, tmp_path):
     inference.colorize_files(model, str(sketch), out, hints=str(tmp_path / "gray_rgb.png"))
     np.testing.assert_array_equal(_read_rgb(out), expected)
     fails(
-        "--hint-points needs a model trained with point hints",
+        "--hint_points needs a model trained with point hints",
         hints=None,
         hint_points="3,4,#ff0000",
     )
@@ -774,11 +774,11 @@ def test_colorize_builds_each_hint_kind_as_training_does(tiny_config, tmp_path, 
         )
         np.testing.assert_array_equal(_read_rgb(written), got)
     if method == "palette":
-        with pytest.raises(InputError, match="--hint-points needs a model trained with point"):
+        with pytest.raises(InputError, match="--hint_points needs a model trained with point"):
             inference.colorize_files(model, str(sketch), str(tmp_path), hint_points="1,2,#ffffff")
         return
 
-    # --hint-points: each point a 3x3 (or --point-size) square, rendered like a training patch.
+    # --hint_points: each point a 3x3 (or --point_size) square, rendered like a training patch.
     points = "5,4,#c81e28; 47,31,#1e5af0"
     for size in (3, 1):
         (written,) = inference.colorize_files(
@@ -789,11 +789,11 @@ def test_colorize_builds_each_hint_kind_as_training_does(tiny_config, tmp_path, 
         # Squares at the border are moved inside, as training keeps its patches inside.
         assert (expected[..., 3] == 255).sum() == 2 * size * size
         assert np.abs(_read_rgb(written) - _expected_rgb(nets, sketch, expected)).max() <= 1
-    with pytest.raises(InputError, match="--hint-points 48,3 is outside sketch .*48x32"):
+    with pytest.raises(InputError, match="--hint_points 48,3 is outside sketch .*48x32"):
         inference.colorize_files(
             model, str(sketch), str(tmp_path / "x.png"), hint_points="48,3,#000000"
         )
-    with pytest.raises(InputError, match="pass --hints IMAGE, a drawing .*or --hint-points"):
+    with pytest.raises(InputError, match="pass --hints IMAGE, a drawing .*or --hint_points"):
         inference.colorize_files(model, str(sketch), str(tmp_path / "o.png"))
 
 

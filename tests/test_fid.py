@@ -303,7 +303,7 @@ def test_loader_errors_name_the_file_the_keys_and_the_expected_file(reference, t
     with pytest.raises(inception.FidWeightsError, match="missing keys") as e:
         inception.load_fid_inception(path)
     message = str(e.value)
-    assert str(path) in message and "--fid-weights" in message
+    assert str(path) in message and "--fid_weights" in message
     assert "Mixed_7c.branch_pool.conv.weight" in message and "Mixed_7c.branch_pool.bn" in message
     assert re.search(expected_file, message)
 

@@ -8,7 +8,7 @@ from conftest import REPO, load_config
 from flax import nnx
 
 from jaxcolor.core.image_size import image_hw
-from jaxcolor.data import pipeline
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.nets import registry
 from jaxcolor.nets.build import build_discriminator, build_generator
 from jaxcolor.run import benchmark
@@ -54,7 +54,7 @@ def _spec(config, channels: int) -> jax.ShapeDtypeStruct:
 
 def _generator_xla_flops(config) -> float:
     """XLA's count of one compiled generator forward (abstract float32 parameters)."""
-    cin = pipeline.condition_channels(config)
+    cin = condition_channels(config)
     g = nnx.eval_shape(
         lambda: build_generator(
             config.model.generator, in_channels=cin, dtype="float32", rngs=nnx.Rngs(0)
@@ -102,7 +102,7 @@ def test_generator_forward_flops_match_xla(name):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_discriminator_forward_flops_match_xla(name):
     config = _small(name)
-    cin = pipeline.condition_channels(config) + config.model.generator.out_channels
+    cin = condition_channels(config) + config.model.generator.out_channels
     d = benchmark.discriminator_forward_flops(config.model.discriminator, cin, image_hw(config))
     # The step counts it unless gan_mode="none" leaves D out; checked against XLA either way.
     report = benchmark.analytic_step_flops(config)

@@ -510,7 +510,7 @@ def test_export_from_gs_to_gs(server, runs, tmp_path, capsys):
     from jaxcolor.export import __main__ as export_cli
 
     out = server.uri("exports", "run")
-    export_cli.main(["--workdir", runs["gs"], "--out", out, "--with-discriminator"])
+    export_cli.main(["--workdir", runs["gs"], "--out", out, "--with_discriminator"])
     printed = capsys.readouterr().out
     assert f"generator: {out}/generator.safetensors" in printed
     assert not pathlib.Path("gs:").exists()  # the old behaviour: a local folder named gs:

@@ -12,6 +12,7 @@ from jaxcolor import parallel, summary
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import pipeline, sketch, sources
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.nets.inputs import to_unit
 from jaxcolor.run.loop import train_and_evaluate
 from jaxcolor.training import config_checks, losses
@@ -120,7 +121,7 @@ def test_training_with_the_hint_loss_brings_the_output_to_the_hints(tiny_config,
     c.data.hints, c.loss.hint_weight = method, 50.0
     config_checks.validate(c)
     mesh = parallel.create_mesh(-1)
-    state, nets = create_train_state(c, in_channels=pipeline.condition_channels(c), mesh=mesh)
+    state, nets = create_train_state(c, in_channels=condition_channels(c), mesh=mesh)
     host = _hinted_batch(c)
     _, mask = losses.hint_targets(host, method)
     assert 0 < int(mask.sum()) < mask.size // 4, "a minority of the pixels are hints"
@@ -133,7 +134,7 @@ def test_training_with_the_hint_loss_brings_the_output_to_the_hints(tiny_config,
     for m in history:
         assert m.losses == ("g_l1", "g_hint", "g_gan", "d_loss") and not m["nonfinite"]
         # The generator optimises the term with its weight.
-        total = c.loss.l1_weight * m["g_l1"] + 50.0 * m["g_hint"] + m["g_gan"]
+        total = c.loss.recon_weight * m["g_l1"] + 50.0 * m["g_hint"] + m["g_gan"]
         np.testing.assert_allclose(m["g_loss"], total, rtol=1e-5)
     hint_errors = [float(m["g_hint"]) for m in history]
     assert hint_errors == sorted(hint_errors, reverse=True) and hint_errors[-1] < hint_errors[0]
@@ -167,7 +168,7 @@ def test_ssim_loss_is_zero_for_a_perfect_output_and_trains(tiny_config):
     c.loss.ssim_weight = 1.0
     config_checks.validate(c)
     mesh = parallel.create_mesh(-1)
-    state, nets = create_train_state(c, in_channels=pipeline.condition_channels(c), mesh=mesh)
+    state, nets = create_train_state(c, in_channels=condition_channels(c), mesh=mesh)
     batch = next(iter(pipeline.train_dataset(c, pipeline.make_sources(c)[0])))
     pipeline.pop_skipped(batch)
     _, metrics = jit_train_step(nets, c, mesh)(

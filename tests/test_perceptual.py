@@ -17,7 +17,7 @@ from test_step import _console_line, _shown
 
 from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError
-from jaxcolor.data import pipeline
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.training import config_checks, losses, vgg
 from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
@@ -160,7 +160,7 @@ def _abstract_step_inputs(c):
 
     def init():
         state, created["nets"] = create_train_state(
-            c, in_channels=pipeline.condition_channels(c), mesh=mesh, vgg=frozen
+            c, in_channels=condition_channels(c), mesh=mesh, vgg=frozen
         )
         return state
 

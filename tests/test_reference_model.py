@@ -14,6 +14,7 @@ from flax import nnx
 from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.data import crop, pipeline
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.export import config_json, exporter, inference, torch_models
 from jaxcolor.nets import convert, export_format
@@ -37,7 +38,7 @@ FULL_SIZE_PARAMS = {
 
 
 def _count(config, net: str) -> int:
-    cin = pipeline.condition_channels(config)
+    cin = condition_channels(config)
     if net == "generator":
         cfg, build, channels = config.model.generator, build_generator, cin
     else:
@@ -123,7 +124,7 @@ def test_reference_config_trains_and_uses_the_reference(hints, codes, with_vgg, 
     mesh = parallel.create_mesh(1 if codes == 1 else -1)  # one run sharded over 8 devices
     state, nets = create_train_state(
         config,
-        in_channels=pipeline.condition_channels(config),
+        in_channels=condition_channels(config),
         mesh=mesh,
         vgg=vgg.load_vgg(config, parallel.replicated(mesh)),
     )
@@ -265,7 +266,7 @@ def _random_state(config):
     created = {}
 
     def init():
-        in_channels = pipeline.condition_channels(config)
+        in_channels = condition_channels(config)
         state, created["nets"] = create_train_state(
             config, in_channels=in_channels, mesh=parallel.create_mesh(1)
         )

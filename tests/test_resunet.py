@@ -66,7 +66,7 @@ def test_full_size_parameter_counts():
     assert count_params(g.aux_heads) == G_AUX_PARAMS
     assert count_params(d) == D_PARAMS
     assert (c.image_size, c.model.image_pool.size, c.model.image_pool.prob) == (512, 50, 0.5)
-    assert (c.loss.l1_weight, c.optimizer.learning_rate, c.optimizer.b1) == (100.0, 2e-4, 0.5)
+    assert (c.loss.recon_weight, c.optimizer.learning_rate, c.optimizer.b1) == (100.0, 2e-4, 0.5)
     assert len(c.loss.aux_weights) == c.model.generator.num_aux == 2
 
 

@@ -38,13 +38,13 @@ def server(model_dir, tmp_path_factory):
     s = Server(
         model_dir,
         tmp_path_factory.mktemp("serve_logs"),
-        "--max-batch",
+        "--max_batch",
         "4",
-        "--max-wait-ms",
+        "--max_wait_ms",
         "150",
-        "--max-pixels",
+        "--max_pixels",
         str(MAX_PIXELS),
-        "--max-body-mb",
+        "--max_body_mb",
         str(MAX_BODY_MB),
     )
     yield s
@@ -222,7 +222,7 @@ BAD_INPUTS = {
     "oversize body": (
         dict(files={"sketch": b"\0" * (MAX_BODY_MB * 2**20 + 1)}),
         413,
-        "over the server's limit of 1 MB (--max-body-mb)",
+        "over the server's limit of 1 MB (--max_body_mb)",
     ),
     "not multipart": (dict(json={"sketch": "x"}), 400, "Send multipart/form-data"),
     "bad format": (dict(files={"sketch": GOOD}, params={"format": "gif"}), 422, "use format=png"),
@@ -254,7 +254,7 @@ def test_oversize_body_without_content_length_is_cut_off(server):
         headers={"content-type": "multipart/form-data; boundary=b"},
         timeout=30,
     )
-    assert r.status_code == 413 and "--max-body-mb" in r.json()["detail"]
+    assert r.status_code == 413 and "--max_body_mb" in r.json()["detail"]
     _good(server)
 
 

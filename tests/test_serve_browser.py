@@ -71,7 +71,7 @@ def _server(tmp_path_factory, **export):
             "--no-install-recommends chromium-headless-shell (.ci/run does)"
         )
     folder = tmp_path_factory.mktemp("browser")
-    return Server(tiny_export(folder / "export", **export), folder, "--max-wait-ms", "0")
+    return Server(tiny_export(folder / "export", **export), folder, "--max_wait_ms", "0")
 
 
 @pytest.fixture(scope="module")
@@ -422,7 +422,7 @@ def test_three_strokes_on_a_blur_model_give_a_colour_map_of_their_colours(
 def test_three_strokes_colour_a_real_sketch_near_them(tmp_path):
     if CHROMIUM is None:
         pytest.skip("chromium-headless-shell is not installed")
-    server = Server(pathlib.Path(BLUR_EXPORT), tmp_path, "--max-wait-ms", "0")
+    server = Server(pathlib.Path(BLUR_EXPORT), tmp_path, "--max_wait_ms", "0")
     try:
         shutil.copy(BLUR_SKETCH, tmp_path / "sketch.png")
         session = _blur_session(server.url, tmp_path / "sketch.png")
@@ -435,7 +435,7 @@ def test_three_strokes_colour_a_real_sketch_near_them(tmp_path):
     print(f"output near each stroke: {means.round().tolist()}; page: {tmp_path}/blur-session.png")
     assert _closest_strokes(means, strokes) == [0, 1, 2], means.round()
     if os.environ.get("JAXCOLOR_UPDATE_SCREENSHOT") == "1":
-        server = Server(pathlib.Path(BLUR_EXPORT), tmp_path, "--max-wait-ms", "0")
+        server = Server(pathlib.Path(BLUR_EXPORT), tmp_path, "--max_wait_ms", "0")
         try:
             _screenshot_session(server.url, tmp_path / "sketch.png", REPO / "docs" / "serve.png")
         finally:

@@ -407,6 +407,7 @@ def test_a_drawing_without_paint_is_refused():
 @pytest.mark.parametrize("hints", sorted(H.HINT_CHANNELS))
 def test_pipeline_batches_have_the_channels_of_each_hint_kind(tiny_config, hints, num_workers):
     from jaxcolor.data import pipeline
+    from jaxcolor.data.hints import condition_channels
 
     c = tiny_config
     c.data.hints = hints
@@ -421,7 +422,7 @@ def test_pipeline_batches_have_the_channels_of_each_hint_kind(tiny_config, hints
         assert batch["hints"].dtype == np.uint8
     else:  # "none" ships no zero-channel array (shared memory between processes has none)
         assert "hints" not in batch
-    assert pipeline.condition_channels(c) == 1 + H.HINT_CHANNELS[hints]
+    assert condition_channels(c) == 1 + H.HINT_CHANNELS[hints]
     # Evaluation examples are random too, but the same every time.
     a, b = pipeline.validation_batch(c, val), pipeline.validation_batch(c, val)
     for k in a:

@@ -68,7 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.gan_mode = "vanilla"  # vanilla | lsgan | hinge | none (generator alone, no D)
     c.loss.recon = "l1"  # l1 | l2: reconstruction term against the colour image
-    c.loss.l1_weight = 100.0
+    c.loss.recon_weight = 100.0  # pix2pix's lambda: the weight of loss.recon (L1 or L2)
     # Deep supervision (generators with aux outputs, e.g. resunet): weight of the L1 loss of each
     # intermediate RGB output against the target averaged down to its size; () = off.
     c.loss.aux_weights = ()

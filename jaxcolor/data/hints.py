@@ -11,7 +11,7 @@ export), built by `jaxcolor.nets.inputs.model_inputs` and `jaxcolor.export.infer
       points   R, G, B, mask       square patches (1-9 px) of the patch-mean colour; 0 outside
       strokes  R, G, B, mask       scribbles, one colour each (taken under the stroke); 0 outside
       scribbles R, G, B            the same scribbles without a mask: drawn on white paper (255),
-                                   as the scribble seed's 4-channel (sketch + RGB) U-Net takes them;
+                                   as the UAN coloriser's 4-channel (sketch + RGB) U-Net takes them;
                                    near-white colours (all channels > PAPER_LEVEL) read as paper
       palette  R1,G1,B1 .. R4,G4,B4  4 planes: plane i holds, over each of 4 horizontal bands,
                                    that band's i-th most frequent (quantised) colour
@@ -65,7 +65,8 @@ def _check_rgb(image: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} expects an (H, W, 3) RGB image, got shape {image.shape}")
 
 
-BLUR_SIGMA_AT_256 = 20.0  # the seed (pix2pix with colour cues) blurs with a fixed 20 px at 256
+BLUR_SIGMA_AT_256 = 20.0  # "Deep Learning Color for Manga and Anime
+# Sketches" (pix2pix with colour cues) blurs with a fixed 20 px at 256
 
 
 def blur_sigma(hw: tuple[int, int], sigma_at_256: float = BLUR_SIGMA_AT_256) -> float:
@@ -125,7 +126,7 @@ def blur_hints(
 # true pixels under it from 21 to 4 (0-255; a drawn cartoon's flat regions are unaffected).
 POINTS_P = 1.0 / 8.0
 POINT_SIZES = (1, 9)  # inclusive, at any image size (they are a user's clicks, not regions)
-# Point side used when rasterising `--hint-points` for inference (a mid-size training patch).
+# Point side used when rasterising `--hint_points` for inference (a mid-size training patch).
 INFERENCE_POINT_SIZE = 3
 # Largest channel difference (0-255) from a point's or stroke's reference colour that still
 # counts as the same colour region, on the image smoothed by `_region_image` (JPEG noise and
@@ -202,8 +203,9 @@ def points_from_clicks(clicks, hw: tuple[int, int], size: int = INFERENCE_POINT_
 
 
 # ---------------------------------------------------------------------------------------------
-# strokes: imitate a user's colour scribbles (the scribble seed draws strokes on a canvas over
-# the sketch). P(no strokes) matches `points`; otherwise 1 + Geometric-ish count capped at
+# strokes: imitate a user's colour scribbles (the UAN anime-style image coloriser,
+# vrobbin3247/UAN-based-anime-style-image-coloriser, has users draw strokes on a canvas over the
+# sketch). P(no strokes) matches `points`; otherwise 1 + Geometric-ish count capped at
 # MAX_STROKES. Each stroke is a gently curving random walk of up to 2-4 segments, STROKE_WIDTH
 # px wide at 256 px (scaled), one flat colour. A user strokes inside one colour region, so the
 # walk stays in the region of its starting pixel: a segment whose centre line leaves it (some
@@ -410,7 +412,7 @@ def blur_hints_from_drawing(
 
 
 # ---------------------------------------------------------------------------------------------
-# palette: the colour histogram of the residual-attention U-Net seed (Chen et al., "Automatic
+# palette: the colour histogram of the residual-attention U-Net of Chen et al. 2019 ("Automatic
 # Colorization of Anime Sketch Image with Enhanced Residual U-net and Auxiliary Classifier GAN":
 # "crop image into 4 regions vertically ... top-4 colors for each region ... 4 RGB images, the
 # i-th contains the top-i color of each region"): PALETTE_BANDS horizontal bands (rows

@@ -20,7 +20,6 @@ from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data import sources
 from jaxcolor.data.crop import CROP_MARGIN, crop_resize
-from jaxcolor.data.hints import condition_channels  # noqa: F401 - pipeline.condition_channels
 from jaxcolor.nets import registry
 
 SYNTHETIC = "synthetic"
@@ -33,7 +32,7 @@ TFDS_VAL_SPLITS = ("validation", "val", "test")
 REFERENCE_CROP = (0.6, 0.9)
 
 
-def reference_view(image: np.ndarray, size, rng: np.random.Generator) -> np.ndarray:
+def training_reference_view(image: np.ndarray, size, rng: np.random.Generator) -> np.ndarray:
     """A training reference: another random square crop (side REFERENCE_CROP of the short side)
     of the colour image, resized to the training size (int or (h, w)) and flipped at random.
 
@@ -194,7 +193,7 @@ class MakeExample(grain.transforms.RandomMap):
             color, real_sketch, skipped = element, None, np.int32(0)
         reference = None
         if self.reference and self.train:  # drawn first, from the whole uncropped image
-            reference = reference_view(color, self.image_size, rng)
+            reference = training_reference_view(color, self.image_size, rng)
         use_real = self.sketch == sketch_lib.DATASET_SKETCH
         # A sketch model runs on device inside the step: the host ships no sketch.
         on_device = sketch_lib.is_model_sketch(self.sketch)

@@ -100,7 +100,8 @@ def xdog(
     return _to_u8(np.where(sharpened >= epsilon, 1.0, soft))
 
 
-# Sobel: the scribble seed (UAN anime colouriser) takes |grad| of the gray image with a 3x3
+# Sobel: the UAN anime-style image coloriser (vrobbin3247/UAN-based-anime-style-image-
+# coloriser on GitHub) takes |grad| of the gray image with a 3x3
 # kernel, normalises by the maximum and inverts. Randomised: kernel 3 or 5 and a gain in
 # SOBEL_GAIN (magnitudes above max/gain saturate to black, so weak edges vary in darkness).
 SOBEL_GAIN = (1.0, 2.5)
@@ -110,7 +111,7 @@ SOBEL_MIN_RESPONSE = 0.05
 
 
 def sobel(image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Inverted Sobel gradient magnitude (the scribble seed's edge sketch), uint8 (H, W, 1)."""
+    """Inverted Sobel gradient magnitude (the UAN coloriser's edge sketch), uint8 (H, W, 1)."""
     gray = _gray(image, "sobel")
     ksize, gain = 3, 1.0
     if rng is not None:
@@ -166,7 +167,8 @@ def augment(sketch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def xdog_fixed(image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
     """XDoG with its fixed default parameters even when given an rng: one consistent line style,
-    as the sketch-extractor seed generated its targets ("the same parameters in XDoG")."""
+    as the "Animation-to-Sketch with U-Net" project generated its targets ("the same parameters
+    in XDoG")."""
     del rng
     return xdog(image)
 

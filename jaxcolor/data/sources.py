@@ -16,6 +16,8 @@ import numpy as np
 from absl import logging
 from etils import epath
 
+from jaxcolor.core.image_files import IMAGE_EXTENSIONS
+from jaxcolor.core.image_size import hw
 from jaxcolor.data import decode
 
 _MIN_SIZE = 16
@@ -27,18 +29,11 @@ _SHIFT = 4
 _SHAPE_KINDS = ("ellipse", "rectangle", "polygon", "star", "blob")
 _BACKGROUND_KINDS = ("flat", "vertical", "diagonal", "stripes", "dots")
 
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
-
-def _hw(image_size: int | Sequence[int]) -> tuple[int, int]:
-    """Returns (height, width) from an int (square) or a (height, width) pair."""
-    if isinstance(image_size, int | np.integer):
-        height = width = int(image_size)
-    else:
-        sizes = tuple(int(s) for s in image_size)
-        if len(sizes) != 2:
-            raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
-        height, width = sizes
+def _checked_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """(height, width) of `image_size` (`core.image_size.hw`), within the synthetic source's
+    range."""
+    height, width = hw(image_size)
     if min(height, width) < _MIN_SIZE or max(height, width) > _MAX_SIZE:
         raise ValueError(
             f"image_size must be between {_MIN_SIZE} and {_MAX_SIZE} px per side, "
@@ -228,7 +223,7 @@ class SyntheticCartoonSource:
         if int(num_records) < 1:
             raise ValueError(f"num_records must be >= 1, got {num_records!r}")
         self.num_records = int(num_records)
-        self.height, self.width = _hw(image_size)
+        self.height, self.width = _checked_hw(image_size)
         self.seed = int(seed)
 
     def __len__(self) -> int:
@@ -279,7 +274,7 @@ def _with_scheme(root: epath.Path, dirpath: epath.PathLike) -> epath.Path:
 class ImageFolderSource:
     """Image files under a folder (recursive), returned as raw bytes for a decode transform."""
 
-    def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = DEFAULT_EXTENSIONS):
+    def __init__(self, root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS):
         self.root = epath.Path(root)
         self.extensions = tuple(
             e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions

@@ -27,8 +27,9 @@ from etils import epath
 from PIL import Image
 
 from jaxcolor.core.errors import ConfigError, InputError
+from jaxcolor.core.image_files import IMAGE_EXTENSIONS
 from jaxcolor.data import decode
-from jaxcolor.data.sources import DEFAULT_EXTENSIONS, ImageFolderSource
+from jaxcolor.data.sources import ImageFolderSource
 
 VERSION = "1.0.0"
 JPEG_QUALITY = 95
@@ -270,9 +271,9 @@ def prepare(
     if layout not in decode.LAYOUTS:
         raise ConfigError(f"--layout {layout!r}: use one of {', '.join(decode.LAYOUTS)}.")
     if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"--val-fraction {val_fraction}: use a share in [0, 1), e.g. 0.02.")
+        raise ConfigError(f"--val_fraction {val_fraction}: use a share in [0, 1), e.g. 0.02.")
     if max_side < 0:
-        raise ConfigError(f"--max-side {max_side}: use a size in px, or 0 to keep sizes.")
+        raise ConfigError(f"--max_side {max_side}: use a size in px, or 0 to keep sizes.")
     try:
         folder = ImageFolderSource(images)
     except (OSError, ValueError) as e:
@@ -322,7 +323,7 @@ def prepare(
                 "written": summary.written,
                 "converted": dict(summary.converted),
                 "skipped": [{"file": p, "why": w} for p, w in summary.skipped],
-                "extensions": list(DEFAULT_EXTENSIONS),
+                "extensions": list(IMAGE_EXTENSIONS),
             },
             indent=2,
         )

@@ -1,6 +1,6 @@
 """Host input-pipeline throughput: images/s through decode -> crop -> sketch -> hints -> batch.
 
-`python -m jaxcolor.bench data` writes JPEGs of the synthetic cartoons (`--source-size` px, 512
+`python -m jaxcolor.bench data` writes JPEGs of the synthetic cartoons (`--source_size` px, 512
 by default), then runs the real training pipeline over them for each worker count. Besides
 wall-clock images/s it reports images per CPU-second (main process plus Grain workers, from
 psutil): the per-core figure, independent of how many cores the machine lends the run.

@@ -35,6 +35,7 @@ from jax.sharding import Mesh
 from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.core.errors import ConfigError, WorkdirError
 from jaxcolor.data import pipeline
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation import baselines as baselines_lib
 from jaxcolor.evaluation import fid as fid_lib
 from jaxcolor.evaluation import hint_fidelity, metrics, sample_sheet
@@ -408,7 +409,7 @@ def _abstract_state(config: ml_collections.ConfigDict, mesh: Mesh, **kwargs):
     """(the run's state shapes replicated over `mesh`, its networks); nothing is allocated."""
     return state_lib.abstract_train_state(
         config,
-        in_channels=pipeline.condition_channels(config),
+        in_channels=condition_channels(config),
         sharding=parallel.replicated(mesh),
         **kwargs,
     )
@@ -421,7 +422,7 @@ def _check_set(
     if split is not None:
         _check_split(split)
     if source is None:
-        for flag, value in (("--data-dir", data_dir), ("--source-split", source_split)):
+        for flag, value in (("--data_dir", data_dir), ("--source_split", source_split)):
             if value:
                 raise ConfigError(f"{flag} applies to --source tfds:NAME only; add --source.")
         return
@@ -439,19 +440,19 @@ def _check_set(
             )
         if data_dir or source_split:
             raise ConfigError(
-                f"--source {source}: --data-dir and --source-split apply to tfds: sources; a "
+                f"--source {source}: --data_dir and --source_split apply to tfds: sources; a "
                 "folder is scored whole. Drop them."
             )
     elif source.startswith(pipeline.TFDS):
         if data_dir and not epath.Path(data_dir).is_dir():
             raise ConfigError(
-                f"--data-dir {data_dir!r} is not a folder; pass the --out folder of python -m "
+                f"--data_dir {data_dir!r} is not a folder; pass the --out folder of python -m "
                 "jaxcolor.prepare (or leave it out for TFDS's default)."
             )
     else:
         raise ConfigError(
             f"--source {source!r}: use --source folder:DIR (every image under DIR) or "
-            "--source tfds:NAME (with --data-dir and optionally --source-split)."
+            "--source tfds:NAME (with --data_dir and optionally --source_split)."
         )
 
 
@@ -522,7 +523,7 @@ def evaluate_checkpoint(
         fid = ColumnFid(fid_weights, mesh)
     else:
         logging.warning(
-            "FID skipped: no --fid-weights given (jaxcolor never downloads weights; pass "
+            "FID skipped: no --fid_weights given (jaxcolor never downloads weights; pass "
             "pytorch-fid's pt_inception-2015-12-05-6726825d.pth to compute it)."
         )
     evaluator = SplitEvaluator(
@@ -542,7 +543,7 @@ def evaluate_checkpoint(
     extra = {
         "workdir": str(workdir),
         "source": described,
-        "fid": "computed" if fid else "skipped: no --fid-weights",
+        "fid": "computed" if fid else "skipped: no --fid_weights",
         "json": str(path),
     }
     sheet = epath.Path(sheet_path) if sheet_path else root / "eval" / f"{stem}.png"

@@ -320,7 +320,7 @@ def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     try:
         return weights_file.read_state_dict(path)
     except weights_file.WeightsFileError as e:
-        raise FidWeightsError(f"--fid-weights {e}; {_expected_file_hint()}.") from e
+        raise FidWeightsError(f"--fid_weights {e}; {_expected_file_hint()}.") from e
 
 
 def _listing(keys: list[str], limit: int = 8) -> str:
@@ -352,7 +352,7 @@ def _check_keys(tensors: Mapping[str, np.ndarray], source: str) -> None:
         problems.append(f"wrong shapes: {_listing(wrong)}")
     if problems:
         raise FidWeightsError(
-            f"--fid-weights {source} is not the FID Inception-v3: {'; '.join(problems)}; "
+            f"--fid_weights {source} is not the FID Inception-v3: {'; '.join(problems)}; "
             f"{_expected_file_hint()}."
         )
 
@@ -378,7 +378,7 @@ def from_state_dict(
 def load_fid_inception(
     path: str | pathlib.Path, *, precision: Any = jax.lax.Precision.HIGHEST
 ) -> FIDInceptionV3:
-    """The user's FID Inception weights file (`--fid-weights PATH`) -> FIDInceptionV3.
+    """The user's FID Inception weights file (`--fid_weights PATH`) -> FIDInceptionV3.
 
     Reads pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (needs torch; loaded with
     `weights_only=True`) or the same keys in a .safetensors / .npz file. `fc.*` and BatchNorm

@@ -1,4 +1,4 @@
-"""`python -m jaxcolor.export --workdir W [--step N] --out DIR [--with-discriminator]
+"""`python -m jaxcolor.export --workdir W [--step N] --out DIR [--with_discriminator]
 [--format torchscript] [--format onnx]`: a training checkpoint -> PyTorch weights + config.json.
 """
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxcolor.core import platform_env
 from jaxcolor.export import FORMATS
 
 
@@ -21,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--step", type=int, help="checkpoint step to export (default: the newest)")
     parser.add_argument("--out", required=True, help="directory to write the export into")
     parser.add_argument(
-        "--with-discriminator",
+        "--with_discriminator",
         action="store_true",
         help="also write discriminator.safetensors (to fine-tune elsewhere)",
     )
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    platform_env.skip_absent_tpu()  # no libtpu errors on a host without a TPU
     # Imported after parsing so that --help answers at once (JAX and Orbax take seconds).
     from jaxcolor.core.errors import JaxcolorError
     from jaxcolor.export.exporter import export

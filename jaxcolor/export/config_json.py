@@ -21,14 +21,14 @@ from jaxcolor.nets.export_format import (
     FORMAT_VERSION,
     GENERATOR_FILE,
     SKETCH_CHANNELS,
+    network_sections,
     task,
 )
-from jaxcolor.nets.export_format import architectures as _architectures
 
 
 def architectures(config: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
     """Training config (plain dict) -> {"generator": arch, "discriminator": arch or None}."""
-    return _architectures(config, in_channels=condition_channels(config))
+    return network_sections(config, in_channels=condition_channels(config))
 
 
 def pix2pix_compatible(net: str, arch: Mapping[str, Any]) -> bool:
@@ -108,7 +108,7 @@ def make_config_json(
         d = archs["discriminator"]
         if d is None:
             raise ExportError(
-                "This run has no discriminator (loss.gan_mode='none'); drop --with-discriminator."
+                "This run has no discriminator (loss.gan_mode='none'); drop --with_discriminator."
             )
         out["discriminator"] = {
             **d,

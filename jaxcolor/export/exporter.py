@@ -51,7 +51,7 @@ def state_dicts(
     if with_discriminator:
         if restored.state.d is None:
             raise ExportError(
-                "This run has no discriminator (loss.gan_mode='none'); drop --with-discriminator."
+                "This run has no discriminator (loss.gan_mode='none'); drop --with_discriminator."
             )
         nets["discriminator"] = restored.state.d
     return {

@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from jaxcolor.core.errors import InputError
+from jaxcolor.core.image_files import IMAGE_EXTENSIONS
 from jaxcolor.core.image_size import hw
 from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data.crop import crop_resize
 from jaxcolor.export import torch_models
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _POINT = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*#([0-9a-fA-F]{6})\s*$")
@@ -240,9 +240,9 @@ def _json_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
     try:
         items = json.loads(text)
     except ValueError as e:
-        raise InputError(f"--hint-points is not valid JSON ({e}); give {form}.") from None
+        raise InputError(f"--hint_points is not valid JSON ({e}); give {form}.") from None
     if not isinstance(items, list):
-        raise InputError(f"--hint-points JSON must be a list of points such as {form}.")
+        raise InputError(f"--hint_points JSON must be a list of points such as {form}.")
     points = []
     for item in items:
         if isinstance(item, dict) and set(item) == {"x", "y", "color"}:
@@ -250,17 +250,17 @@ def _json_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
         elif isinstance(item, list) and len(item) == 3:
             x, y, color = item
         else:
-            raise InputError(f"--hint-points JSON entry {item!r} is not a point such as {form}.")
+            raise InputError(f"--hint_points JSON entry {item!r} is not a point such as {form}.")
         ints = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (x, y))
         if not ints or not isinstance(color, str) or _COLOR.match(color) is None:
             raise InputError(
-                f"--hint-points JSON entry {item!r}: x and y must be pixel numbers >= 0 and "
+                f"--hint_points JSON entry {item!r}: x and y must be pixel numbers >= 0 and "
                 'color "#rrggbb".'
             )
         rgb = bytes.fromhex(color[1:])
         points.append((x, y, (rgb[0], rgb[1], rgb[2])))
     if not points:
-        raise InputError(f"--hint-points is an empty list; give {form}.")
+        raise InputError(f"--hint_points is an empty list; give {form}.")
     return points
 
 
@@ -272,15 +272,15 @@ def parse_hint_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
     for part in filter(str.strip, text.split(";")):
         m = _POINT.match(part)
         if m is None:
-            raise InputError(f"--hint-points entry {part!r} is not of the form x,y,#rrggbb.")
+            raise InputError(f"--hint_points entry {part!r} is not of the form x,y,#rrggbb.")
         rgb = bytes.fromhex(m.group(3))
         points.append((int(m.group(1)), int(m.group(2)), (rgb[0], rgb[1], rgb[2])))
     if not points:
-        raise InputError("--hint-points is empty; give x,y,#rrggbb entries separated by ';'.")
+        raise InputError("--hint_points is empty; give x,y,#rrggbb entries separated by ';'.")
     return points
 
 
-# Hint methods drawn as colour on paper, so --hints takes a drawing and --hint-points works.
+# Hint methods drawn as colour on paper, so --hints takes a drawing and --hint_points works.
 POINT_METHODS = ("points", "strokes", "scribbles")
 # Hint methods whose drawing is spread into a dense colour map (the page can show it).
 MAP_METHODS = ("blur",)
@@ -354,7 +354,7 @@ def hint_channels(
             )
         return np.zeros((*model_hw, 0), np.uint8)
     if image is None:
-        also = ' or --hint-points "x,y,#rrggbb;..."' if method in POINT_METHODS else ""
+        also = ' or --hint_points "x,y,#rrggbb;..."' if method in POINT_METHODS else ""
         raise InputError(
             f"This model takes colour hints (data.hints={method!r}): pass --hints IMAGE, "
             f"{HINTS_IMAGE[method]}{also}."
@@ -408,7 +408,7 @@ def reference_view(image: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
 def _require_point_model(method: str) -> None:
     if method not in POINT_METHODS:
         raise InputError(
-            "--hint-points needs a model trained with point hints (data.hints='points') or "
+            "--hint_points needs a model trained with point hints (data.hints='points') or "
             f"stroke hints ('strokes', 'scribbles'); this model was trained with "
             f"data.hints={method!r}"
             + (": pass --hints IMAGE instead." if method != "none" else ".")
@@ -424,7 +424,7 @@ def point_hint_channels(
     model_hw: tuple[int, int],
     point_size: int = hints_lib.INFERENCE_POINT_SIZE,
 ) -> np.ndarray:
-    """--hint-points (pixels of the original sketch) -> R, G, B, mask at the working size.
+    """--hint_points (pixels of the original sketch) -> R, G, B, mask at the working size.
 
     Each point becomes a point_size x point_size square of its colour with mask 255, centred on
     it and rasterised by hints.points_from_clicks, the renderer of the training patches.
@@ -434,7 +434,7 @@ def point_hint_channels(
     for x, y, _ in clicks:
         if not (0 <= x < w and 0 <= y < h):
             raise InputError(
-                f"--hint-points {x},{y} is outside {sketch_path} ({w}x{h}); x must be in "
+                f"--hint_points {x},{y} is outside {sketch_path} ({w}x{h}); x must be in "
                 f"[0, {w - 1}] and y in [0, {h - 1}]."
             )
     sy, sx = model_hw[0] / h, model_hw[1] / w
@@ -450,10 +450,10 @@ def expand_sketches(pattern: str) -> list[pathlib.Path]:
     """A file, or a glob ('dir/*.png') -> sorted files; errors when nothing matches."""
     if _GLOB_CHARS.search(pattern):
         files = sorted(pathlib.Path(p) for p in glob.glob(pattern, recursive=True))
-        files = [p for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        files = [p for p in files if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
         if not files:
             raise InputError(
-                f"--sketch {pattern!r} matches no image files ({', '.join(IMAGE_SUFFIXES)})."
+                f"--sketch {pattern!r} matches no image files ({', '.join(IMAGE_EXTENSIONS)})."
             )
         return files
     path = pathlib.Path(pattern)
@@ -468,7 +468,7 @@ def hints_for(sketch: pathlib.Path, hints: str | None) -> pathlib.Path | None:
         return None
     path = pathlib.Path(hints)
     if path.is_dir():
-        for suffix in (sketch.suffix, *IMAGE_SUFFIXES):
+        for suffix in (sketch.suffix, *IMAGE_EXTENSIONS):
             candidate = path / (sketch.stem + suffix)
             if candidate.is_file():
                 return candidate
@@ -483,9 +483,9 @@ def hints_for(sketch: pathlib.Path, hints: str | None) -> pathlib.Path | None:
 def output_paths(sketches: Sequence[pathlib.Path], out: str) -> list[pathlib.Path]:
     """One sketch and an image name -> that file; otherwise OUT is a directory of <stem>.png."""
     out_path = pathlib.Path(out)
-    if len(sketches) == 1 and out_path.suffix.lower() in IMAGE_SUFFIXES and not out_path.is_dir():
+    if len(sketches) == 1 and out_path.suffix.lower() in IMAGE_EXTENSIONS and not out_path.is_dir():
         return [out_path]
-    if out_path.suffix.lower() in IMAGE_SUFFIXES and not out_path.is_dir():
+    if out_path.suffix.lower() in IMAGE_EXTENSIONS and not out_path.is_dir():
         raise InputError(
             f"--out {out} is a file name but --sketch matched {len(sketches)} files; give a "
             "directory."
@@ -582,10 +582,10 @@ def check_options(
     if hint_points is not None:
         clicks = parse_hint_points(hint_points)  # report a malformed list first
         if hints:
-            raise InputError("Give either --hints or --hint-points, not both.")
+            raise InputError("Give either --hints or --hint_points, not both.")
         _require_point_model(method)
     if point_size < 1:
-        raise InputError(f"--point-size must be a positive number of pixels, got {point_size}.")
+        raise InputError(f"--point_size must be a positive number of pixels, got {point_size}.")
     if size is not None and size < 1:
         raise InputError(f"--size must be a positive number of pixels, got {size}.")
     return clicks

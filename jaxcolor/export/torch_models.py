@@ -36,7 +36,7 @@ def load(
     if arch is None:
         raise ExportError(
             f"{model_dir} holds no {net}; export it with python -m jaxcolor.export "
-            "--with-discriminator."
+            "--with_discriminator."
         )
     module = build(net, arch)
     state = load_state_dict_file(pathlib.Path(model_dir) / arch["file"])

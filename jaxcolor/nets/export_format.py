@@ -30,11 +30,14 @@ def task(config: Mapping[str, Any]) -> str:
     return config.get("task", "colorize")
 
 
-def architectures(
+def network_sections(
     config: Mapping[str, Any], *, in_channels: int
 ) -> dict[str, dict[str, Any] | None]:
     """Training config (plain dict) and the generator's input channels -> {"generator": arch,
-    "discriminator": arch or None}, each a network's config section plus its `in_channels`."""
+    "discriminator": arch or None}, each a network's config section plus its `in_channels`.
+
+    `export.config_json.architectures(config)` is this with the input channels its data.hints
+    give; this layer (nets) cannot read them, so the caller passes them."""
     model = config["model"]
     g, d = dict(model["generator"]), dict(model["discriminator"])
     try:

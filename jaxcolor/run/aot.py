@@ -24,7 +24,7 @@ from jaxcolor import parallel
 from jaxcolor.core import accelerators
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_size import to_json
-from jaxcolor.data import pipeline
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.nets.layers import resolve_upsample_impl
 from jaxcolor.run import benchmark
@@ -33,9 +33,6 @@ from jaxcolor.training.state import abstract_train_state
 from jaxcolor.training.step import jit_train_step
 
 GIB = 2**30
-# benchmarks/README.md, "Input pipeline": xdog sketches + blur hints (the default config's),
-# 2 Grain workers, images per CPU-second on a Xeon. `bench aot --data-json` replaces it.
-MEASURED_IMAGES_PER_CORE_S = 295.0  # bench.MEASURED_PER_CORE
 # vCPUs of one TPU VM host by (chip, chips per host). Checked against Cloud TPU's docs: v5e
 # ct5lp-hightpu-4t / -8t 112 / 224 (tpu/docs/v5e, "VM types"), v5p 208 (tpu/docs/v5p-training:
 # half of them when bound to the chips' NUMA node). v6e (ct6e-standard-4t / -8t) and v4 are the
@@ -89,10 +86,7 @@ def target_mesh(accelerator_type: str, num_slices: int = 1) -> tuple[accelerator
 
 def _step_figures(compiled: Any, compile_s: float) -> Step:
     memory = compiled.memory_analysis()
-    costs = compiled.cost_analysis()
-    if isinstance(costs, list | tuple):  # older jax: one dict per computation
-        costs = costs[0] if costs else {}
-    costs = costs or {}
+    costs = compiled.cost_analysis() or {}  # a dict (jax>=0.10.2, pyproject's pin), or None
     args, out = memory.argument_size_in_bytes, memory.output_size_in_bytes
     alias, temp = memory.alias_size_in_bytes, memory.temp_size_in_bytes
     code = memory.generated_code_size_in_bytes
@@ -127,7 +121,7 @@ def _compile(name: str, lowered_fn, batch_size: int) -> Step:
             else text.splitlines()[0][:300]
         )
         option = (
-            "--batch-size or --config.batch_size" if name == "train" else "--config.eval_batch_size"
+            "--batch_size or --config.batch_size" if name == "train" else "--config.eval_batch_size"
         )
         raise DoesNotFit(
             f"does not fit: the {name} step at batch_size={batch_size} {figure} (the TPU "
@@ -152,7 +146,7 @@ def compile_steps(
     replicated = parallel.replicated(mesh)
     state, nets = abstract_train_state(
         config,
-        in_channels=pipeline.condition_channels(config),
+        in_channels=condition_channels(config),
         sharding=replicated,
         sketch_model=sketcher.abstract_sketcher(config, replicated),
         vgg=vgg.abstract_vgg(config, replicated),
@@ -240,10 +234,11 @@ def report(
     mesh: Mesh,
     steps: dict[str, Step],
     *,
-    images_per_core_s: float = MEASURED_IMAGES_PER_CORE_S,
+    images_per_core_s: float,
 ) -> dict[str, Any]:
     """Per-chip memory against HBM, FLOPs per image (XLA and analytic), bytes, arithmetic
-    intensity, the roofline bound on step time and the MFU ceiling, and the host input rate."""
+    intensity, the roofline bound on step time and the MFU ceiling, and the host input rate
+    (the CPU cores it needs at `images_per_core_s`, the input pipeline's measured rate)."""
     chip = target.chip
     chips = mesh.devices.size
     hosts = parallel.process_count(mesh)

@@ -28,6 +28,7 @@ from jax.sharding import Mesh
 from jaxcolor import parallel
 from jaxcolor.core.image_size import hw, image_hw, to_json
 from jaxcolor.data import pipeline
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.nets import registry
 from jaxcolor.nets.layers import resolve_upsample_impl
@@ -73,7 +74,7 @@ def discriminator_forward_flops(d: ml_collections.ConfigDict, in_channels: int, 
 
 def analytic_step_flops(config: ml_collections.ConfigDict) -> dict[str, int]:
     """Per-image FLOPs of one GAN step by the convention in the module docstring."""
-    cin = pipeline.condition_channels(config)
+    cin = condition_channels(config)
     size = image_hw(config)
     g = generator_forward_flops(config.model.generator, cin, size)
     d = 0
@@ -110,9 +111,7 @@ def xla_flops(compiled: Any) -> float | None:
         costs = compiled.cost_analysis()
     except Exception:  # noqa: BLE001 - some backends do not implement it; report "n/a"
         return None
-    if isinstance(costs, list | tuple):  # older jax: one dict per computation
-        costs = costs[0] if costs else None
-    flops = (costs or {}).get("flops")
+    flops = (costs or {}).get("flops")  # a dict (jax>=0.10.2, pyproject's pin), or None
     return float(flops) if flops and flops > 0 else None
 
 
@@ -173,7 +172,7 @@ class _Setup:
         self.sharding = parallel.batch_sharding(self.mesh)
         self.state, nets = create_train_state(
             config,
-            in_channels=pipeline.condition_channels(config),
+            in_channels=condition_channels(config),
             mesh=self.mesh,
             sketch_model=sketcher.load_sketcher(config, parallel.replicated(self.mesh)),
             vgg=vgg.load_vgg(config, parallel.replicated(self.mesh)),

@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 from jaxcolor import checkpoint, parallel, profiler, summary
 from jaxcolor.core.errors import NonFiniteError, WorkdirError
 from jaxcolor.data import pipeline
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation import evaluator as split_eval
 from jaxcolor.evaluation import fixed_batch
 from jaxcolor.training import config_checks, pytorch_weights, sketcher, vgg
@@ -119,7 +120,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     mesh = _mesh(config)
     state, nets = create_train_state(
         config,
-        in_channels=pipeline.condition_channels(config),
+        in_channels=condition_channels(config),
         mesh=mesh,
         sketch_model=sketcher.load_sketcher(config, parallel.replicated(mesh)),
         vgg=vgg.load_vgg(config, parallel.replicated(mesh)),

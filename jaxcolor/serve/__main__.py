@@ -51,43 +51,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument(
-        "--max-batch",
+        "--max_batch",
         type=_positive(int),
         default=d.max_batch,
         help=f"images per forward pass (1 = no batching; default {d.max_batch})",
     )
     p.add_argument(
-        "--max-wait-ms",
+        "--max_wait_ms",
         type=_non_negative,
         default=d.max_wait_ms,
         help=f"how long a request waits for batch mates (default {d.max_wait_ms:g})",
     )
     p.add_argument(
-        "--max-queue",
+        "--max_queue",
         type=_positive(int),
         default=d.max_queue,
         help=f"requests waiting for the model before 503 (default {d.max_queue})",
     )
     p.add_argument(
-        "--max-pixels",
+        "--max_pixels",
         type=_positive(int),
         default=d.max_pixels,
         help=f"largest image (from its header) and working size, in pixels (default "
         f"{d.max_pixels})",
     )
     p.add_argument(
-        "--max-body-mb",
+        "--max_body_mb",
         type=_positive(float),
         default=d.max_body_mb,
         help=f"largest request body in MB (default {d.max_body_mb:g})",
     )
     p.add_argument(
-        "--timeout-s",
+        "--timeout_s",
         type=_positive(float),
         default=d.timeout_s,
         help=f"a colorize request waiting longer gets 504 (default {d.timeout_s:g})",
     )
-    p.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
+    p.add_argument("--log_level", default="info", help="uvicorn log level (default info)")
     return p.parse_args(argv)
 
 

@@ -5,12 +5,12 @@ the one decoder, the training hint and sketch functions), then through the micro
 (batcher.py). Every refusal is a JSON `{"detail": message}` with a 4xx status:
 
     400  the body or an image cannot be read (not multipart, not an image, truncated, 0 bytes)
-    413  the body is over --max-body-mb, or an image (from its header) or the working size is
-         over --max-pixels
+    413  the body is over --max_body_mb, or an image (from its header) or the working size is
+         over --max_pixels
     422  the inputs do not fit the model (missing or unknown field, hints of another size,
          a blur drawing without paint, malformed hint points, a bad size)
     503  the queue is full (retry), or the model is still warming up (/readyz)
-    504  the request waited longer than --timeout-s
+    504  the request waited longer than --timeout_s
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ class Guard:
     def _too_large(self) -> str:
         return (
             f"The request body is over the server's limit of {self.max_body / 2**20:g} MB "
-            "(--max-body-mb); send smaller images."
+            "(--max_body_mb); send smaller images."
         )
 
     async def __call__(self, scope, receive, send):
@@ -291,7 +291,7 @@ def create_app(model: inference.Colorizer, limits: Limits = Limits()) -> FastAPI
 
     @app.exception_handler(BodyTooLarge)
     async def _body_too_large(request: Request, e: BodyTooLarge):
-        return JSONResponse({"detail": "The request body is over --max-body-mb."}, 413)
+        return JSONResponse({"detail": "The request body is over --max_body_mb."}, 413)
 
     @app.get("/healthz")
     async def healthz():
@@ -392,7 +392,7 @@ def create_app(model: inference.Colorizer, limits: Limits = Limits()) -> FastAPI
         if work_h * work_w > limits.max_pixels:
             raise inference.ImageTooLarge(
                 f"Field size={size} makes the working image {work_w}x{work_h} px, over the "
-                f"limit of {limits.max_pixels:,} pixels (--max-pixels); give a smaller size."
+                f"limit of {limits.max_pixels:,} pixels (--max_pixels); give a smaller size."
             )
         hint_image = decode("hints") if "hints" in fields else None
         reference = None

@@ -16,7 +16,7 @@ import ml_collections
 from absl import logging
 
 from jaxcolor.core.errors import ConfigError, ExportError
-from jaxcolor.data import pipeline
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.nets import convert, export_format
 
 PyTree = Any
@@ -55,8 +55,8 @@ def init_from(state: PyTree, config: ml_collections.ConfigDict) -> PyTree:
     moving average of the generator (`state.ema`, train.ema_decay > 0) starts at the new weights.
     Raises ConfigError naming the file on any key or shape mismatch.
     """
-    in_channels = pipeline.condition_channels(config)
-    archs = export_format.architectures(config.to_dict(), in_channels=in_channels)
+    in_channels = condition_channels(config)
+    archs = export_format.network_sections(config.to_dict(), in_channels=in_channels)
     nets = {"generator": state.g, "discriminator": state.d}
     new = {}
     for net, file in init_files(config.init_from).items():

@@ -108,7 +108,7 @@ def train_step(
         generated = g_out[0] if aux_weights else g_out
         recon = losses.reconstruction_loss(loss_cfg.recon, generated, target)
         parts = Metrics({f"g_{loss_cfg.recon}": recon})  # keeps its order through the VJP
-        loss = loss_cfg.l1_weight * recon
+        loss = loss_cfg.recon_weight * recon
         if aux_weights:
             parts |= losses.deep_supervision_losses(g_out[1], target)
             loss = loss + sum(w * parts[f"g_aux{k}"] for k, w in enumerate(aux_weights, 1))

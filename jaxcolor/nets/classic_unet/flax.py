@@ -1,20 +1,22 @@
-"""The classic U-Net (Ronneberger et al. 2015) as the scribble seed builds it, in Flax NNX, NHWC.
+"""The classic U-Net (Ronneberger et al. 2015) in Flax NNX, NHWC, as the UAN anime-style image
+coloriser (github.com/vrobbin3247/UAN-based-anime-style-image-coloriser) builds it.
 
 Double 3x3 conv (padding 1) + ReLU blocks of widths ngf * (1, 2, 4, 8) = 64-128-256-512, a
 1024-wide bottleneck block, 2x2 max-pool down, 2x2 stride-2 transposed conv up, the skip
 concatenated after the upsampled features (`cat([up, skip])`), a double conv, a 1x1 output
-conv and tanh. `num_downs` poolings (4 in the seed), no norm and no dropout by default, and
-PyTorch's default initialisation (the seed trains a plain `nn.Module`), not pix2pix's N(0, 0.02).
+conv and tanh. `num_downs` poolings (4 in the UAN coloriser), no norm and no dropout by
+default, and PyTorch's default initialisation (the UAN coloriser trains a plain `nn.Module`),
+not pix2pix's N(0, 0.02).
 
-Options beyond the seed: `norm` ("batch" is milesial's Pytorch-UNet `DoubleConv`, conv ->
+Options beyond the UAN coloriser: `norm` ("batch" is milesial's Pytorch-UNet `DoubleConv`, conv ->
 BatchNorm -> ReLU, convs without bias) and `dropout`, placed as in the original U-Net (dropout
 layers "at the end of the contracting path": on the deepest encoder block's output and on the
 bottleneck's output).
 
-The PyTorch twin (jaxcolor.nets.classic_unet.torch) names its modules as the seed does
+The PyTorch twin (jaxcolor.nets.classic_unet.torch) names its modules as the UAN coloriser does
 (`encoder1.0.weight`, ..., `bottleneck.2.bias`, `upconv4.weight`, `decoder1.0.weight`,
-`final_conv.weight`), so with norm="none" and num_downs=4 an export loads into the seed's own
-class and the seed's trained weights start training here (`init_from`).
+`final_conv.weight`), so with norm="none" and num_downs=4 an export loads into that project's own
+class and its trained weights start training here (`init_from`).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _conv(cin: int, cout: int, kernel: int, *, use_bias: bool, dtype: Any, rngs)
 
 
 class DoubleConv(nnx.Module):
-    """(conv 3x3 -> norm -> ReLU) x 2; the seed's `conv_block` with norm="none"."""
+    """(conv 3x3 -> norm -> ReLU) x 2; the UAN coloriser's `conv_block` with norm="none"."""
 
     def __init__(self, cin: int, cout: int, *, norm: str, dtype: Any, rngs: nnx.Rngs):
         bias = uses_bias(norm)

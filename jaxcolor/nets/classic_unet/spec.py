@@ -1,7 +1,8 @@
-"""The classic U-Net of the scribble seed: widths, rules, FLOPs and its state_dict layout.
+"""The classic U-Net of the UAN anime-style image coloriser (vrobbin3247/UAN-based-anime-style-
+image-coloriser on GitHub): widths, rules, FLOPs and its state_dict layout.
 
-The PyTorch names are the seed's own (`encoder1.0.weight`, ..., `final_conv.weight`), so with
-norm="none" and num_downs=4 an export loads into the seed's `UNet`. Pure Python.
+The PyTorch names are that project's own (`encoder1.0.weight`, ..., `final_conv.weight`), so with
+norm="none" and num_downs=4 an export loads into its `UNet`. Pure Python.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ def classic_widths(num_downs: int, ngf: int) -> list[int]:
 
 
 def double_conv_layout(prefix: str, path: tuple, norm: str) -> list[Entry]:
-    """One double conv: Sequential(conv, [norm,] ReLU, conv, [norm,] ReLU) as the seed nests it."""
+    """One double conv: Sequential(conv, [norm,] ReLU, conv, [norm,] ReLU), nested as the UAN
+    coloriser nests it."""
     step = 2 if norm == "none" else 3  # a norm module sits between each conv and its ReLU
     bias = uses_bias(norm)
     entries: list[Entry] = []
@@ -28,7 +30,7 @@ def double_conv_layout(prefix: str, path: tuple, norm: str) -> list[Entry]:
 
 
 def layout(arch: Arch) -> list[Entry]:
-    """Every tensor of the classic U-Net under the scribble seed's names (encoder1 ... final_conv);
+    """Every tensor of the classic U-Net under the UAN coloriser's names (encoder1 ... final_conv);
     Flax paths: encoders[i] / bottleneck / upconvs[i] / decoders[i] / final_conv."""
     n, norm = arch["num_downs"], arch["norm"]
     entries: list[Entry] = []

@@ -1,8 +1,9 @@
 """PyTorch (NCHW) classic U-Net, the twin of jaxcolor.nets.classic_unet.flax; imports no JAX.
 
-Written as the scribble seed writes its `UNet` (module names encoder1..N, pool, bottleneck,
+Written as the UAN anime-style image coloriser (vrobbin3247/UAN-based-anime-style-image-
+coloriser on GitHub) writes its `UNet` (module names encoder1..N, pool, bottleneck,
 upconvN..1, decoderN..1, final_conv; `conv_block` = Sequential(conv, ReLU, conv, ReLU)), so with
-norm="none" and num_downs=4 its state_dict is the seed's, key for key.
+norm="none" and num_downs=4 its state_dict is that project's, key for key.
 """
 
 from __future__ import annotations

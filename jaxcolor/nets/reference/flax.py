@@ -1,5 +1,7 @@
-"""Reference-guided colorizer (seed 002): a colour-style encoder of a reference image and a
-U-Net whose decoder is modulated by the style code (AdaIN), plus a multi-scale PatchGAN.
+"""Reference-guided colorizer (Liu et al. 2022, "Reference-guided structure-aware deep sketch
+colorization for cartoons", as its unofficial PyTorch implementation builds it): a colour-style
+encoder of a reference image and a U-Net whose decoder is modulated by the style code (AdaIN),
+plus a multi-scale PatchGAN.
 
 The style encoder is a stem conv, 4 ResNet blocks (each halving H and W) and global average
 pooling to a `style_dim` (256) code. Global pooling discards where colours are, so the code can
@@ -8,10 +10,10 @@ U-Net (same encoder, up-convolutions and skips); at each fused decoder level the
 features are instance-normalised and then scaled and shifted per channel by
 `1 + gamma(code), beta(code)` (one linear layer per level). With `style_codes=4` the four
 blocks of the style encoder each give a pooled code, fused into four decoder levels, deepest
-block into the deepest of them (the seed's fine-tune variant); with 1 the final code drives
-every decoder level but the output one.
+block into the deepest of them (that implementation's fine-tune variant); with 1 the final
+code drives every decoder level but the output one.
 
-Multi-scale outputs (the seed's "multi-scale output images"): with `num_aux=K` the decoder
+Multi-scale outputs (the paper's "multi-scale output images"): with `num_aux=K` the decoder
 levels 1..K (1/2, 1/4, ... resolution) each get a 1x1 conv + tanh RGB head on what the next
 up-convolution reads (the ReLU of skip ++ decoder features), returned only with
 `return_aux=True` and trained by `loss.aux_weights` as the residual U-Net's deep supervision.

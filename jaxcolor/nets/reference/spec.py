@@ -1,4 +1,5 @@
-"""The reference-guided colorizer (seed 002): style-encoder AdaIN U-Net and multi-scale PatchGAN.
+"""The reference-guided colorizer (Liu et al. 2022, Computational Visual Media): style-encoder
+AdaIN U-Net and multi-scale PatchGAN.
 
 Widths, config rules, FLOPs and the state_dict layout; the PyTorch twins name their attributes
 after the Flax paths. The U-Net and each scale's PatchGAN are pix2pix's. Pure Python.

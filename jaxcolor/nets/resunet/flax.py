@@ -1,7 +1,8 @@
-"""Residual attention U-Net with deep supervision (seed 003: Chen et al., "Automatic Colorization
-of Anime Sketch Image with Enhanced Residual U-net"), Flax NNX, NHWC.
+"""Residual attention U-Net with deep supervision (Chen et al. 2019, "Automatic
+Colorization of Anime Sketch Image with Enhanced Residual U-net and Auxiliary Classifier GAN"),
+Flax NNX, NHWC.
 
-The seed fixes: a U-Net "with pooling and un-pooling layers", residual down- and up-sample
+The write-up fixes: a U-Net "with pooling and un-pooling layers", residual down- and up-sample
 blocks with the skip connections concatenated in the up block, attention gates on the skip
 connections, and "two additional loss[es] in two decoders" (deep supervision). It gives no
 widths, so these follow the Attention U-Net (Oktay et al. 2018) 2D layout:

@@ -1,4 +1,5 @@
-"""The residual attention U-Net with deep supervision (seed 003): widths, rules, FLOPs, layout.
+"""The residual attention U-Net with deep supervision (Chen et al. 2019): widths, rules,
+FLOPs, layout.
 
 PyTorch names mirror the Flax paths (`encoders.0.conv1.weight` <- encoders/0/conv1/kernel; norms
 drop Flax's `layer`). Pure Python.
