@@ -1,7 +1,7 @@
 """Colour hints that condition the generator, one function per `data.hints` method.
 
 Generator input tensor (the one place this is written down; NHWC in JAX, NCHW in the PyTorch
-export), built by `jaxcolor.nets.inputs.model_inputs` and `jaxcolor.export.inference`:
+export), built by `jaxcolor.nets.inputs.model_inputs` and `jaxcolor.inference`:
 
     channel 0                      the sketch: gray line art, dark lines on white (255 = paper)
     channels 1 .. HINT_CHANNELS    the hint channels of `data.hints`, in this order:

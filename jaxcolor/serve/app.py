@@ -1,6 +1,6 @@
 """The HTTP server: FastAPI routes over an exported generator (PyTorch, no JAX).
 
-Inputs go through exactly the code `python -m jaxcolor.colorize` runs (jaxcolor.export.inference:
+Inputs go through exactly the code `python -m jaxcolor.colorize` runs (jaxcolor.inference:
 the one decoder, the training hint and sketch functions), then through the micro-batcher
 (batcher.py). Every refusal is a JSON `{"detail": message}` with a 4xx status:
 
@@ -36,10 +36,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 import jaxcolor
+from jaxcolor import inference
 from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import sketch as sketch_lib
-from jaxcolor.export import inference
 from jaxcolor.serve.batcher import Batcher, Overloaded
 
 STATIC = pathlib.Path(__file__).parent / "static"

@@ -1,20 +1,12 @@
-"""Colorize sketches with an exported generator in PyTorch; imports no JAX.
-
-The inputs are prepared exactly as in training (jaxcolor.nets.inputs.model_inputs): the sketch
-as one grayscale channel, then the hint channels made by the same jaxcolor.data.hints function,
-all scaled from uint8 to [-1, 1]. Every image file (sketch, hints, reference) is decoded by
-training's decoder, jaxcolor.data.decode. Any size works: the image is padded to a multiple of
-2**num_downs and the output cropped back.
-
-`python -m jaxcolor.colorize` (files) and `python -m jaxcolor.serve` (uploads) both go through
-`check_options`, `decode_image` and `prepare_inputs` here, then `Colorizer.run`, which takes a
-batch of images of one padded shape.
+"""Input preparation, shared by `python -m jaxcolor.colorize` (files) and `python -m
+jaxcolor.serve` (uploads), so they cannot drift: `check_options` (which inputs were given, against
+the model's layout), `decode_image` (training's decoder, jaxcolor.data.decode) and
+`prepare_inputs` (the uint8 sketch and hint channels at the working size, made by the hint
+method's spec in jaxcolor.data.hints). Imports no JAX.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import glob
 import json
 import pathlib
 import re
@@ -22,18 +14,13 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from jaxcolor.core.errors import InputError
-from jaxcolor.core.image_size import hw
 from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data.crop import crop_resize
-from jaxcolor.export import torch_models
+from jaxcolor.inference.runtime import Colorizer
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-_GLOB_CHARS = re.compile(r"[*?\[]")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _POINT = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*#([0-9a-fA-F]{6})\s*$")
 
@@ -44,132 +31,6 @@ class UnreadableImage(InputError):
 
 class ImageTooLarge(UnreadableImage):
     """An image whose header claims more pixels than allowed; refused before decoding."""
-
-
-@dataclasses.dataclass
-class Colorizer:
-    """An exported generator ready to run, with the input layout from its config.json."""
-
-    generator: torch.nn.Module
-    config: dict
-    device: torch.device
-
-    @property
-    def hints(self) -> str:
-        return self.config["inputs"]["hints"]
-
-    @property
-    def multiple(self) -> int:
-        return int(self.config["inputs"]["size_multiple"])
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        """(height, width) of the training images (config.json: an int if square, or [h, w])."""
-        return hw(self.config["inputs"]["image_size"])
-
-    @property
-    def takes_reference(self) -> bool:
-        """Reference-guided models take a colour reference image besides the sketch."""
-        return "reference" in self.config["inputs"]
-
-    def __call__(
-        self, sketch: np.ndarray, hint_channels: np.ndarray, reference: np.ndarray | None = None
-    ) -> np.ndarray:
-        """uint8 (H, W, 1) sketch + uint8 (H, W, C) hints (+ uint8 (H', W', 3) reference for
-        reference-guided models) -> uint8 (H, W, 3) RGB."""
-        return self.run([self.prepare(sketch, hint_channels, reference)])[0]
-
-    def prepare(
-        self, sketch: np.ndarray, hint_channels: np.ndarray, reference: np.ndarray | None = None
-    ) -> Prepared:
-        """uint8 inputs -> the padded [-1, 1] tensors of one image (on the CPU), for `run`."""
-        condition = np.concatenate([sketch, hint_channels], axis=-1)
-        x = torch.from_numpy(np.ascontiguousarray(condition)).permute(2, 0, 1)[None].float()
-        x = x / 127.5 - 1.0
-        h, w = x.shape[-2:]
-        r = None
-        if self.takes_reference:
-            if reference is None:
-                raise InputError(
-                    "This model is reference-guided: pass --reference IMAGE, a colour image "
-                    "whose colours the result takes."
-                )
-            r = torch.from_numpy(np.ascontiguousarray(reference))
-            r = r.permute(2, 0, 1)[None].float() / 127.5 - 1.0
-        return Prepared(pad_to_multiple(x, self.multiple), (h, w), r)
-
-    def run(self, items: Sequence[Prepared]) -> list[np.ndarray]:
-        """One forward pass over images of one padded shape (`Prepared.key`) -> uint8 RGB each.
-
-        Every network of the family is per-example in eval mode (BatchNorm's running
-        statistics, instance norm), so an image's output does not depend on its batch mates.
-        """
-        if len({item.key for item in items}) != 1:
-            raise ValueError(f"run() takes one padded shape, got {[i.key for i in items]}")
-        inputs = [torch.cat([item.x for item in items]).to(self.device)]
-        if self.takes_reference:
-            inputs.append(torch.cat([item.reference for item in items]).to(self.device))
-        with torch.inference_mode():
-            y = self.generator(*inputs)
-        y = ((y + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
-        outputs = []
-        for i, item in enumerate(items):
-            (h, w), (ph, pw) = item.hw, item.x.shape[-2:]
-            top, left = (ph - h) // 2, (pw - w) // 2
-            outputs.append(y[i, :, top : top + h, left : left + w].permute(1, 2, 0).numpy())
-        return outputs
-
-
-@dataclasses.dataclass(frozen=True)
-class Prepared:
-    """One image's generator inputs: the padded condition (1, C, H', W') in [-1, 1], the size
-    to crop the output back to, and the reference (1, 3, h, w) of reference-guided models."""
-
-    x: torch.Tensor
-    hw: tuple[int, int]
-    reference: torch.Tensor | None = None
-
-    @property
-    def key(self) -> tuple:
-        """Images with equal keys can share one forward pass."""
-        ref = None if self.reference is None else tuple(self.reference.shape)
-        return (tuple(self.x.shape), ref)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pads (B, C, H, W) evenly on both sides to multiples of `multiple`.
-
-    Reflection continues lines and colour regions the way the training crops (cut from larger
-    pictures) continue past their border; replicate would smear every border pixel into a
-    stripe. Reflection needs the pad to be smaller than the side, so tiny images replicate.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return x
-    pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, pads, mode=mode)
-
-
-def load(model_dir: str | pathlib.Path, device: str | None = None) -> Colorizer:
-    """Export directory -> Colorizer on `device` (default: cuda if available, else cpu)."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda: this PyTorch has no CUDA device; use --device cpu.")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise InputError(f"--device {device!r} is not a PyTorch device: {e}") from e
-    generator, config = torch_models.load(model_dir, "generator", device=dev)
-    if config.get("task", "colorize") != "colorize":
-        raise InputError(
-            f"{model_dir} is a sketch extractor (task={config['task']!r}: colour image in, "
-            "sketch out), not a colorizer; train a colorizer with "
-            f"--config.data.sketch='model:{model_dir}' to use it."
-        )
-    return Colorizer(generator, config, dev)
 
 
 def decode_image(data: bytes, what: str, *, max_pixels: int | None = None) -> np.ndarray:
@@ -444,112 +305,6 @@ def point_hint_channels(
     ]
     points = hints_lib.points_from_clicks(scaled, model_hw, point_size)
     return hints_lib.scribbles_on_paper(points) if method == "scribbles" else points
-
-
-def expand_sketches(pattern: str) -> list[pathlib.Path]:
-    """A file, or a glob ('dir/*.png') -> sorted files; errors when nothing matches."""
-    if _GLOB_CHARS.search(pattern):
-        files = sorted(pathlib.Path(p) for p in glob.glob(pattern, recursive=True))
-        files = [p for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        if not files:
-            raise InputError(
-                f"--sketch {pattern!r} matches no image files ({', '.join(IMAGE_SUFFIXES)})."
-            )
-        return files
-    path = pathlib.Path(pattern)
-    if not path.exists():
-        raise InputError(f"Sketch {path} does not exist.")
-    return [path]
-
-
-def hints_for(sketch: pathlib.Path, hints: str | None) -> pathlib.Path | None:
-    """--hints: one image for every sketch, or a directory with a same-named image per sketch."""
-    if hints is None:
-        return None
-    path = pathlib.Path(hints)
-    if path.is_dir():
-        for suffix in (sketch.suffix, *IMAGE_SUFFIXES):
-            candidate = path / (sketch.stem + suffix)
-            if candidate.is_file():
-                return candidate
-        raise InputError(
-            f"--hints directory {path} has no image named {sketch.stem}.* for {sketch}."
-        )
-    if not path.exists():
-        raise InputError(f"Hints image {path} does not exist.")
-    return path
-
-
-def output_paths(sketches: Sequence[pathlib.Path], out: str) -> list[pathlib.Path]:
-    """One sketch and an image name -> that file; otherwise OUT is a directory of <stem>.png."""
-    out_path = pathlib.Path(out)
-    if len(sketches) == 1 and out_path.suffix.lower() in IMAGE_SUFFIXES and not out_path.is_dir():
-        return [out_path]
-    if out_path.suffix.lower() in IMAGE_SUFFIXES and not out_path.is_dir():
-        raise InputError(
-            f"--out {out} is a file name but --sketch matched {len(sketches)} files; give a "
-            "directory."
-        )
-    paths = [out_path / f"{s.stem}.png" for s in sketches]
-    if len(set(paths)) != len(paths):
-        raise InputError("Several sketches share a file name; colorize them in separate runs.")
-    inputs = {s.resolve() for s in sketches}
-    clash = [p for p in paths if p.resolve() in inputs]
-    if clash:
-        raise InputError(
-            f"--out {out} would overwrite the sketch {clash[0]}; choose another --out."
-        )
-    return paths
-
-
-def colorize_files(
-    model: Colorizer,
-    sketch: str,
-    out: str,
-    *,
-    hints: str | None = None,
-    hint_points: str | None = None,
-    size: int | None = None,
-    point_size: int = hints_lib.INFERENCE_POINT_SIZE,
-    reference: str | None = None,
-) -> list[pathlib.Path]:
-    """Colorizes every sketch matching `sketch`; returns the written image paths.
-
-    `reference`: the colour image a reference-guided model takes its colours from (required
-    for those models, refused for the others).
-    """
-    clicks = check_options(
-        model,
-        hints=hints is not None,
-        hint_points=hint_points,
-        reference=reference is not None,
-        size=size,
-        point_size=point_size,
-    )
-    sketches = expand_sketches(sketch)
-    outputs = output_paths(sketches, out)
-    hint_files = [hints_for(path, hints) for path in sketches]  # fail before the slow part
-    reference_u8 = None
-    if reference is not None:
-        reference_u8 = reference_image(reference, model.image_size)
-    for path, hint_file, dest in zip(sketches, hint_files, outputs, strict=True):
-        image = read_image(path, "Sketch")
-        hint_image = None if hint_file is None else read_image(hint_file, "Hints image")
-        sketch_u8, hint_u8 = prepare_inputs(
-            model,
-            image,
-            hint_image=hint_image,
-            clicks=clicks,
-            size=size,
-            point_size=point_size,
-            sketch_name=f"sketch {path}",
-            hints_name=f"Hints image {hint_file}",
-        )
-        rgb = model(sketch_u8, hint_u8, reference_u8)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(dest), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise InputError(f"Could not write {dest} (unsupported extension or not writable).")
-    return outputs
 
 
 def check_options(
