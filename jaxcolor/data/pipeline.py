@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import cv2
 import grain
@@ -185,6 +186,9 @@ class MakeExample(grain.transforms.RandomMap):
     random_flip: bool
     sketch_augment: bool = True
     reference: bool = False  # add a "reference" RGB image (reference-guided generators)
+    # The hint method's training draw (its spec's `make`), carried as a function so that Grain
+    # workers draw with a method registered in this process only (None: from `hints`).
+    make_hints: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
 
     def random_map(self, element, rng: np.random.Generator):
         if isinstance(element, dict):
@@ -215,10 +219,12 @@ class MakeExample(grain.transforms.RandomMap):
         example = {"color": color}
         if not on_device:
             example["sketch"] = sketch
-        if hints_lib.HINT_CHANNELS[self.hints]:
+        make_hints = self.make_hints or hints_lib.hint_spec(self.hints).make
+        hints = make_hints(color, rng)
+        if hints.shape[-1]:
             # hints="none" ships no array at all: a zero-channel one cannot cross Grain's
             # worker boundary (shared memory has no zero-byte blocks).
-            example["hints"] = hints_lib.make_hints(self.hints, color, rng)
+            example["hints"] = hints
         example["skipped"] = skipped  # unusable files passed over to reach this one (counted)
         if self.reference:
             # Evaluation: the target's own view (the "paired" reference).
@@ -231,6 +237,7 @@ def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeEx
         image_size=image_hw(config),
         sketch=config.data.sketch,
         hints=config.data.hints,
+        make_hints=hints_lib.hint_spec(config.data.hints).make,
         train=train,
         random_flip=config.data.random_flip,
         sketch_augment=config.data.get("sketch_augment", True),

@@ -141,24 +141,6 @@ def parse_hint_points(text: str) -> list[tuple[int, int, tuple[int, int, int]]]:
     return points
 
 
-# Hint methods drawn as colour on paper, so --hints takes a drawing and --hint-points works.
-POINT_METHODS = ("points", "strokes", "scribbles")
-# Hint methods whose drawing is spread into a dense colour map (the page can show it).
-MAP_METHODS = ("blur",)
-
-
-# What --hints means for each data.hints method (used in messages, the page and the README).
-HINTS_IMAGE = {
-    "blur": "a drawing of the sketch's size: colour strokes (or a whole colour image) on white "
-    "or transparent paper, spread into a dense colour map with the training blur; white and "
-    "transparent are unpainted paper, so paint light colours slightly off-white",
-    "points": "a drawing of the sketch's size: coloured dots on white or transparent paper",
-    "strokes": "a drawing of the sketch's size: colour scribbles on white or transparent paper",
-    "scribbles": "a drawing of the sketch's size: colour scribbles on white or transparent paper",
-    "palette": "a colour reference image of any size (its 4-band palette is taken as in training)",
-}
-
-
 def hint_channels_for(
     method: str,
     hints_path: pathlib.Path | None,
@@ -168,10 +150,8 @@ def hint_channels_for(
     model_hw: tuple[int, int],
 ) -> np.ndarray:
     """The hint channels for one sketch from the --hints file (see `hint_channels`)."""
-    if method == "none" and hints_path is not None:
-        raise InputError(
-            "This model was trained without colour hints (data.hints='none'); drop --hints."
-        )
+    if hints_path is not None:
+        _require_hint_model(method, "--hints")
     # A grayscale file is used as its gray RGB, as training uses a grayscale colour image.
     image = None if hints_path is None else read_image(hints_path, "Hints image")
     return hint_channels(
@@ -193,64 +173,53 @@ def hint_channels(
     original_hw: tuple[int, int],
     model_hw: tuple[int, int],
 ) -> np.ndarray:
-    """The hint channels for one sketch, made by the training functions for `method` from the
-    decoded hint image (None: no --hints given).
+    """The hint channels for one sketch from the decoded hint image (None: no --hints given),
+    made by the spec of `method` (jaxcolor.data.hints.HintSpec).
 
-    Every drawing (the sketch's size) is resized nearest-neighbour to the working size, so
-    colours stay exact; pixels with every channel above hints.PAPER_LEVEL are paper.
-    - blur: the painted colours are spread over the paper and blurred with the training sigma
-      at the working size (hints.blur_hints_from_drawing): the dense colour map training
-      shows. A drawing without paper is a colour image, blurred exactly as in training; one
-      without paint is refused.
-    - points, strokes: paper is no hint, every other pixel a hint of its own colour with mask
-      255 (hints.hints_from_drawing).
-    - scribbles: the same drawing, paper made pure white and no mask
-      (hints.scribbles_from_drawing).
-    - palette: any reference image; hints.palette_colors of it, rendered at the working size.
+    A DRAWING (the sketch's size) is resized nearest-neighbour to the working size, so colours
+    stay exact (pixels with every channel above hints.PAPER_LEVEL are paper), then the spec's
+    `from_user` makes the channels: blur spreads the painted colours into the dense colour map
+    training shows (a drawing without paint is refused, the spec's `needs_paint`); points and
+    strokes make every painted pixel a hint of its own colour with mask 255; scribbles the same
+    drawing, paper made pure white, no mask. An IMAGE (any colour image: palette's reference)
+    goes to `from_user` as given.
     """
-    if method == "none":
+    spec = hints_lib.hint_spec(method)
+    if spec.user_input is None:
         if image is not None:
-            raise InputError(
-                "This model was trained without colour hints (data.hints='none'); drop --hints."
-            )
+            _require_hint_model(method, "--hints")
         return np.zeros((*model_hw, 0), np.uint8)
     if image is None:
-        also = ' or --hint-points "x,y,#rrggbb;..."' if method in POINT_METHODS else ""
+        also = ' or --hint-points "x,y,#rrggbb;..."' if spec.takes_points else ""
         raise InputError(
             f"This model takes colour hints (data.hints={method!r}): pass --hints IMAGE, "
-            f"{HINTS_IMAGE[method]}{also}."
+            f"{spec.help}{also}."
         )
-    if method == "palette":
-        return hints_lib.render_palette(hints_lib.palette_colors(image), model_hw)
+    if spec.user_input == hints_lib.IMAGE:
+        return spec.from_user(image, model_hw)
     if image.shape[:2] != original_hw:
         raise InputError(
             f"{hints_name} is {image.shape[1]}x{image.shape[0]} but {sketch_name} is "
             f"{original_hw[1]}x{original_hw[0]}; they must be the same size."
         )
     drawing = resize_short_side(image, min(model_hw), nearest=True)
-    if method in MAP_METHODS:
-        return color_map(drawing, hints_name)
-    if method == "scribbles":
-        return hints_lib.scribbles_from_drawing(drawing)
-    if method in POINT_METHODS:
-        return hints_lib.hints_from_drawing(drawing)
-    return hints_lib.make_hints(method, resize_short_side(image, min(model_hw)))
+    if spec.needs_paint is not None:
+        require_paint(drawing, hints_name, spec.needs_paint)
+    return spec.from_user(drawing, drawing.shape[:2])
 
 
-def color_map(drawing: np.ndarray, hints_name: str) -> np.ndarray:
-    """A blur model's dense colour map from a drawing at the working size; a drawing without
-    paint is refused (the map would be a guess, not the user's colours)."""
+def require_paint(drawing: np.ndarray, hints_name: str, reason: str) -> None:
+    """Refuses a drawing at the working size without paint (a map spread from it would be a
+    guess, not the user's colours); `reason`: the hint spec's `needs_paint`."""
     if not hints_lib.paint_mask(drawing).any():
         h, w = drawing.shape[:2]
         level = hints_lib.PAPER_LEVEL
         raise InputError(
             f"{hints_name} has no paint at the working size {w}x{h}: every pixel is white or "
-            f"transparent paper (all channels above {level}). A blur model spreads the painted "
-            "colours into its colour map: paint at least one colour; paint light colours "
-            f"slightly off-white (a channel at {level} or below), and thicker if the drawing is "
-            "scaled down."
+            f"transparent paper (all channels above {level}). {reason}: paint at least one "
+            f"colour; paint light colours slightly off-white (a channel at {level} or below), "
+            "and thicker if the drawing is scaled down."
         )
-    return hints_lib.blur_hints_from_drawing(drawing)
 
 
 def reference_image(path: str | pathlib.Path, size: int | Sequence[int]) -> np.ndarray:
@@ -266,13 +235,22 @@ def reference_view(image: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
     return np.ascontiguousarray(crop_resize(image, size, None))
 
 
-def _require_point_model(method: str) -> None:
-    if method not in POINT_METHODS:
+def _require_hint_model(method: str, flag: str) -> None:
+    if hints_lib.hint_spec(method).user_input is None:
         raise InputError(
-            "--hint-points needs a model trained with point hints (data.hints='points') or "
-            f"stroke hints ('strokes', 'scribbles'); this model was trained with "
+            f"This model was trained without colour hints (data.hints={method!r}); drop {flag}."
+        )
+
+
+def _require_point_model(method: str) -> None:
+    spec = hints_lib.hint_spec(method)
+    if not spec.takes_points:
+        takers = [name for name in hints_lib.methods() if hints_lib.hint_spec(name).takes_points]
+        raise InputError(
+            "--hint-points needs a model trained with point hints (data.hints in "
+            f"{', '.join(map(repr, takers))}); this model was trained with "
             f"data.hints={method!r}"
-            + (": pass --hints IMAGE instead." if method != "none" else ".")
+            + (": pass --hints IMAGE instead." if spec.user_input is not None else ".")
         )
 
 
@@ -304,7 +282,7 @@ def point_hint_channels(
         for x, y, rgb in clicks
     ]
     points = hints_lib.points_from_clicks(scaled, model_hw, point_size)
-    return hints_lib.scribbles_on_paper(points) if method == "scribbles" else points
+    return hints_lib.hint_spec(method).from_points(points)
 
 
 def check_options(
@@ -319,10 +297,8 @@ def check_options(
     """Checks which inputs were given against the model's layout, before any image is read;
     returns the parsed hint points (None without them). Shared by colorize and the server."""
     method = model.hints
-    if hints and method == "none":
-        raise InputError(
-            "This model was trained without colour hints (data.hints='none'); drop --hints."
-        )
+    if hints:
+        _require_hint_model(method, "--hints")
     if model.takes_reference and not reference:
         raise InputError(
             f"This model is reference-guided (model.generator.name="

@@ -307,13 +307,18 @@ def create_app(model: inference.Colorizer, limits: Limits = Limits()) -> FastAPI
     async def info():
         inputs = model.config["inputs"]
         h, w = model.image_size
+        spec = hints_lib.hint_spec(model.hints)
         return {
             "hints": model.hints,
-            "hint_channels": hints_lib.HINT_CHANNELS[model.hints],
-            "channels": 1 + hints_lib.HINT_CHANNELS[model.hints],
-            "point_hints": model.hints in inference.POINT_METHODS,
-            "hint_map": model.hints in inference.MAP_METHODS,
-            "hints_image": inference.HINTS_IMAGE.get(model.hints),
+            "hint_channels": spec.channels,
+            "channels": 1 + spec.channels,
+            # What the model accepts, from its hint method's spec (the page reads these, never
+            # the method's name): a drawing on paper or a colour image as `hints`, points.
+            "hint_input": spec.user_input,
+            "hint_label": spec.label if spec.user_input == hints_lib.IMAGE else None,
+            "point_hints": spec.takes_points,
+            "hint_map": spec.shows_map,
+            "hints_image": spec.help or None,
             "image_size": [h, w],
             "size_multiple": model.multiple,
             "reference": model.takes_reference,
@@ -470,10 +475,11 @@ def create_app(model: inference.Colorizer, limits: Limits = Limits()) -> FastAPI
         hints (RGBA, alpha = mask)."""
         channels = hints_lib.HINT_CHANNELS[model.hints]
         if channels not in (3, 4):
+            shown = [m for m in hints_lib.methods() if hints_lib.HINT_CHANNELS[m] in (3, 4)]
             raise ApiError(
                 422,
                 f"This model's hints (data.hints={model.hints!r}, {channels} channels) are not "
-                "an image; /v1/hints shows blur, points, strokes and scribbles hints. Use "
+                f"an image; /v1/hints shows hints of 3 or 4 channels ({', '.join(shown)}). Use "
                 "/v1/colorize.",
             )
         fields = await read_form(request, FIELDS)
