@@ -20,6 +20,8 @@ from PIL import Image
 from jaxcolor import colorize, inference
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import hints as hints_lib
+from jaxcolor.data import pipeline
+from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data.sources import SyntheticCartoonSource
 from jaxcolor.evaluation import evaluator
 from jaxcolor.export import exporter
@@ -169,3 +171,71 @@ def test_a_hint_method_from_this_file_trains_exports_colorizes_and_serves(
         )
         assert by_points.status_code == 200, by_points.text
         np.testing.assert_array_equal(_read_png(by_points.content), model(sketch_u8, clicks))
+
+
+# A data.source form and a sketch method from this file alone feed the pipeline, beside the
+# hint method, in the main process and across Grain's worker processes.
+
+
+class ToyFlatSource:
+    """`data.source='toy_flat'`: n flat-coloured RGB images (decoded, so encoded=False)."""
+
+    def __init__(self, n: int, hw: tuple[int, int], seed: int):
+        self.n, self.hw, self.seed = n, hw, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        rgb = np.random.default_rng((self.seed, index)).integers(0, 256, 3)
+        return np.broadcast_to(rgb.astype(np.uint8), (*self.hw, 3)).copy()
+
+
+def toy_flat_splits(config, arg: str):
+    del arg
+    hw = (config.image_size, config.image_size)
+    return ToyFlatSource(32, hw, config.seed), ToyFlatSource(8, hw, config.seed + 1)
+
+
+def toy_outline(image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A sketch method: a black 1 px frame on white paper."""
+    del rng
+    out = np.full((*image.shape[:2], 1), 255, np.uint8)
+    out[0], out[-1], out[:, 0], out[:, -1] = 0, 0, 0, 0
+    return out
+
+
+TOY_SOURCE = pipeline.SourceSpec(
+    "toy_flat", toy_flat_splits, "'toy_flat'", takes_argument=False, encoded=False
+)
+
+
+@pytest.fixture
+def toy_data_registered(toy_registered):
+    pipeline.register(TOY_SOURCE)
+    sketch_lib.register("toy_outline", toy_outline)
+    yield
+    pipeline.unregister(TOY_SOURCE)
+    sketch_lib.unregister("toy_outline")
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_source_and_a_sketch_method_from_this_file_feed_the_pipeline(
+    toy_data_registered, tiny_config, num_workers
+):
+    c = _toy_config(tiny_config)
+    c.data.source = "toy_flat"
+    c.data.sketch, c.data.sketch_augment = "toy_outline", False
+    c.data.num_workers = num_workers
+    config_checks.validate(c)
+    train, val = pipeline.make_sources(c)
+    assert isinstance(train, ToyFlatSource) and isinstance(val, ToyFlatSource)
+    batch = next(iter(pipeline.train_dataset(c, train)))
+    assert batch["sketch"].shape == (c.batch_size, 32, 32, 1)
+    np.testing.assert_array_equal(batch["sketch"][0], toy_outline(batch["color"][0]))
+    assert batch["hints"].shape == (c.batch_size, 32, 32, 4)
+    # one SIDE x SIDE square each, of the image's own flat colour
+    assert ((batch["hints"][..., 3] == ON).sum(axis=(1, 2)) == SIDE * SIDE).all()
+    color = batch["color"][:, 0, 0]
+    hinted = batch["hints"][..., :3][batch["hints"][..., 3] == ON].reshape(c.batch_size, -1, 3)
+    np.testing.assert_array_equal(hinted, np.repeat(color[:, None], SIDE * SIDE, axis=1))
