@@ -43,8 +43,9 @@ import psutil
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from jaxcolor import inference  # noqa: E402
 from jaxcolor.data.sources import SyntheticCartoonSource  # noqa: E402
-from jaxcolor.export import inference, torch_models  # noqa: E402
+from jaxcolor.export import torch_models  # noqa: E402
 
 
 def _tiny_export(out: pathlib.Path) -> pathlib.Path:

@@ -10,7 +10,7 @@ The hint method comes after the file name (blur when omitted):
 """
 
 from jaxcolor.core import config as base
-from jaxcolor.data.hints import HINT_CHANNELS, PIXEL_METHODS
+from jaxcolor.data.hints import HINT_CHANNELS, pixel_methods
 
 
 def get_config(hints: str = "blur"):
@@ -34,7 +34,7 @@ def get_config(hints: str = "blur"):
     c.loss.gan_mode = "none"  # the PatchGAN cost 1.4 dB and 0.07 SSIM at this budget
     c.loss.ssim_weight = 30.0  # 1 - SSIM beside L1: +0.14 dB, +0.022 SSIM
     c.train.ema_decay = 0.999  # evaluate and export the moving average: +0.2 dB
-    if hints in PIXEL_METHODS:
+    if hints in pixel_methods():
         c.loss.hint_weight = 10.0
     c.optimizer.learning_rate = 1e-3
     c.log_every = 100

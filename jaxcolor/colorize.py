@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     from jaxcolor.core.errors import JaxcolorError
 
     try:
-        from jaxcolor.export import inference
+        from jaxcolor import inference
     except ModuleNotFoundError as e:
         if e.name not in ("torch", "safetensors"):
             raise

@@ -15,14 +15,14 @@ from conftest import REPO, load_config
 from flax import nnx
 from torch import nn
 
-from jaxcolor import bench, parallel
+from jaxcolor import bench, inference, parallel
 from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.core.image_size import hw, image_hw
 from jaxcolor.data import crop, pipeline
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
-from jaxcolor.export import config_json, exporter, inference, torch_models
+from jaxcolor.export import config_json, exporter, torch_models
 from jaxcolor.nets import convert
 from jaxcolor.nets.build import build_generator
 from jaxcolor.nets.classic_unet.flax import UpConv2x2

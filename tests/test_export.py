@@ -20,14 +20,14 @@ from safetensors.torch import save_file
 from tensorboard.backend.event_processing import event_accumulator
 from torch import nn
 
-from jaxcolor import parallel
+from jaxcolor import inference, parallel
 from jaxcolor.core.errors import ConfigError, ExportError, InputError
 from jaxcolor.data import decode as decode_lib
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import pipeline, sources
 from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.evaluation.evaluator import SplitEvaluator, evaluate_checkpoint
-from jaxcolor.export import config_json, exporter, inference, torch_models
+from jaxcolor.export import config_json, exporter, torch_models
 from jaxcolor.export.__main__ import main as export_main
 from jaxcolor.nets import convert
 from jaxcolor.nets.build import build_discriminator, build_generator

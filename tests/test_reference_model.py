@@ -11,12 +11,12 @@ import torch
 from conftest import REPO, load_config
 from flax import nnx
 
-from jaxcolor import parallel
+from jaxcolor import inference, parallel
 from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.data import crop, pipeline
 from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
-from jaxcolor.export import config_json, exporter, inference, torch_models
+from jaxcolor.export import config_json, exporter, torch_models
 from jaxcolor.nets import convert, export_format
 from jaxcolor.nets.build import build_discriminator, build_generator
 from jaxcolor.nets.inputs import model_inputs

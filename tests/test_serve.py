@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from serving import Server, png, read_png, tiny_export
 
+from jaxcolor import inference
 from jaxcolor.data.sources import SyntheticCartoonSource
-from jaxcolor.export import inference
 
 MAX_PIXELS = 40_000
 MAX_BODY_MB = 1

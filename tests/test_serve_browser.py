@@ -285,6 +285,39 @@ def test_a_reference_model_asks_for_its_reference(tmp_path_factory, tmp_path):
         server.stop()
 
 
+def test_a_palette_model_asks_for_its_palette_image(tmp_path_factory, tmp_path):
+    """The page learns from /v1/info (hint_input 'image', hint_label) that a palette model takes
+    a colour image as its hints, not a painting; it never compares the method's name."""
+    server = _server(tmp_path_factory, hints="palette", config="tiny")
+    try:
+        sketch = png(np.repeat(_sketch_u8(), 3, axis=-1))
+        palette = png(SyntheticCartoonSource(1, (40, 56), seed=9)[0])
+        (tmp_path / "s.png").write_bytes(sketch)
+        (tmp_path / "p.png").write_bytes(palette)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=OFFLINE_FLAGS)
+            page = browser.new_page()
+            page.goto(server.url + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.locator("#tools").is_hidden()  # an image, not a painting
+            assert page.locator("#reference-word").inner_text() == "Palette image"
+            page.set_input_files("#sketch-file", str(tmp_path / "s.png"))
+            page.wait_for_selector("#colorize:enabled")
+            page.click("#colorize")
+            page.wait_for_function("document.getElementById('message').textContent !== ''")
+            assert "needs a palette image" in page.locator("#message").inner_text()
+            page.set_input_files("#reference-file", str(tmp_path / "p.png"))
+            page.click("#colorize")
+            _wait_results(page, 1)
+            result = _pixels(page, "result-canvas")[..., :3]
+            browser.close()
+        direct = httpx.post(server.url + "/v1/colorize", files={"sketch": sketch, "hints": palette})
+        assert direct.status_code == 200, direct.text
+        np.testing.assert_array_equal(result, read_png(direct.content))
+    finally:
+        server.stop()
+
+
 def _sketch_u8() -> np.ndarray:
     from jaxcolor.data.sketch import make_sketch
 

@@ -1,7 +1,7 @@
 """Colour hints that condition the generator, one function per `data.hints` method.
 
 Generator input tensor (the one place this is written down; NHWC in JAX, NCHW in the PyTorch
-export), built by `jaxcolor.nets.inputs.model_inputs` and `jaxcolor.export.inference`:
+export), built by `jaxcolor.nets.inputs.model_inputs` and `jaxcolor.inference`:
 
     channel 0                      the sketch: gray line art, dark lines on white (255 = paper)
     channels 1 .. HINT_CHANNELS    the hint channels of `data.hints`, in this order:
@@ -28,8 +28,9 @@ build the same inputs from a user's drawing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cv2
@@ -37,23 +38,13 @@ import numpy as np
 
 from jaxcolor.nets.export_format import COLOR_CHANNELS, SKETCH_CHANNELS
 
-# Number of hint channels each method produces; the generator's input width depends on it.
-HINT_CHANNELS = {
-    "blur": 3,
-    "points": 4,
-    "strokes": 4,
-    "scribbles": 3,
-    "palette": 12,
-    "none": 0,
-}
-
 
 def condition_channels(config: Mapping[str, Any]) -> int:
     """Generator input channels: the 1-channel sketch plus the hint channels; with
     task="sketch" the RGB colour image. `config` is a ConfigDict or its plain dict."""
     if config.get("task", "colorize") == "sketch":
         return COLOR_CHANNELS
-    return SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
+    return SKETCH_CHANNELS + hint_spec(config["data"]["hints"]).channels
 
 
 REFERENCE_SIZE = 256
@@ -320,22 +311,16 @@ def hints_from_drawing(image: np.ndarray) -> np.ndarray:
     return out
 
 
-# Methods whose hint channels carry a user's colour (R, G, B first) at known pixels, by how those
-# pixels are marked: a mask channel (MASK_ON), or ink on white paper. Training's hint loss and
-# evaluation's hint error both read them through `hinted_pixels`.
-MASKED_METHODS = ("points", "strokes")
-ON_PAPER_METHODS = ("scribbles",)
-PIXEL_METHODS = MASKED_METHODS + ON_PAPER_METHODS
+def masked_pixels(hints):
+    """The hinted pixels of R, G, B, mask hints (..., 4) as 0..255 values: mask == MASK_ON. Only
+    array operators, so numpy and JAX arrays both work."""
+    return hints[..., -1] == MASK_ON
 
 
-def hinted_pixels(hints, method: str):
-    """Hint channels (..., C) of `method` as 0..255 values -> bool (...): the pixels that carry a
-    colour. Only array operators are used, so numpy and JAX arrays both work."""
-    if method in MASKED_METHODS:
-        return hints[..., HINT_CHANNELS[method] - 1] == MASK_ON
-    if method in ON_PAPER_METHODS:  # the rule of scribbles_on_paper: not every channel is paper
-        return (hints[..., :3] <= PAPER_LEVEL).any(axis=-1)
-    raise ValueError(f"data.hints={method!r} does not mark hinted pixels; {PIXEL_METHODS} do")
+def on_paper_pixels(hints):
+    """The hinted pixels of R, G, B hints drawn on white paper (..., 3) as 0..255 values: not
+    every channel is paper (the rule of scribbles_on_paper). numpy and JAX arrays both work."""
+    return (hints[..., :3] <= PAPER_LEVEL).any(axis=-1)
 
 
 def scribbles_on_paper(hints: np.ndarray) -> np.ndarray:
@@ -469,15 +454,146 @@ def no_hints(image: np.ndarray, rng: np.random.Generator | None = None) -> np.nd
     return np.zeros((*image.shape[:2], 0), np.uint8)
 
 
-HINTS = {
-    "blur": blur_hints,
-    "points": point_hints,
-    "strokes": stroke_hints,
-    "scribbles": scribble_hints,
-    "palette": palette_hints,
-    "none": no_hints,
-}
-assert HINTS.keys() == HINT_CHANNELS.keys()
+# ---------------------------------------------------------------------------------------------
+# The hint methods: one HintSpec per `data.hints` name, the only place a method is described.
+# Training (the pipeline, the hint loss, config checks), evaluation (baselines, hint fidelity,
+# the sample sheet), inference (colorize and the server) and the page (through /v1/info) ask the
+# spec; none compares method names. `register()` adds a method from anywhere (a test file).
+
+DRAWING = "drawing"  # the user paints on paper of the sketch's size
+IMAGE = "image"  # the user gives any colour image (e.g. palette's reference)
+
+
+def identity(hints: np.ndarray) -> np.ndarray:
+    return hints
+
+
+@dataclasses.dataclass(frozen=True)
+class HintSpec:
+    """What one `data.hints` method is, for every part that handles hints.
+
+    - name, channels: the config name and the number of hint channels it adds to the sketch.
+    - make: training's draw, `(rgb uint8 (H, W, 3), rng) -> uint8 (H, W, channels)`; numpy only,
+      deterministic given its rng, and a module-level function (Grain workers pickle it).
+    - user_input: what a user gives at inference: DRAWING (colour on white or transparent paper,
+      of the sketch's size; resized nearest-neighbour to the working size), IMAGE (any colour
+      image), or None (the method takes no hints).
+    - from_user: `(the drawing at the working size, or the image as given; working (h, w)) ->
+      uint8 (h, w, channels)`, how the user's input becomes the channels.
+    - needs_paint: for DRAWING methods that refuse a drawing without paint, the reason given.
+    - from_points: `R, G, B, mask (h, w, 4) point patches -> (h, w, channels)`; None: the method
+      takes no --hint_points.
+    - hinted_pixels: `hint channels (..., channels) as 0..255 values -> bool (...)`: the pixels
+      that carry a user's colour (R, G, B first), with array operators only (numpy and JAX). The
+      hint loss, hint fidelity, the sketch+hints baseline and the sample sheet read it; None:
+      no colour at known pixels.
+    - palette: the channels are palette planes (hint fidelity by band colours, sample sheet
+      strips).
+    - as_image: the first three channels are a colour image (the `hints` baseline outputs it).
+    - shows_map: the page may show the channels (/v1/hints) as the model's dense colour map.
+    - help: what --hints (the `hints` field) is for this method, in messages, /v1/info and the
+      page; label: the page's name for an IMAGE upload.
+    """
+
+    name: str
+    channels: int
+    make: Callable[[np.ndarray, np.random.Generator], np.ndarray]
+    user_input: str | None = None
+    from_user: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None
+    needs_paint: str | None = None
+    from_points: Callable[[np.ndarray], np.ndarray] | None = None
+    hinted_pixels: Callable[[Any], Any] | None = None
+    palette: bool = False
+    as_image: bool = False
+    shows_map: bool = False
+    help: str = ""
+    label: str = "hint drawing"
+
+    def __post_init__(self):
+        if self.user_input not in (DRAWING, IMAGE, None):
+            raise ValueError(
+                f"HintSpec {self.name}: user_input must be {DRAWING!r}, {IMAGE!r} or None"
+            )
+        if (self.user_input is None) != (self.channels == 0) or (
+            self.user_input is not None and self.from_user is None
+        ):
+            raise ValueError(
+                f"HintSpec {self.name}: a method with channels takes a user input (user_input "
+                "and from_user); one without channels takes none"
+            )
+
+    @property
+    def takes_points(self) -> bool:
+        return self.from_points is not None
+
+
+_SPECS: dict[str, HintSpec] = {}
+
+
+def register(spec: HintSpec) -> None:
+    """Adds a hint method (e.g. from a test file); its name becomes a valid `data.hints`."""
+    if spec.name in _SPECS and _SPECS[spec.name] != spec:
+        raise ValueError(f"data.hints method {spec.name!r} is already registered")
+    _SPECS[spec.name] = spec
+
+
+def unregister(spec: HintSpec) -> None:
+    if _SPECS.get(spec.name) == spec:
+        del _SPECS[spec.name]
+
+
+def hint_spec(method: str) -> HintSpec:
+    """The spec of `data.hints` method `method`; ValueError naming the valid ones."""
+    try:
+        return _SPECS[method]
+    except KeyError:
+        raise ValueError(
+            f"Unknown data.hints {method!r}; valid methods are {', '.join(sorted(_SPECS))}."
+        ) from None
+
+
+def methods() -> tuple[str, ...]:
+    """Every registered method, in registration order."""
+    return tuple(_SPECS)
+
+
+def pixel_methods() -> tuple[str, ...]:
+    """The methods that carry a user's colour at known pixels (their `hinted_pixels`)."""
+    return tuple(name for name, spec in _SPECS.items() if spec.hinted_pixels is not None)
+
+
+class _SpecView(Mapping):
+    """A read-only {method: one field of its spec} view of the registry (registered ones too)."""
+
+    def __init__(self, field: Callable[[HintSpec], Any]):
+        self._field = field
+
+    def __getitem__(self, method: str):
+        if method not in _SPECS:
+            raise KeyError(method)
+        return self._field(_SPECS[method])
+
+    def __iter__(self):
+        return iter(_SPECS)
+
+    def __len__(self) -> int:
+        return len(_SPECS)
+
+
+# Number of hint channels each method produces; the generator's input width depends on it.
+HINT_CHANNELS = _SpecView(lambda spec: spec.channels)
+# Each method's training draw.
+HINTS = _SpecView(lambda spec: spec.make)
+
+
+def hinted_pixels(hints, method: str):
+    """Hint channels (..., C) of `method` as 0..255 values -> bool (...): the pixels that carry a
+    colour, by the method's spec. Only array operators are used, so numpy and JAX arrays both
+    work."""
+    spec = hint_spec(method)
+    if spec.hinted_pixels is None:
+        raise ValueError(f"data.hints={method!r} does not mark hinted pixels; {pixel_methods()} do")
+    return spec.hinted_pixels(hints)
 
 
 def make_hints(
@@ -488,8 +604,81 @@ def make_hints(
     Random methods without `rng` use a fixed seed (0), so callers outside the pipeline stay
     deterministic.
     """
-    if method not in HINTS:
-        raise ValueError(
-            f"Unknown data.hints {method!r}; valid methods are {', '.join(sorted(HINT_CHANNELS))}."
-        )
-    return HINTS[method](image, np.random.default_rng(0) if rng is None else rng)
+    return hint_spec(method).make(image, np.random.default_rng(0) if rng is None else rng)
+
+
+def _palette_from_image(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    return render_palette(palette_colors(image), hw)
+
+
+def _blur_from_drawing(drawing: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    return blur_hints_from_drawing(drawing)
+
+
+def _points_from_drawing(drawing: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    return hints_from_drawing(drawing)
+
+
+def _scribbles_from_drawing(drawing: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    return scribbles_from_drawing(drawing)
+
+
+for _spec in (
+    HintSpec(
+        "blur",
+        3,
+        blur_hints,
+        user_input=DRAWING,
+        from_user=_blur_from_drawing,
+        needs_paint="A blur model spreads the painted colours into its colour map",
+        as_image=True,
+        shows_map=True,
+        help="a drawing of the sketch's size: colour strokes (or a whole colour image) on white "
+        "or transparent paper, spread into a dense colour map with the training blur; white and "
+        "transparent are unpainted paper, so paint light colours slightly off-white",
+    ),
+    HintSpec(
+        "points",
+        4,
+        point_hints,
+        user_input=DRAWING,
+        from_user=_points_from_drawing,
+        from_points=identity,
+        hinted_pixels=masked_pixels,
+        help="a drawing of the sketch's size: coloured dots on white or transparent paper",
+    ),
+    HintSpec(
+        "strokes",
+        4,
+        stroke_hints,
+        user_input=DRAWING,
+        from_user=_points_from_drawing,
+        from_points=identity,
+        hinted_pixels=masked_pixels,
+        help="a drawing of the sketch's size: colour scribbles on white or transparent paper",
+    ),
+    HintSpec(
+        "scribbles",
+        3,
+        scribble_hints,
+        user_input=DRAWING,
+        from_user=_scribbles_from_drawing,
+        from_points=scribbles_on_paper,
+        hinted_pixels=on_paper_pixels,
+        help="a drawing of the sketch's size: colour scribbles on white or transparent paper",
+    ),
+    HintSpec(
+        "palette",
+        3 * PALETTE_TOP,
+        palette_hints,
+        user_input=IMAGE,
+        from_user=_palette_from_image,
+        palette=True,
+        as_image=True,
+        help="a colour reference image of any size (its 4-band palette is taken as in training)",
+        label="Palette image",
+    ),
+    HintSpec("none", 0, no_hints),
+):
+    register(_spec)
+del _spec

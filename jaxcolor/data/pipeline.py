@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import cv2
 import grain
@@ -22,6 +23,7 @@ from jaxcolor.data import sources
 from jaxcolor.data.crop import CROP_MARGIN, crop_resize
 from jaxcolor.nets import registry
 
+# The built-in data.source prefixes (evaluate --source and bench name them).
 SYNTHETIC = "synthetic"
 FOLDER = "folder:"
 TFDS = "tfds:"
@@ -70,17 +72,120 @@ def _tfds_sources(config: ml_collections.ConfigDict, name: str):
     return train, sources.TfdsSource(name, val_split, builder=builder)
 
 
-def _encoded_sources(config: ml_collections.ConfigDict):
-    """`data.source` (folder or TFDS) -> (train, val) sources of encoded images."""
-    spec = config.data.source
-    if not spec.startswith(FOLDER):
-        return _tfds_sources(config, spec[len(TFDS) :])
-    folder = sources.ImageFolderSource(spec[len(FOLDER) :])
+def _folder_sources(config: ml_collections.ConfigDict, directory: str):
+    folder = sources.ImageFolderSource(directory)
     train, val = folder.split(config.data.val_fraction, seed=config.seed)
     if not len(val):
         logging.warning("data.val_fraction=0: validating on the training images.")
         val = train
     return train, val
+
+
+def _synthetic_sources(config: ml_collections.ConfigDict, arg: str):
+    del arg
+    train = sources.SyntheticCartoonSource(
+        config.data.num_synthetic, image_hw(config), seed=config.seed
+    )
+    # Disjoint images: the validation set is drawn with another seed; data.val_fraction of
+    # the training set's size, and at least the fixed evaluation batch.
+    num_val = max(
+        config.eval_batch_size, round(config.data.num_synthetic * config.data.val_fraction), 1
+    )
+    val = sources.SyntheticCartoonSource(num_val, image_hw(config), seed=config.seed + 1_000_003)
+    return train, val
+
+
+def _folder_held_out(directory: str, data_dir: str | None, split: str | None):
+    del data_dir, split  # every image of the folder, recursively
+    return sources.ImageFolderSource(directory)
+
+
+def _tfds_held_out(name: str, data_dir: str | None, split: str | None):
+    builder = sources.tfds_builder(name, data_dir)
+    split = split or _tfds_val_split(builder) or "train"
+    return sources.TfdsSource(name, split, builder=builder)
+
+
+# ---------------------------------------------------------------------------------------------
+# The `data.source` forms: one SourceSpec each, the only place a form is matched. make_sources,
+# held_out_source and the messages ask the table; `register()` adds a form (e.g. from a test).
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    """One form of `data.source`: the bare `name` (takes_argument=False) or `name:ARG`.
+
+    - splits: `(config, ARG) -> (train, val)` Grain random-access sources (`__len__`,
+      `__getitem__`); encoded ones yield what `sources.DecodedSource` decodes (bytes and a
+      possible sketch, data/decode.py), the others decoded RGB uint8 images.
+    - encoded: whether the sources hold encoded files (decoded, size-checked and skipped when
+      unusable by DecodedSource), or images ready to crop.
+    - real_sketches: whether it can hold real sketches (data.sketch='dataset').
+    - paired_layout: whether data.layout='paired' (colour | sketch side by side) applies.
+    - held_out: `(ARG, data_dir, split) -> encoded source` for `evaluate --source`; None: not
+      offered there.
+    - usage: how a user writes it, for messages.
+    """
+
+    name: str
+    splits: Callable[[ml_collections.ConfigDict, str], tuple]
+    usage: str
+    takes_argument: bool = True
+    encoded: bool = True
+    real_sketches: bool = True
+    paired_layout: bool = False
+    held_out: Callable[[str, str | None, str | None], object] | None = None
+
+
+_SOURCES: dict[str, SourceSpec] = {}
+
+
+def register(spec: SourceSpec) -> None:
+    """Adds a `data.source` form."""
+    if spec.name in _SOURCES and _SOURCES[spec.name] != spec:
+        raise ValueError(f"data.source form {spec.name!r} is already registered")
+    _SOURCES[spec.name] = spec
+
+
+def unregister(spec: SourceSpec) -> None:
+    if _SOURCES.get(spec.name) == spec:
+        del _SOURCES[spec.name]
+
+
+def source_form(source: str) -> tuple[SourceSpec | None, str]:
+    """`data.source` -> (its form's spec, the argument after 'name:'); (None, '') if none."""
+    name, sep, arg = str(source).partition(":")
+    spec = _SOURCES.get(name)
+    if spec is None or spec.takes_argument != bool(sep):
+        return None, ""
+    return spec, arg
+
+
+def _forms(which: Callable[[SourceSpec], bool] = lambda spec: True) -> str:
+    usages = [spec.usage for spec in _SOURCES.values() if which(spec)]
+    return ", ".join(usages[:-1]) + " or " + usages[-1] if len(usages) > 1 else usages[0]
+
+
+for _form in (
+    SourceSpec(
+        "synthetic",
+        _synthetic_sources,
+        "'synthetic'",
+        takes_argument=False,
+        encoded=False,
+        real_sketches=False,
+    ),
+    SourceSpec(
+        "folder",
+        _folder_sources,
+        "'folder:/path/to/images'",
+        paired_layout=True,
+        held_out=_folder_held_out,
+    ),
+    SourceSpec("tfds", _tfds_sources, "'tfds:NAME' (with data.data_dir)", held_out=_tfds_held_out),
+):
+    register(_form)
+del _form
 
 
 def _has_real_sketches(source, paired: bool) -> bool:
@@ -90,38 +195,26 @@ def _has_real_sketches(source, paired: bool) -> bool:
 def make_sources(config: ml_collections.ConfigDict):
     """`data.source` -> (train source, validation source), checked to hold usable images."""
     spec = config.data.source
-    if spec == SYNTHETIC:
-        if config.data.sketch == sketch_lib.DATASET_SKETCH:
-            raise ConfigError(
-                "data.sketch='dataset' needs a source with real sketches (data.layout='paired' "
-                "or a TFDS dataset with a 'sketch' feature); the synthetic set has none."
-            )
-        train = sources.SyntheticCartoonSource(
-            config.data.num_synthetic, image_hw(config), seed=config.seed
-        )
-        # Disjoint images: the validation set is drawn with another seed; data.val_fraction of
-        # the training set's size, and at least the fixed evaluation batch.
-        num_val = max(
-            config.eval_batch_size, round(config.data.num_synthetic * config.data.val_fraction), 1
-        )
-        val = sources.SyntheticCartoonSource(
-            num_val, image_hw(config), seed=config.seed + 1_000_003
-        )
-        return train, val
-    if not spec.startswith((FOLDER, TFDS)):
+    form, arg = source_form(spec)
+    if form is None:
+        raise ConfigError(f"data.source={spec!r} is not a known source; use {_forms()}.")
+    if config.data.sketch == sketch_lib.DATASET_SKETCH and not form.real_sketches:
         raise ConfigError(
-            f"data.source={spec!r} is not a known source; use 'synthetic', "
-            "'folder:/path/to/images' or 'tfds:NAME' (with data.data_dir)."
+            "data.sketch='dataset' needs a source with real sketches (data.layout='paired' "
+            f"or a TFDS dataset with a 'sketch' feature); data.source={spec!r} has none."
         )
+    if not form.encoded:
+        return form.splits(config, arg)
     paired = config.data.get("layout", "single") == "paired"
-    if paired and spec.startswith(TFDS):
+    if paired and not form.paired_layout:
         raise ConfigError(
-            "data.layout='paired' applies to folder: sources; a dataset packed with "
-            "`prepare --layout paired` already stores colour and sketch apart (use "
-            "data.layout='single' and data.sketch='dataset')."
+            f"data.layout='paired' applies to {_forms(lambda f: f.paired_layout)} sources, not "
+            f"data.source={spec!r}; a "
+            "dataset packed with `prepare --layout paired` already stores colour and sketch "
+            "apart (use data.layout='single' and data.sketch='dataset')."
         )
     try:
-        train, val = _encoded_sources(config)
+        train, val = form.splits(config, arg)
         if config.data.sketch == sketch_lib.DATASET_SKETCH and not _has_real_sketches(
             train, paired
         ):
@@ -153,16 +246,12 @@ def held_out_source(
     `folder:DIR` (recursive, no split; data.layout as the run's) or one split of `tfds:NAME` under
     `data_dir` (default: the split validation would read, else train). Checked to hold usable
     images; a problem raises OSError or ValueError saying what is wrong."""
-    paired = spec.startswith(FOLDER) and config.data.get("layout", "single") == "paired"
-    if spec.startswith(FOLDER):
-        encoded = sources.ImageFolderSource(spec[len(FOLDER) :])
-    elif spec.startswith(TFDS):
-        name = spec[len(TFDS) :]
-        builder = sources.tfds_builder(name, data_dir)
-        split = split or _tfds_val_split(builder) or "train"
-        encoded = sources.TfdsSource(name, split, builder=builder)
-    else:
-        raise ValueError(f"{spec!r} is neither 'folder:DIR' nor 'tfds:NAME'")
+    form, arg = source_form(spec)
+    if form is None or form.held_out is None:
+        offered = [f.usage for f in _SOURCES.values() if f.held_out is not None]
+        raise ValueError(f"{spec!r} is none of {', '.join(offered)}")
+    paired = form.paired_layout and config.data.get("layout", "single") == "paired"
+    encoded = form.held_out(arg, data_dir, split)
     if config.data.sketch == sketch_lib.DATASET_SKETCH and not _has_real_sketches(encoded, paired):
         raise ValueError(
             "the run reads real sketches (data.sketch='dataset') but these images hold none; "
@@ -184,6 +273,12 @@ class MakeExample(grain.transforms.RandomMap):
     random_flip: bool
     sketch_augment: bool = True
     reference: bool = False  # add a "reference" RGB image (reference-guided generators)
+    # The hint method's training draw (its spec's `make`), carried as a function so that Grain
+    # workers draw with a method registered in this process only (None: from `hints`).
+    make_hints: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
+    # `data.sketch`'s extractors and weights (sketch.sketch_mix), carried for the same reason
+    # (None: from `sketch`, or no extractor: dataset or model sketches).
+    sketch_mix: tuple | None = None
 
     def random_map(self, element, rng: np.random.Generator):
         if isinstance(element, dict):
@@ -210,14 +305,19 @@ class MakeExample(grain.transforms.RandomMap):
         color = np.ascontiguousarray(color)
         if not use_real and not on_device:
             # The example's rng (per index, also in evaluation) keeps both deterministic.
-            sketch = sketch_lib.make_sketch(self.sketch, color, rng, augmented=self.sketch_augment)
+            extractors, probs = self.sketch_mix or sketch_lib.sketch_mix(self.sketch)
+            sketch = sketch_lib.mix_sketch(
+                extractors, probs, color, rng, augmented=self.sketch_augment
+            )
         example = {"color": color}
         if not on_device:
             example["sketch"] = sketch
-        if hints_lib.HINT_CHANNELS[self.hints]:
+        make_hints = self.make_hints or hints_lib.hint_spec(self.hints).make
+        hints = make_hints(color, rng)
+        if hints.shape[-1]:
             # hints="none" ships no array at all: a zero-channel one cannot cross Grain's
             # worker boundary (shared memory has no zero-byte blocks).
-            example["hints"] = hints_lib.make_hints(self.hints, color, rng)
+            example["hints"] = hints
         example["skipped"] = skipped  # unusable files passed over to reach this one (counted)
         if self.reference:
             # Evaluation: the target's own view (the "paired" reference).
@@ -226,10 +326,14 @@ class MakeExample(grain.transforms.RandomMap):
 
 
 def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeExample:
+    sketch = config.data.sketch
+    derived = sketch != sketch_lib.DATASET_SKETCH and not sketch_lib.is_model_sketch(sketch)
     return MakeExample(
         image_size=image_hw(config),
         sketch=config.data.sketch,
         hints=config.data.hints,
+        make_hints=hints_lib.hint_spec(config.data.hints).make,
+        sketch_mix=sketch_lib.sketch_mix(sketch) if derived else None,
         train=train,
         random_flip=config.data.random_flip,
         sketch_augment=config.data.get("sketch_augment", True),

@@ -173,8 +173,27 @@ def xdog_fixed(image: np.ndarray, rng: np.random.Generator | None = None) -> np.
     return xdog(image)
 
 
-# Sketch extractors by `data.sketch` name.
+# Sketch extractors by `data.sketch` name: the only table of them (`register` adds one).
 SKETCHES = {"xdog": xdog, "xdog_fixed": xdog_fixed, "sobel": sobel, "highpass": highpass}
+
+
+def register(name: str, extractor) -> None:
+    """Adds a sketch extractor `(rgb uint8 (H, W, 3), rng or None) -> uint8 (H, W, 1)` (numpy,
+    deterministic given its rng, a module-level function for Grain's workers) as a `data.sketch`
+    name, usable alone or in a weighted mix."""
+    if ":" in name or "," in name or name == DATASET_SKETCH:
+        raise ValueError(f"sketch method name {name!r}: no ':' or ',', not {DATASET_SKETCH!r}")
+    if SKETCHES.get(name, extractor) is not extractor:
+        raise ValueError(f"sketch method {name!r} is already registered")
+    SKETCHES[name] = extractor
+    parse_sketch_mix.cache_clear()
+
+
+def unregister(name: str) -> None:
+    SKETCHES.pop(name, None)
+    parse_sketch_mix.cache_clear()
+
+
 # data.sketch value that uses the dataset's own sketches (paired data) instead of deriving one.
 DATASET_SKETCH = "dataset"
 # data.sketch prefix "model:DIR": an exported sketch extractor (task="sketch") makes the sketch
@@ -227,9 +246,27 @@ def make_sketch(
     Without `rng`: the first method of the mix with its fixed defaults, no augmentation. With
     `rng`: a method drawn by weight, its parameters drawn, then `augment` (if `augmented`).
     """
+    return mix_sketch(*sketch_mix(method), image, rng, augmented=augmented)
+
+
+def sketch_mix(method: str) -> tuple[tuple, tuple[float, ...]]:
+    """`data.sketch` -> (its extractors, their probabilities): what `mix_sketch` draws from,
+    resolved here so that Grain's workers draw with extractors registered in this process."""
     names, probs = parse_sketch_mix(method)
+    return tuple(SKETCHES[name] for name in names), probs
+
+
+def mix_sketch(
+    extractors: tuple,
+    probs: tuple[float, ...],
+    image: np.ndarray,
+    rng: np.random.Generator | None = None,
+    *,
+    augmented=True,
+) -> np.ndarray:
+    """`make_sketch` with the mix resolved (`sketch_mix`)."""
     if rng is None:
-        return SKETCHES[names[0]](image)
-    name = names[0] if len(names) == 1 else names[int(rng.choice(len(names), p=probs))]
-    sketch = SKETCHES[name](image, rng)
+        return extractors[0](image)
+    i = 0 if len(extractors) == 1 else int(rng.choice(len(extractors), p=probs))
+    sketch = extractors[i](image, rng)
     return augment(sketch, rng) if augmented else sketch

@@ -23,11 +23,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxcolor.data.hints import PIXEL_METHODS
+from jaxcolor.data import hints as hints_lib
 from jaxcolor.evaluation import hint_fidelity
 
 GREY, MEAN_COLOR, HINTS, SKETCH_HINTS = "grey", "mean_color", "hints", "sketch+hints"
-HINT_AS_OUTPUT = ("blur", "palette")  # methods whose first three hint channels are an image
 # What each baseline is, in the words above (the quality table's legend).
 DESCRIPTIONS = {
     GREY: "a flat 50 % grey image",
@@ -44,10 +43,10 @@ def names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """The baselines that make sense for `config`, in report order."""
     if config.get("task", "colorize") == "sketch":
         return GREY, MEAN_COLOR
-    method = config.data.hints
-    if method in HINT_AS_OUTPUT:
+    spec = hints_lib.hint_spec(config.data.hints)  # as_image, hinted_pixels: see HintSpec
+    if spec.as_image:
         return GREY, MEAN_COLOR, HINTS
-    if method in PIXEL_METHODS:
+    if spec.hinted_pixels is not None:
         return GREY, MEAN_COLOR, SKETCH_HINTS
     return GREY, MEAN_COLOR
 

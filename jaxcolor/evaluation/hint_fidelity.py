@@ -3,7 +3,8 @@
 The mean absolute RGB error on the 0-255 scale between the output (as the 8-bit image a user
 gets) and the hint colours, pooled over every hinted pixel of a set: the sum of |error| over
 pixels and channels, divided by 3 x the number of hinted pixels. Images without hints add nothing.
-Which pixels carry a colour depends on `data.hints` (layout: `jaxcolor.data.hints`):
+Which pixels carry a colour is the `data.hints` method's spec (`jaxcolor.data.hints.HintSpec`:
+`hinted_pixels`, or `palette` planes); for the built-in methods:
 
   points, strokes   the pixels whose mask channel is MASK_ON, against their R, G, B;
   scribbles         the pixels of the scribble image that are not paper (some channel at or
@@ -26,14 +27,8 @@ import ml_collections
 import numpy as np
 
 from jaxcolor.data import hints as hints_lib
-from jaxcolor.data.hints import (
-    PALETTE_BANDS,
-    PALETTE_LEVELS,
-    PALETTE_TOP,
-    PIXEL_METHODS,
-)
+from jaxcolor.data.hints import PALETTE_BANDS, PALETTE_LEVELS, PALETTE_TOP
 
-PALETTE = "palette"
 # The definition above, for reports (the quality table's legend).
 DEFINITION = (
     "the mean absolute RGB error on the 0-255 scale between the output (as the 8-bit image a "
@@ -50,8 +45,8 @@ def method(config: ml_collections.ConfigDict) -> str | None:
     """`data.hints` when its hints carry colours at known pixels or bands, else None."""
     if config.get("task", "colorize") == "sketch":
         return None
-    hints = config.data.hints
-    return hints if hints in (*PIXEL_METHODS, PALETTE) else None
+    spec = hints_lib.hint_spec(config.data.hints)
+    return spec.name if spec.hinted_pixels is not None or spec.palette else None
 
 
 def levels(x: jax.Array) -> jax.Array:
@@ -61,8 +56,9 @@ def levels(x: jax.Array) -> jax.Array:
 
 def hinted_pixels(hints, hint_method: str):
     """Hint channels as 0..255 levels (B, H, W, C) -> (hint colours (B, H, W, 3) float32, bool
-    mask (B, H, W) of the pixels that carry one, by `hints.hinted_pixels`) for points, strokes and
-    scribbles. Works on device arrays and on numpy arrays alike (the sample sheet draws with it)."""
+    mask (B, H, W) of the pixels that carry one, by `hints.hinted_pixels`) for the methods whose
+    spec marks them. Works on device arrays and on numpy arrays alike (the sample sheet draws
+    with it)."""
     return hints[..., :3].astype(np.float32), hints_lib.hinted_pixels(hints, hint_method)
 
 
@@ -105,7 +101,7 @@ def per_image(output: jax.Array, condition: jax.Array, hint_method: str):
     (B,) float32 and (B,) int32. `output` (B, H, W, 3) and `condition` (the generator's input:
     sketch ++ hints) are in [-1, 1]."""
     out, hints = levels(output), levels(condition[..., 1:])
-    if hint_method == PALETTE:
+    if hints_lib.hint_spec(hint_method).palette:
         given, own = palette_hint_colors(hints), palette_colors(out)
         distance = jnp.abs(given[:, :, :, None] - own[:, :, None]).sum(axis=-1)
         count = 3 * PALETTE_BANDS * PALETTE_TOP

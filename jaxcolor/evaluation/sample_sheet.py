@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from jaxcolor import summary
-from jaxcolor.data.hints import PALETTE_TOP, PIXEL_METHODS
+from jaxcolor.data import hints as hints_lib
+from jaxcolor.data.hints import PALETTE_TOP
 from jaxcolor.evaluation import hint_fidelity
 
 MIN_CELL = 128
@@ -32,9 +33,10 @@ def hint_panel(hints: np.ndarray, sketch: np.ndarray, method: str) -> np.ndarray
     """uint8 hint channels (N, H, W, C) -> (N, H, W, 3) uint8 a person can read: blur as is;
     points, strokes and scribbles their colours, ringed, over a faded sketch; palette its planes
     side by side (plane i in the i-th quarter of the width: one row of swatches per band)."""
-    if method in PIXEL_METHODS:
+    spec = hints_lib.hint_spec(method)
+    if spec.hinted_pixels is not None:
         return np.stack([_painted(h, s, method) for h, s in zip(hints, sketch, strict=True)])
-    if method == hint_fidelity.PALETTE:
+    if spec.palette:
         return _palette_strips(hints)
     return np.ascontiguousarray(hints[..., :3])
 

@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     except ModuleNotFoundError as e:
         sys.exit(f"{PROG}: error: needs {e.name}: pip install 'jaxcolor[serve]'")
     args = parse_args(argv)
+    from jaxcolor import inference
     from jaxcolor.core.errors import JaxcolorError
-    from jaxcolor.export import inference
 
     limits = Limits(
         max_batch=args.max_batch,

@@ -6,7 +6,7 @@ import ml_collections
 
 from jaxcolor.core.image_size import describe, image_hw
 from jaxcolor.data.decode import LAYOUTS
-from jaxcolor.data.hints import HINT_CHANNELS, PIXEL_METHODS
+from jaxcolor.data.hints import HINT_CHANNELS, pixel_methods
 from jaxcolor.data.sketch import DATASET_SKETCH, is_model_sketch, parse_sketch_mix
 from jaxcolor.nets import registry
 from jaxcolor.nets.base import COMPUTE_DTYPES, DISCRIMINATOR, GENERATOR, NORMS, require
@@ -144,10 +144,10 @@ def _check_hint_loss(config: ml_collections.ConfigDict) -> None:
     weight, hints = config.loss.get("hint_weight", 0.0), config.data.hints
     require(weight >= 0, f"loss.hint_weight must be >= 0 (0 = off), got {weight}")
     require(
-        weight == 0 or hints in PIXEL_METHODS,
+        weight == 0 or hints in pixel_methods(),
         f"loss.hint_weight={weight} compares the output with the hint colours at the hinted "
         f"pixels, which data.hints={hints!r} does not mark; use data.hints in "
-        f"{tuple(PIXEL_METHODS)} or set loss.hint_weight=0.",
+        f"{pixel_methods()} or set loss.hint_weight=0.",
     )
 
 

@@ -168,7 +168,7 @@ def style_loss(fake: list[jax.Array], real: list[jax.Array]) -> jax.Array:
 
 def hint_targets(batch: dict[str, jax.Array], method: str) -> tuple[jax.Array, jax.Array]:
     """(hint colours (B, H, W, 3) in [-1, 1], hint mask (B, H, W) bool) of a uint8 batch whose
-    `data.hints` is `method`, one of `hints.PIXEL_METHODS`."""
+    `data.hints` is `method`, one of `hints.pixel_methods()`."""
     hints = batch["hints"]
     return to_unit(hints[..., :3]), hints_lib.hinted_pixels(hints, method)
 

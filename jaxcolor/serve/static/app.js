@@ -13,7 +13,7 @@ const ctx2d = (canvas) => canvas.getContext("2d", { willReadFrequently: true });
 const state = {
   info: null,
   sketchBlob: null,      // what is sent as `sketch`
-  referenceBlob: null,   // `reference` (reference models) or `hints` (palette models)
+  referenceBlob: null,   // `reference` (reference models) or `hints` (image hints: palette)
   width: 0, height: 0,
   hints: null,           // ImageData of the hint layer
   undo: [], redo: [],
@@ -45,16 +45,17 @@ async function loadInfo() {
   $("model-info").textContent =
     `${info.generator}, hints: ${info.hints}, trained at ${w}x${h}` +
     (info.reference ? ", reference-guided" : "") + ` (jaxcolor ${info.version})`;
-  const paints = info.hints !== "none" && info.hints !== "palette";
+  // What the model accepts comes from /v1/info (its hint method's spec), never from its name.
+  const paints = info.hint_input === "drawing";
   $("tools").hidden = !paints;
   $("hint-canvas").hidden = !paints;
   document.querySelector('[data-tool="point"]').hidden = !info.point_hints;
   $("map-label").hidden = !info.hint_map;
   $("hint-help").textContent = info.hints_image ? `Your painting is sent as ${info.hints_image}.` : "";
-  if (info.reference || info.hints === "palette") {
+  if (info.reference || info.hint_input === "image") {
     $("reference-label").hidden = false;
     $("reference-figure").hidden = false;
-    const word = info.reference ? "Reference" : "Palette image";
+    const word = info.reference ? "Reference" : info.hint_label;
     $("reference-word").textContent = word;
     $("reference-caption").textContent = word;
   }
@@ -315,14 +316,15 @@ async function inputForm() {
   const info = state.info;
   const form = new FormData();
   form.append("sketch", state.sketchBlob, "sketch.png");
-  if (info.hints === "palette" || info.reference) {
+  if (info.hint_input === "image" || info.reference) {
     if (!state.referenceBlob) {
-      message(`This model needs a ${info.reference ? "reference" : "palette"} image: open one above.`);
+      const needed = info.reference ? "reference image" : info.hint_label.toLowerCase();
+      message(`This model needs a ${needed}: open one above.`);
       return null;
     }
     form.append(info.reference ? "reference" : "hints", state.referenceBlob, "reference.png");
   }
-  if (info.hints !== "none" && info.hints !== "palette") {
+  if (info.hint_input === "drawing") {
     form.append("hints", await hintsBlob(), "hints.png");
   }
   if ($("size").value) form.append("size", $("size").value);
