@@ -38,7 +38,7 @@ from ml_collections import config_flags
 
 import jaxcolor
 from jaxcolor import cli
-from jaxcolor.core import config as base_config
+from jaxcolor import config as base_config
 from jaxcolor.core.errors import ConfigError
 
 PROG = "jaxcolor.bench"
@@ -47,7 +47,7 @@ PROG = "jaxcolor.bench"
 DEFAULT_CONFIG = base_config.__file__
 # benchmarks/README.md, "Input pipeline": xdog + blur hints (the default config's), 2 workers.
 MEASURED_PER_CORE = 295.0
-CONFIG_HELP = "config .py (default: jaxcolor/core/config.py, the base configs/default.py returns)"
+CONFIG_HELP = "config .py (default: jaxcolor/config.py, the base configs/default.py returns)"
 # bench quality's recipe: here, or beside the package in a source checkout.
 QUALITY_CONFIG = "configs/cpu128.py"
 QUALITY_HINTS = "blur,points,strokes,none"

@@ -51,7 +51,7 @@ HINT_CHANNELS = {
 def condition_channels(config: Mapping[str, Any]) -> int:
     """Generator input channels: the 1-channel sketch plus the hint channels; with
     task="sketch" the RGB colour image. `config` is a ConfigDict or its plain dict."""
-    if config.get("task", "colorize") == "sketch":
+    if config["task"] == "sketch":
         return COLOR_CHANNELS
     return SKETCH_CHANNELS + HINT_CHANNELS[config["data"]["hints"]]
 

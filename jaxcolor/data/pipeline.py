@@ -58,7 +58,7 @@ def _tfds_val_split(builder) -> str | None:
 
 
 def _tfds_sources(config: ml_collections.ConfigDict, name: str):
-    builder = sources.tfds_builder(name, config.data.get("data_dir") or None)
+    builder = sources.tfds_builder(name, config.data.data_dir or None)
     train = sources.TfdsSource(name, "train", builder=builder)
     val_split = _tfds_val_split(builder)
     if val_split is None:
@@ -114,7 +114,7 @@ def make_sources(config: ml_collections.ConfigDict):
             f"data.source={spec!r} is not a known source; use 'synthetic', "
             "'folder:/path/to/images' or 'tfds:NAME' (with data.data_dir)."
         )
-    paired = config.data.get("layout", "single") == "paired"
+    paired = config.data.layout == "paired"
     if paired and spec.startswith(TFDS):
         raise ConfigError(
             "data.layout='paired' applies to folder: sources; a dataset packed with "
@@ -154,7 +154,7 @@ def held_out_source(
     `folder:DIR` (recursive, no split; data.layout as the run's) or one split of `tfds:NAME` under
     `data_dir` (default: the split validation would read, else train). Checked to hold usable
     images; a problem raises OSError or ValueError saying what is wrong."""
-    paired = spec.startswith(FOLDER) and config.data.get("layout", "single") == "paired"
+    paired = spec.startswith(FOLDER) and config.data.layout == "paired"
     if spec.startswith(FOLDER):
         encoded = sources.ImageFolderSource(spec[len(FOLDER) :])
     elif spec.startswith(TFDS):
@@ -233,7 +233,7 @@ def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeEx
         hints=config.data.hints,
         train=train,
         random_flip=config.data.random_flip,
-        sketch_augment=config.data.get("sketch_augment", True),
+        sketch_augment=config.data.sketch_augment,
         reference=registry.generator(config.model.generator).takes_reference,
     )
 

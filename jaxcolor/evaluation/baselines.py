@@ -42,7 +42,7 @@ DESCRIPTIONS = {
 
 def names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """The baselines that make sense for `config`, in report order."""
-    if config.get("task", "colorize") == "sketch":
+    if config.task == "sketch":
         return GREY, MEAN_COLOR
     method = config.data.hints
     if method in HINT_AS_OUTPUT:

@@ -48,7 +48,7 @@ TARGET = (
 
 def method(config: ml_collections.ConfigDict) -> str | None:
     """`data.hints` when its hints carry colours at known pixels or bands, else None."""
-    if config.get("task", "colorize") == "sketch":
+    if config.task == "sketch":
         return None
     hints = config.data.hints
     return hints if hints in (*PIXEL_METHODS, PALETTE) else None

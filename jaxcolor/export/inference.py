@@ -163,7 +163,7 @@ def load(model_dir: str | pathlib.Path, device: str | None = None) -> Colorizer:
     except RuntimeError as e:
         raise InputError(f"--device {device!r} is not a PyTorch device: {e}") from e
     generator, config = torch_models.load(model_dir, "generator", device=dev)
-    if config.get("task", "colorize") != "colorize":
+    if config["task"] != "colorize":
         raise InputError(
             f"{model_dir} is a sketch extractor (task={config['task']!r}: colour image in, "
             "sketch out), not a colorizer; train a colorizer with "
@@ -571,7 +571,7 @@ def check_options(
     if model.takes_reference and not reference:
         raise InputError(
             f"This model is reference-guided (model.generator.name="
-            f"{model.config['generator'].get('name')!r}): pass --reference IMAGE, a colour image "
+            f"{model.config['generator']['name']!r}): pass --reference IMAGE, a colour image "
             "whose colours the result takes."
         )
     if reference and not model.takes_reference:

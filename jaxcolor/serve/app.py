@@ -236,8 +236,8 @@ def _png(rgb: np.ndarray) -> bytes:
 
 def _sketch_method(model: inference.Colorizer) -> str:
     """The model's training sketch method, or XDoG when it trained on dataset/model sketches."""
-    layout = model.config["inputs"].get("layout", [])
-    method = next((x.get("method") for x in layout if x.get("name") == "sketch"), None) or "xdog"
+    layout = model.config["inputs"]["layout"]
+    method = next((x["method"] for x in layout if x["name"] == "sketch"), None) or "xdog"
     try:
         sketch_lib.parse_sketch_mix(method)
     except (ConfigError, ValueError, KeyError):
@@ -318,12 +318,12 @@ def create_app(model: inference.Colorizer, limits: Limits = Limits()) -> FastAPI
             "size_multiple": model.multiple,
             "reference": model.takes_reference,
             "sketch_method": _sketch_method(model),
-            "generator": model.config["generator"].get("name"),
-            "step": model.config.get("step"),
-            "model_version": model.config.get("jaxcolor_version"),
+            "generator": model.config["generator"]["name"],
+            "step": model.config["step"],
+            "model_version": model.config["jaxcolor_version"],
             "version": jaxcolor.__version__,
             "point_size": hints_lib.INFERENCE_POINT_SIZE,
-            "layout": inputs.get("layout"),
+            "layout": inputs["layout"],
             "limits": dataclasses.asdict(limits),
             "fields": FIELDS,
         }
