@@ -234,3 +234,22 @@ def test_a_config_read_back_is_completed_with_the_keys_added_since():
     palette = base.complete(load_config("resunet_palette").to_dict())
     assert palette == load_config("resunet_palette").to_dict()
     config_checks.validate(ml_collections.ConfigDict(palette))
+
+
+def test_an_older_export_config_json_is_completed():
+    """config.json from before `task`, the networks' names and reference_unet's num_aux reads
+    as a colorizer with pix2pix's networks / num_aux 0; its own values stay."""
+    from jaxcolor.export import config_json
+    from jaxcolor.nets import export_format
+
+    def written(name):
+        config = load_config(name).to_dict()
+        return config_json.make_config_json(config, step=1, version="0", with_discriminator=True)
+
+    old = written("tiny")
+    del old["task"], old["generator"]["name"], old["discriminator"]["name"]
+    assert export_format.complete(old) == written("tiny")
+    reference = written("reference")
+    del reference["generator"]["num_aux"]
+    done = export_format.complete(reference)
+    assert done["generator"]["num_aux"] == 0 and done["generator"]["style_dim"] == 256
