@@ -48,7 +48,7 @@ def main() -> None:
                 continue
             train, ev = r["train"], r.get("eval", {})
             h = r["host_input"]
-            name = "default.py" if config == "default" else f"pod.py:{topology}"
+            name = "default.py" if config == "default" else f"pod.py:tpu={topology}"
             peak = max_batch.get(topology)
             compute_s = r["flops_per_image_xla"] * r["per_chip_batch"] / PEAK[r["device_kind"]]
             hardware = compute_s / r["roofline_step_s"]

@@ -32,9 +32,7 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     config.data.num_workers = 0
     mesh = parallel.create_mesh(config.mesh.data)
-    state, _ = create_train_state(
-        config, in_channels=hints.condition_channels(config), mesh=mesh
-    )
+    state, _ = create_train_state(config, in_channels=hints.condition_channels(config), mesh=mesh)
     train_source, _ = pipeline.make_sources(config)
     data_iter = iter(pipeline.train_dataset(config, train_source))
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))

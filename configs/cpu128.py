@@ -1,24 +1,27 @@
 """The CPU recipe for real illustrations: a useful colorizer from a folder of images in under an
 hour on 2 CPU cores, at 128 px, for each hint method.
 
-The hint method comes after the file name (blur when omitted):
-    python -m jaxcolor.train --config configs/cpu128.py:points \\
+The hint method comes after the file name as `hints=` (blur when omitted; the value alone,
+configs/cpu128.py:points, also works, as `bench quality` passes it):
+    python -m jaxcolor.train --config configs/cpu128.py:hints=points \\
         --config.data.source=folder:/path/to/illustrations --workdir runs/points
 `python -m jaxcolor.bench quality` trains it for every hint method and writes the quality table
 (README, "Results"). Every setting below was chosen by measurement on real anime faces
 (benchmarks/README.md, "Quality recipe"); settings that did not help stay at the base's.
 """
 
-from jaxcolor.core import config as base
+from jaxcolor import config as base
+from jaxcolor.core.config_arg import parse_arg
 from jaxcolor.data.hints import HINT_CHANNELS, pixel_methods
 
 
-def get_config(hints: str = "blur"):
-    """configs/cpu128.py[:HINTS]: the recipe with data.hints = HINTS."""
+def get_config(arg: str = ""):
+    """configs/cpu128.py[:hints=METHOD]: the recipe with data.hints = METHOD."""
+    hints = parse_arg(arg, "configs/cpu128.py", hints="blur").hints
     if hints not in HINT_CHANNELS:
         raise ValueError(
-            f"configs/cpu128.py:{hints}: the argument is the hint method, one of "
-            f"{', '.join(HINT_CHANNELS)} (e.g. configs/cpu128.py:points)."
+            f"configs/cpu128.py:hints={hints}: the argument is the hint method, one of "
+            f"{', '.join(HINT_CHANNELS)} (e.g. configs/cpu128.py:hints=points)."
         )
     c = base.get_config()
     c.image_size = 128

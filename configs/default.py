@@ -2,14 +2,15 @@
 
 Train with:  python -m jaxcolor.train --config configs/default.py --workdir DIR
 
-The values and their comments are in jaxcolor/core/config.py, the base every config builds on.
+The values and their comments are in jaxcolor/config.py, the base every config builds on,
+and for the networks' options in jaxcolor/nets/pix2pix/spec.py.
 """
 
 import ml_collections
 
-from jaxcolor.core import config as base
+from jaxcolor import config as base
 
 
 def get_config() -> ml_collections.ConfigDict:
-    """The full default configuration (jaxcolor.core.config's)."""
+    """The full default configuration (jaxcolor.config's)."""
     return base.get_config()

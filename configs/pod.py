@@ -1,12 +1,12 @@
 """pix2pix-256 for a Cloud TPU slice: the per-chip batch follows the chip, the global batch
 the slice.
 
-The slice's accelerator type (or its chip count) comes after the file name (config files are
-read before JAX starts):
-    python -m jaxcolor.train --config configs/pod.py:v4-32 --workdir gs://BUCKET/RUN
+The slice's accelerator type (or its chip count) comes after the file name as `tpu=` (config
+files are read before JAX starts; the value alone, configs/pod.py:v4-32, also works):
+    python -m jaxcolor.train --config configs/pod.py:tpu=v4-32 --workdir gs://BUCKET/RUN
 launch/train.sh passes its --type and starts every host at once. configs/unet_scribbles.py,
 resunet_palette.py and reference.py size themselves the same way with their own measurements
-(configs/FILE.py:TYPE; for reference.py also :TYPE,VGG_PATH).
+(configs/FILE.py:tpu=TYPE; for reference.py also :tpu=TYPE,vgg=PATH).
 
 Scaling with the slice (data parallelism: every chip holds the whole model), by
 jaxcolor/core/slice_sizing.py (README, "Sizing for a TPU slice", has the measurements):
@@ -16,7 +16,7 @@ jaxcolor/core/slice_sizing.py (README, "Sizing for a TPU slice", has the measure
   images, not bytes: XLA rematerialises to fit, so the peak is near HBM well below the limit
   (13.8 of 15.75 GiB at 512 on a v5e, whose limit is 792 to 815). The cap is the training
   reason for less: default.py's 6.4M images are then still 1,563 updates, and no pix2pix-style
-  GAN is known to train well at a larger batch. A bare chip count (configs/pod.py:16) keeps
+  GAN is known to train well at a larger batch. A chip count (configs/pod.py:tpu=16) keeps
   LEGACY_PER_CHIP_BATCH, as the chip is then unknown.
 - optimizer.learning_rate: pix2pix's 2e-4 is tuned for small batches; scale it with the square
   root of (batch_size / 64) (Adam; the linear rule is usually too aggressive for GANs), capped
@@ -34,9 +34,10 @@ jaxcolor/core/slice_sizing.py (README, "Sizing for a TPU slice", has the measure
 """
 
 # Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
-# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
-from jaxcolor.core import config as base
+# install or another directory, so the base is in the package (see jaxcolor/config.py).
+from jaxcolor import config as base
 from jaxcolor.core import slice_sizing
+from jaxcolor.core.config_arg import parse_arg
 
 LEGACY_PER_CHIP_BATCH = 8
 
@@ -48,17 +49,18 @@ def batch_for(accelerator: str) -> tuple[int, int]:
     if not accelerator:
         raise ValueError(
             "configs/pod.py needs the slice's accelerator type (or its chip count): "
-            "--config=configs/pod.py:v4-32 or configs/pod.py:v5litepod-8 (configs/pod.py:16 for "
-            "a v4-32 by chips: v4/v5p names count 2 cores per chip)."
+            "--config=configs/pod.py:tpu=v4-32 or configs/pod.py:tpu=v5litepod-8 "
+            "(configs/pod.py:tpu=16 for a v4-32 by chips: v4/v5p names count 2 cores per chip)."
         )
     return slice_sizing.slice_batch(
-        accelerator, slice_sizing.PIX2PIX_MAX_PER_CHIP, option="configs/pod.py:TYPE"
+        accelerator, slice_sizing.PIX2PIX_MAX_PER_CHIP, option="configs/pod.py:tpu"
     )
 
 
-def get_config(accelerator: str = ""):
-    """default.py with the global batch, learning rate and step counts scaled to the slice."""
-    chips, batch = batch_for(accelerator)
+def get_config(arg: str = ""):
+    """default.py with the global batch, learning rate and step counts scaled to the slice
+    (`configs/pod.py:tpu=TYPE`)."""
+    chips, batch = batch_for(parse_arg(arg, "configs/pod.py", tpu="").tpu)
     c = base.get_config()
     c.compute_dtype = "bfloat16"
     return slice_sizing.rescale(c, batch, chips)

@@ -29,8 +29,9 @@ relu1_1..relu5_1, each summed over the layers (the weights and layers of the PyT
 reference-guided colorization code this design follows; the paper's own values were not at
 hand). Nothing downloads the VGG weights: pass torchvision's vgg19-dcbb9e9d.pth
 (https://download.pytorch.org/models/vgg19-dcbb9e9d.pth, or its tensors as .safetensors/.npz)
-as the config's argument, which turns both losses on:
-  python -m jaxcolor.train --config configs/reference.py:/path/to/vgg19-dcbb9e9d.pth
+as the config's argument `vgg=`, which turns both losses on:
+  python -m jaxcolor.train --config configs/reference.py:vgg=/path/to/vgg19-dcbb9e9d.pth
+(the path alone, configs/reference.py:/path/to/vgg19-dcbb9e9d.pth, also works).
 
 Parameters at full size (256 px, hints none: 1 input channel), checked by
 tests/test_reference_model.py:
@@ -39,8 +40,9 @@ tests/test_reference_model.py:
   generator      57,321,993  (style_codes=4: AdaIN projections 436,096)
   discriminator   8,297,283  (3 scales x 2,765,761)
 
-On a Cloud TPU slice: configs/reference.py:TYPE (e.g. :v5litepod-8), or TYPE,PATH with the VGG
-file, sizes the batch, learning rate and step counts for it as configs/pod.py does
+On a Cloud TPU slice: configs/reference.py:tpu=TYPE (e.g. :tpu=v5litepod-8), or
+:tpu=TYPE,vgg=PATH with the VGG file, sizes the batch, learning rate and step counts for it as
+configs/pod.py does
 (jaxcolor/core/slice_sizing.py), from MAX_PER_CHIP_BATCH (_VGG with the file) below.
 
 Train with:  python -m jaxcolor.train --config configs/reference.py --workdir DIR
@@ -49,9 +51,10 @@ Colorize an export:  python -m jaxcolor.colorize --model EXPORT --sketch S.png -
 """
 
 # Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
-# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
-from jaxcolor.core import config as base
+# install or another directory, so the base is in the package (see jaxcolor/config.py).
+from jaxcolor import config as base
 from jaxcolor.core import slice_sizing
+from jaxcolor.core.config_arg import parse_arg
 
 # Weights of the VGG-19 losses (each a sum over relu1_1, relu2_1, ..., relu5_1).
 PERCEPTUAL_WEIGHT, STYLE_WEIGHT = 0.01, 50.0
@@ -64,21 +67,19 @@ MAX_PER_CHIP_BATCH = {"v5litepod": 608}
 MAX_PER_CHIP_BATCH_VGG = {"v5litepod": 128}
 
 
-def get_config(argument: str = ""):
+def get_config(arg: str = ""):
     """default.py with the reference-guided generator and the multi-scale discriminator. The
-    argument (`--config configs/reference.py:ARG`) is a VGG-19 weights file, which adds the
-    perceptual and style losses, a Cloud TPU accelerator type (`v4-32`) to size the config for
-    that slice, or both as `TYPE,PATH`."""
-    accelerator, vgg_weights = "", argument
-    head, _, tail = argument.partition(",")
-    if slice_sizing.looks_like_accelerator_type(head):
-        accelerator, vgg_weights = head.strip(), tail.strip()
+    argument (`--config configs/reference.py:vgg=PATH,tpu=TYPE`, either or both) names a
+    VGG-19 weights file, which adds the perceptual and style losses, and a Cloud TPU
+    accelerator type (`v4-32`) to size the config for that slice."""
+    arg = parse_arg(arg, "configs/reference.py", vgg="", tpu="")
+    accelerator, vgg_weights = arg.tpu, arg.vgg
     c = base.get_config()
     c.num_steps = 22_225  # the implementation's 100 epochs of 14,224 images at batch 64
     c.data.hints = "none"  # the paper colours from the sketch and the reference alone
 
+    c.model.generator = base.generator("reference_unet")  # jaxcolor/nets/reference/spec.py
     g = c.model.generator
-    g.name = "reference_unet"
     g.style_width = 64  # style blocks 64, 128, 256, 256 wide
     g.style_dim = 256  # the paper's 256-d colour style code
     g.style_codes = 1  # 4: the implementation's fine-tune variant, one code per style block
@@ -88,11 +89,11 @@ def get_config(argument: str = ""):
         c.loss.vgg_weights = vgg_weights
         c.loss.perceptual_weight, c.loss.style_weight = PERCEPTUAL_WEIGHT, STYLE_WEIGHT
 
+    c.model.discriminator = base.discriminator("multiscale_patchgan")
     d = c.model.discriminator
-    d.name = "multiscale_patchgan"
     d.num_scales = 3  # 1x, 1/2, 1/4
     d.norm = "instance"  # as pix2pixHD's multi-scale discriminator
-    if accelerator:  # configs/reference.py:TYPE, a Cloud TPU slice
+    if accelerator:  # configs/reference.py:tpu=TYPE, a Cloud TPU slice
         measured = MAX_PER_CHIP_BATCH_VGG if vgg_weights else MAX_PER_CHIP_BATCH
-        slice_sizing.for_slice(c, accelerator, measured, option="configs/reference.py:TYPE")
+        slice_sizing.for_slice(c, accelerator, measured, option="configs/reference.py:tpu")
     return c

@@ -19,15 +19,16 @@ Chen et al. trained on Kaggle's anime-sketch-colorization-pair (colour left, ske
     --config.data.source=folder:/path/to/data/train --config.data.layout=paired \\
     --config.data.sketch=dataset
 Automatic colorization (no hints): --config.data.hints=none.
-On a Cloud TPU slice: configs/resunet_palette.py:TYPE (e.g. :v5litepod-8) sizes the batch,
+On a Cloud TPU slice: configs/resunet_palette.py:tpu=TYPE (e.g. :tpu=v5litepod-8) sizes the batch,
 learning rate and step counts for it as configs/pod.py does (jaxcolor/core/slice_sizing.py), from
 MAX_PER_CHIP_BATCH below.
 """
 
 # Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
-# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
-from jaxcolor.core import config as base
+# install or another directory, so the base is in the package (see jaxcolor/config.py).
+from jaxcolor import config as base
 from jaxcolor.core import slice_sizing
+from jaxcolor.core.config_arg import parse_arg
 
 # Largest per-chip batch of this config's train step (bf16, 512 px) that the TPU compiler fits
 # (benchmarks/results/aot-search-resunet_palette-v5litepod-8.json). Other chips: scaled by
@@ -35,9 +36,10 @@ from jaxcolor.core import slice_sizing
 MAX_PER_CHIP_BATCH = {"v5litepod": 16}
 
 
-def get_config(accelerator: str = ""):
+def get_config(arg: str = ""):
     """default.py with the residual attention U-Net, palette hints, 512 px and an image pool;
-    sized for a Cloud TPU slice by its accelerator type (`configs/resunet_palette.py:v4-32`)."""
+    sized for a Cloud TPU slice by its accelerator type (`configs/resunet_palette.py:tpu=v4-32`)."""
+    accelerator = parse_arg(arg, "configs/resunet_palette.py", tpu="").tpu
     c = base.get_config()
     c.image_size = 512
     # Chen et al. used batch 4 on one GPU; 16 keeps BatchNorm statistics sane and divides 8 or 16
@@ -46,10 +48,8 @@ def get_config(accelerator: str = ""):
     c.num_steps = 13_500
     c.data.hints = "palette"
 
+    c.model.generator = base.generator("resunet")  # jaxcolor/nets/resunet/spec.py
     g = c.model.generator
-    for key in ("dropout", "upsample_impl"):  # U-Net options the resunet does not have
-        del g[key]
-    g.name = "resunet"
     g.num_downs = 4
     g.ngf = 64
     g.max_mult = 16  # widths ngf * min(2**level, max_mult): 64 ... 1024
@@ -67,8 +67,8 @@ def get_config(accelerator: str = ""):
     c.loss.aux_weights = (50.0, 25.0)
     c.optimizer.learning_rate = 2e-4
     c.optimizer.b1 = 0.5
-    if accelerator:  # configs/resunet_palette.py:TYPE, a Cloud TPU slice
+    if accelerator:  # configs/resunet_palette.py:tpu=TYPE, a Cloud TPU slice
         slice_sizing.for_slice(
-            c, accelerator, MAX_PER_CHIP_BATCH, option="configs/resunet_palette.py:TYPE"
+            c, accelerator, MAX_PER_CHIP_BATCH, option="configs/resunet_palette.py:tpu"
         )
     return c

@@ -18,8 +18,8 @@ Train, export, then colorize with its sketches:
 """
 
 # Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
-# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
-from jaxcolor.core import config as base
+# install or another directory, so the base is in the package (see jaxcolor/config.py).
+from jaxcolor import config as base
 
 
 def get_config():
@@ -32,8 +32,8 @@ def get_config():
     c.data.sketch_augment = False  # clean targets
     c.data.hints = "none"
 
+    c.model.generator = base.generator("classic_unet")
     g = c.model.generator
-    g.name = "classic_unet"
     g.num_downs = 4
     g.ngf = 64
     g.norm = "batch"

@@ -1,8 +1,8 @@
 """A small CPU configuration: 64 px, narrow networks, a few hundred steps in a few minutes."""
 
 # Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
-# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
-from jaxcolor.core import config as base
+# install or another directory, so the base is in the package (see jaxcolor/config.py).
+from jaxcolor import config as base
 
 
 def get_config():

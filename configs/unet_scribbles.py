@@ -12,15 +12,16 @@ Parameters: generator 31,032,451 (no discriminator), checked by tests/test_class
 
 Train with:  python -m jaxcolor.train --config configs/unet_scribbles.py --workdir DIR
 (another size: --config.image_size='(192, 320)'; a square one: --config.image_size=256).
-On a Cloud TPU slice: configs/unet_scribbles.py:TYPE (e.g. :v6e-8) sizes the batch, learning
+On a Cloud TPU slice: configs/unet_scribbles.py:tpu=TYPE (e.g. :tpu=v6e-8) sizes the batch, learning
 rate and step counts for it as configs/pod.py does (jaxcolor/core/slice_sizing.py), from
 MAX_PER_CHIP_BATCH below.
 """
 
 # Flax's examples import `configs.default`; configs/ cannot be imported from a non-editable
-# install or another directory, so the base is in the package (see jaxcolor/core/config.py).
-from jaxcolor.core import config as base
+# install or another directory, so the base is in the package (see jaxcolor/config.py).
+from jaxcolor import config as base
 from jaxcolor.core import slice_sizing
+from jaxcolor.core.config_arg import parse_arg
 
 # Largest per-chip batch of this config's train step (bf16) that the TPU compiler fits
 # (benchmarks/results/aot-search-unet_scribbles-v5litepod-8.json). Other chips: scaled by
@@ -28,17 +29,18 @@ from jaxcolor.core import slice_sizing
 MAX_PER_CHIP_BATCH = {"v5litepod": 216}
 
 
-def get_config(accelerator: str = ""):
+def get_config(arg: str = ""):
     """default.py with the UAN coloriser's network, inputs, loss and optimizer; sized for a Cloud
-    TPU slice by its accelerator type (`configs/unet_scribbles.py:v4-32`)."""
+    TPU slice by its accelerator type (`configs/unet_scribbles.py:tpu=v4-32`)."""
+    accelerator = parse_arg(arg, "configs/unet_scribbles.py", tpu="").tpu
     c = base.get_config()
     c.batch_size = 16
     c.image_size = (160, 256)  # height, width: each a multiple of 2**num_downs = 16
     c.data.sketch = "sobel"
     c.data.hints = "scribbles"  # 3 channels: with the sketch, its 4-channel input
 
+    c.model.generator = base.generator("classic_unet")
     g = c.model.generator
-    g.name = "classic_unet"
     g.num_downs = 4  # 4 max-pools: 64-128-256-512 blocks, 1024 bottleneck
     g.ngf = 64
     g.norm = "none"
@@ -51,8 +53,8 @@ def get_config(accelerator: str = ""):
     c.optimizer.learning_rate = 1e-4
     c.optimizer.b1 = 0.9  # torch.optim.Adam's defaults
     c.optimizer.b2 = 0.999
-    if accelerator:  # configs/unet_scribbles.py:TYPE, a Cloud TPU slice
+    if accelerator:  # configs/unet_scribbles.py:tpu=TYPE, a Cloud TPU slice
         slice_sizing.for_slice(
-            c, accelerator, MAX_PER_CHIP_BATCH, option="configs/unet_scribbles.py:TYPE"
+            c, accelerator, MAX_PER_CHIP_BATCH, option="configs/unet_scribbles.py:tpu"
         )
     return c

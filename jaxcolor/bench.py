@@ -38,7 +38,7 @@ from ml_collections import config_flags
 
 import jaxcolor
 from jaxcolor import cli
-from jaxcolor.core import config as base_config
+from jaxcolor import config as base_config
 from jaxcolor.core import platform_env
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_files import IMAGE_EXTENSIONS
@@ -51,7 +51,7 @@ DEFAULT_CONFIG = base_config.__file__
 # 2 Grain workers, images per CPU-second on a Xeon; `bench aot`'s host input report divides by it
 # unless `--data_json` gives this host's own figure.
 MEASURED_PER_CORE = 295.0
-CONFIG_HELP = "config .py (default: jaxcolor/core/config.py, the base configs/default.py returns)"
+CONFIG_HELP = "config .py (default: jaxcolor/config.py, the base configs/default.py returns)"
 # bench quality's recipe: here, or beside the package in a source checkout.
 QUALITY_CONFIG = "configs/cpu128.py"
 QUALITY_HINTS = "blur,points,strokes,none"

@@ -1,7 +1,8 @@
 """Every checkpoint read and write: the train state, the Grain iterator state and run metadata.
 
 - `Checkpointer`: a run's async saves and its resume (shapes checked against the config).
-- `restore_read_only`: a run's checkpoint with its own config (export, evaluate, serve).
+- `restore_read_only`: a run's checkpoint with its own config (export, evaluate, serve),
+  completed with the keys added since it was written (`saved_config`).
 
 The state is any pytree; its shapes and shardings come from the caller (an abstract state or a
 freshly built one), as MaxText's `load_state_if_possible` takes them, so nothing here knows the
@@ -29,6 +30,7 @@ from absl import logging
 from etils import epath
 
 import jaxcolor
+from jaxcolor import config as config_lib
 from jaxcolor import parallel, summary
 from jaxcolor.core.errors import CheckpointMismatchError, ExportError, WorkdirError
 
@@ -203,7 +205,7 @@ class Checkpointer:
         saved, wanted = _shapes(saved_tree), _shapes(state)
         if saved == wanted:
             return
-        diffs = _config_diff(metadata.get("config", {}), self._config.to_dict())
+        diffs = _config_diff(saved_config(metadata) or {}, self._config.to_dict())
         first = sorted(set(saved.items()) ^ set(wanted.items()))[:1]
         raise CheckpointMismatchError(
             f"The checkpoint at step {step} in {self.directory} does not fit this config "
@@ -270,12 +272,20 @@ def _incomplete_steps(directory: epath.Path) -> list[str]:
     return sorted(p.get().name for p in ocp.path.step.all_temporary_paths(directory))
 
 
+def saved_config(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The training config in a checkpoint's metadata, completed (`jaxcolor.config.complete`:
+    keys added since it was written at their defaults); None when the metadata has none."""
+    config = metadata.get("config")
+    return None if config is None else config_lib.complete(config)
+
+
 def _data_state_problem(metadata: dict[str, Any], config: ml_collections.ConfigDict) -> str | None:
     """Why the saved per-process iterator state cannot be used here, or None."""
     saved_processes = metadata.get("process_count")
     if saved_processes != jax.process_count():
         return f"it was saved by {saved_processes} processes, this run has {jax.process_count()}"
-    saved_workers = metadata.get("config", {}).get("data", {}).get("num_workers")
+    saved = saved_config(metadata)
+    saved_workers = saved["data"]["num_workers"] if saved is not None else None
     if saved_workers != config.data.num_workers:
         return f"it was saved with data.num_workers={saved_workers}, now {config.data.num_workers}"
     return None
@@ -396,9 +406,9 @@ def restore_read_only(
         meta = manager.restore(step, args=ocp.args.Composite(**{METADATA: ocp.args.JsonRestore()}))[
             METADATA
         ]
-        if not meta or "config" not in meta:
+        config = saved_config(meta or {})
+        if config is None:
             raise ExportError(f"Checkpoint {directory / str(step)} has no config in its metadata.")
-        config = meta["config"]
         target = abstract_state(ml_collections.ConfigDict(config))
         try:
             state = _restore_state(manager, step, target)

@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from jaxcolor.nets import registry
+from jaxcolor.nets.base import DISCRIMINATOR, GENERATOR
 from jaxcolor.nets.pix2pix.torch import NLayerDiscriminator, UnetGenerator
 
 VARIANTS = ("eager_fp32", "eager_bf16_cl", "compile")
@@ -199,13 +201,11 @@ def arch_from_config(config: Any) -> dict[str, Any]:
     from jaxcolor.data.hints import condition_channels
 
     cin = condition_channels(config)
-    g = dict(config.model.generator)
-    d = dict(config.model.discriminator)
-    g["in_channels"] = cin
-    d["in_channels"] = cin + g["out_channels"]
+    g = dict(config.model.generator, in_channels=cin)
+    d = dict(config.model.discriminator, in_channels=cin + g["out_channels"])
     return {
-        "generator": g,
-        "discriminator": d,
+        "generator": registry.torch_kwargs(GENERATOR, g),
+        "discriminator": registry.torch_kwargs(DISCRIMINATOR, d),
         "gan_mode": config.loss.gan_mode,
         "l1_weight": config.loss.recon_weight,
         "lr": config.optimizer.learning_rate,

@@ -10,7 +10,7 @@ host, joined by jax.distributed (detected on TPU slices). Each worker appends to
 ~/jaxcolor-train.log (see logs.sh). The workdir must be on gs:// so that every host sees the same
 checkpoints; rerunning the same command resumes from the newest one.
   --workdir   gs://BUCKET/PATH for TensorBoard logs, checkpoints and the compilation cache
-  --config    config file in the repository (default configs/pod.py:TYPE, sized for --type)
+  --config    config file in the repository (default configs/pod.py:tpu=TYPE, sized for --type)
   --stop      stop the training processes started by this script instead
   -- ...      further flags for jaxcolor.train, e.g. -- --config.num_steps=50000"
 WORKDIR=""
@@ -40,7 +40,7 @@ if [[ $STOP == 1 ]]; then
   exit 0
 fi
 [[ $WORKDIR == gs://* ]] || die "--workdir=gs://BUCKET/PATH is required: every host must see the same checkpoints"
-CONFIG=${CONFIG:-configs/pod.py:$TYPE}
+CONFIG=${CONFIG:-configs/pod.py:tpu=$TYPE}
 [[ -f $REPO_DIR/${CONFIG%%:*} ]] || die "--config=$CONFIG: no such file in $REPO_DIR"
 
 flags=""

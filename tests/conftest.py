@@ -35,7 +35,7 @@ def config_module(name: str):
 
 def load_config(name: str, *args: str):
     """configs/<name>.py -> ConfigDict; `args` are what follows the file name
-    (`configs/pod.py:16` -> "16")."""
+    (`configs/pod.py:tpu=16` -> "tpu=16")."""
     return config_module(name).get_config(*args)
 
 

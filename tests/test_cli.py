@@ -62,6 +62,11 @@ TRAIN_MISTAKES = {
         r"loss\.vgg_weights=/nowhere/vgg19\.pth does not exist; give torchvision's ImageNet "
         r"VGG-19 weights, vgg19-dcbb9e9d\.pth \(https://\S+; nothing is downloaded\)",
     ),
+    "another family's options": (
+        ["--config.model.generator.name=resunet"],
+        r"model\.generator\.name='resunet' takes no option dropout, upsample_impl; its options "
+        r"are num_downs, .*jaxcolor\.config\.generator\('resunet'\)",
+    ),
     "unknown discriminator": (
         ["--config.model.discriminator.name=patchgn"],
         r"model\.discriminator\.name='patchgn' is not a known discriminator; choose one of "
@@ -91,6 +96,12 @@ def test_train_mistake_is_one_line(mistake, tmp_path):
         (
             str(REPO / "configs" / "pod.py"),
             r"--config=\S+pod\.py: configs/pod\.py needs the slice's accelerator type",
+        ),
+        # a config argument's names are checked: the unknown one and the known ones
+        (
+            str(REPO / "configs" / "reference.py") + ":tpu=v5litepod-8,hint=blur",
+            r"configs/reference\.py: unknown argument 'hint' in 'tpu=v5litepod-8,hint=blur'; "
+            r"its arguments are vgg, tpu",
         ),
     ],
 )

@@ -36,7 +36,7 @@ TOLERANCE = 0.05
 
 def _small(name: str):
     """configs/<name>.py at 128 px with narrow networks (compiled only, never run)."""
-    c = load_config(name, "8") if name == "pod" else load_config(name)
+    c = load_config(name, "tpu=8") if name == "pod" else load_config(name)
     c.image_size = SIZES.get(name, 128)
     g = c.model.generator
     g.ngf = 8

@@ -81,7 +81,8 @@ def test_dry_run_prints_the_full_sequence(example):
     assert "requirements-tpu.txt" in install and "uv venv --python 3.11" in install
     accelerator = flags[0].split("=")[1]  # pod.py sizes the batch for the slice's chips
     assert (
-        f"nohup .venv/bin/python -m jaxcolor.train --config=configs/pod.py:{accelerator}" in train
+        "nohup .venv/bin/python -m jaxcolor.train "
+        f"--config=configs/pod.py:tpu={accelerator}" in train
     )
     assert "--workdir=gs://my-bucket/runs/r1 --config.seed=3" in train
     assert ">> ~/jaxcolor-train.log 2>&1" in train

@@ -150,3 +150,32 @@ def test_upsample_impl_auto_and_unknown():
     assert resolve_upsample_impl("auto") == "subpixel"  # the tests run on XLA:CPU
     with pytest.raises(ValueError, match="model.generator.upsample_impl"):
         resolve_upsample_impl("pixelshuffle")
+
+
+def test_each_spec_declares_the_options_its_flax_module_and_torch_twin_take():
+    """A family's spec defaults are its Flax module's keyword defaults; the PyTorch twin takes
+    the same but the Flax-only ones, and refuses any other option (no `**_`)."""
+    import inspect
+
+    pytest.importorskip("torch")
+    from jaxcolor.nets import registry
+    from jaxcolor.nets.base import DISCRIMINATOR, GENERATOR
+    from jaxcolor.nets.registry import _resolve
+
+    def keyword_defaults(cls, skip):
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # after self
+        assert all(p.kind != p.VAR_KEYWORD for p in params), cls  # strict: no **kwargs
+        return {p.name: p.default for p in params if p.name not in skip}
+
+    for role in (GENERATOR, DISCRIMINATOR):
+        for name in registry.names(role):
+            spec = registry.lookup(role, name)
+            flax = keyword_defaults(_resolve(spec.flax), {"in_channels", "dtype", "rngs"})
+            assert flax == dict(spec.defaults), name
+            twin = keyword_defaults(_resolve(spec.torch), {"in_channels"})
+            torch_options = {k: v for k, v in spec.defaults.items() if k not in spec.flax_only}
+            assert twin == torch_options, name
+            arch = {**registry.section(role, name), "in_channels": 4, "file": "g.safetensors"}
+            registry.build_torch(role, arch)  # an export's own fields are not options
+            with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+                _resolve(spec.torch)(**registry.torch_kwargs(role, arch), bogus=1)

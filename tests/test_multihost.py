@@ -226,7 +226,7 @@ def test_distributed_flags_must_come_together():
 def test_pod_config_scales_with_the_chip_count(chips, batch, eval_batch, checkpoint_every):
     from jaxcolor.training import config_checks
 
-    c = load_config("pod", chips)
+    c = load_config("pod", f"tpu={chips}")
     config_checks.validate(c)
     assert (c.batch_size, c.eval_batch_size, c.checkpoint_every) == (
         batch,
@@ -239,12 +239,12 @@ def test_pod_config_scales_with_the_chip_count(chips, batch, eval_batch, checkpo
 
 
 def test_pod_config_needs_the_chip_count():
-    with pytest.raises(ValueError, match=r"configs/pod.py:16 for a v4-32"):
+    with pytest.raises(ValueError, match=r"configs/pod.py:tpu=16 for a v4-32"):
         load_config("pod", "")
     with pytest.raises(
-        ValueError, match=r"configs/pod.py:TYPE='v5litepod-12' is not a known .* v5litepod-16"
+        ValueError, match=r"configs/pod.py:tpu='v5litepod-12' is not a known .* v5litepod-16"
     ):
-        load_config("pod", "v5litepod-12")
+        load_config("pod", "tpu=v5litepod-12")
 
 
 @pytest.mark.parametrize(
@@ -255,7 +255,7 @@ def test_pod_config_sizes_the_batch_by_chip_type(accelerator, per_chip, eval_bat
     from jaxcolor.core import accelerators
     from jaxcolor.training import config_checks
 
-    c = load_config("pod", accelerator)
+    c = load_config("pod", f"tpu={accelerator}")
     config_checks.validate(c)
     chips = accelerators.slice_of(accelerator).chips
     assert (c.batch_size, c.eval_batch_size) == (per_chip * chips, eval_batch)

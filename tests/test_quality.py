@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, load_config
 
 from jaxcolor import bench
-from jaxcolor.core import config as base_config
+from jaxcolor import config as base_config
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import sources
 from jaxcolor.evaluation import sample_sheet

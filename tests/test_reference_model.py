@@ -95,7 +95,7 @@ def test_reference_config_trains_and_uses_the_reference(hints, codes, with_vgg, 
     config = small_config(hints, codes)
     losses_used = ["g_l1", "g_aux1", "g_aux2", "g_loss"]
     if with_vgg:  # random VGG-19 weights, written by the fixture as torchvision's .pth
-        paper = load_config("reference", str(request.getfixturevalue("vgg19_pth")["pth"]))
+        paper = load_config("reference", f"vgg={request.getfixturevalue('vgg19_pth')['pth']}")
         assert (paper.loss.perceptual_weight, paper.loss.style_weight) == (0.01, 50.0)
         config.loss.update(
             perceptual_weight=paper.loss.perceptual_weight,

@@ -4,8 +4,6 @@ module edited or naming it."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,8 +42,9 @@ class ToyGenerator(nnx.Module):
 
 
 class TorchToyGenerator(nn.Module):
-    def __init__(self, *, in_channels: int, out_channels: int = 3, width: int = 8, **_: Any):
+    def __init__(self, *, in_channels: int, out_channels: int = 3, width: int = 8, norm="none"):
         super().__init__()
+        del norm
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, out_channels, 3, padding=1)
 
@@ -77,6 +76,7 @@ TOY = base.NetworkSpec(
     torch=f"{__name__}:TorchToyGenerator",
     layout=_layout,
     forward_flops=_forward_flops,
+    defaults={"out_channels": 3, "width": 8, "norm": "none"},
     check=_check,
 )
 

@@ -15,7 +15,6 @@ import io
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from jaxcolor.training.loop import train_and_evaluate
 from PIL import Image
 
 from jaxcolor import colorize, inference
@@ -26,6 +25,7 @@ from jaxcolor.data import sketch as sketch_lib
 from jaxcolor.data.sources import SyntheticCartoonSource
 from jaxcolor.evaluation import evaluator
 from jaxcolor.export import exporter
+from jaxcolor.run.loop import train_and_evaluate
 from jaxcolor.serve.app import create_app
 from jaxcolor.training import config_checks
 

@@ -1,6 +1,7 @@
 """A config sized for a Cloud TPU slice: the per-chip batch by chip type, the global batch by
 the slice, and what follows from them (learning rate, step counts, eval batch). Pure Python:
-config files call it before JAX starts (`configs/pod.py:TYPE`, `configs/unet_scribbles.py:TYPE`).
+config files call it before JAX starts (`configs/pod.py:tpu=TYPE`,
+`configs/unet_scribbles.py:tpu=TYPE`).
 
 The rule (README, "Sizing for a TPU slice"): the per-chip batch is the largest power of two at
 most HEADROOM (3/4) of the largest per-chip batch the TPU compiler fits (`python -m
@@ -11,13 +12,12 @@ limit; a quarter of the batch spare leaves room for a larger eval batch or anoth
 Each config states the largest per-chip batch measured for its network on the chips it was
 measured on. For another chip, `max_per_chip` scales the measurement by pix2pix-256's ratio
 between the two chips (PIX2PIX_MAX_PER_CHIP, all measured): an estimate, which
-`bench aot --config FILE:TYPE --topology TYPE` checks for a slice.
+`bench aot --config FILE:tpu=TYPE --topology TYPE` checks for a slice.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 
 import ml_collections
@@ -34,12 +34,6 @@ MAX_LR = 1e-3
 PIX2PIX_MAX_PER_CHIP = {"v5litepod": 792, "v4": 1624, "v6e": 1624, "v5p": 5336}
 # Grain workers per host on a TPU VM (100+ vCPUs per host).
 TPU_HOST_WORKERS = 16
-
-
-def looks_like_accelerator_type(text: str) -> bool:
-    """Whether a config argument names a TPU type ("v4-32", "v5litepod-8"; an unknown one such
-    as "v7-8" too, so that `slice_batch` says which types exist) rather than a file path."""
-    return re.fullmatch(r"v\d+[a-z]*-\d+", text.strip()) is not None
 
 
 def max_per_chip(measured: Mapping[str, int], chip: str) -> int:

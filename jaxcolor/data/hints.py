@@ -42,7 +42,7 @@ from jaxcolor.nets.export_format import COLOR_CHANNELS, SKETCH_CHANNELS
 def condition_channels(config: Mapping[str, Any]) -> int:
     """Generator input channels: the 1-channel sketch plus the hint channels; with
     task="sketch" the RGB colour image. `config` is a ConfigDict or its plain dict."""
-    if config.get("task", "colorize") == "sketch":
+    if config["task"] == "sketch":
         return COLOR_CHANNELS
     return SKETCH_CHANNELS + hint_spec(config["data"]["hints"]).channels
 

@@ -59,7 +59,7 @@ def _tfds_val_split(builder) -> str | None:
 
 
 def _tfds_sources(config: ml_collections.ConfigDict, name: str):
-    builder = sources.tfds_builder(name, config.data.get("data_dir") or None)
+    builder = sources.tfds_builder(name, config.data.data_dir or None)
     train = sources.TfdsSource(name, "train", builder=builder)
     val_split = _tfds_val_split(builder)
     if val_split is None:
@@ -205,7 +205,7 @@ def make_sources(config: ml_collections.ConfigDict):
         )
     if not form.encoded:
         return form.splits(config, arg)
-    paired = config.data.get("layout", "single") == "paired"
+    paired = config.data.layout == "paired"
     if paired and not form.paired_layout:
         raise ConfigError(
             f"data.layout='paired' applies to {_forms(lambda f: f.paired_layout)} sources, not "
@@ -250,7 +250,7 @@ def held_out_source(
     if form is None or form.held_out is None:
         offered = [f.usage for f in _SOURCES.values() if f.held_out is not None]
         raise ValueError(f"{spec!r} is none of {', '.join(offered)}")
-    paired = form.paired_layout and config.data.get("layout", "single") == "paired"
+    paired = form.paired_layout and config.data.layout == "paired"
     encoded = form.held_out(arg, data_dir, split)
     if config.data.sketch == sketch_lib.DATASET_SKETCH and not _has_real_sketches(encoded, paired):
         raise ValueError(
@@ -336,7 +336,7 @@ def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeEx
         sketch_mix=sketch_lib.sketch_mix(sketch) if derived else None,
         train=train,
         random_flip=config.data.random_flip,
-        sketch_augment=config.data.get("sketch_augment", True),
+        sketch_augment=config.data.sketch_augment,
         reference=registry.generator(config.model.generator).takes_reference,
     )
 

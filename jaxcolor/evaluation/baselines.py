@@ -41,7 +41,7 @@ DESCRIPTIONS = {
 
 def names(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """The baselines that make sense for `config`, in report order."""
-    if config.get("task", "colorize") == "sketch":
+    if config.task == "sketch":
         return GREY, MEAN_COLOR
     spec = hints_lib.hint_spec(config.data.hints)  # as_image, hinted_pixels: see HintSpec
     if spec.as_image:

@@ -179,7 +179,7 @@ def _hint_sums(output, condition, hint_method: str) -> dict[str, jax.Array]:
 def _samples(config, batch, condition, target, prediction) -> dict[str, jax.Array]:
     """What the sample sheet shows, as uint8 (the model's inputs exactly), and each PSNR."""
     u8 = lambda x: hint_fidelity.levels(x).astype(jnp.uint8)  # noqa: E731
-    if config.get("task", "colorize") == "sketch":
+    if config.task == "sketch":
         out = {"color": u8(condition)}
     else:
         out = {"sketch": u8(condition[..., :1])}

@@ -63,7 +63,7 @@ class FixedBatchEvaluator:
                 out_shardings=parallel.batch_sharding(mesh),
             )(self._batch)
             self._host["sketch"] = np.asarray(multihost_utils.process_allgather(sketch, tiled=True))
-        self._task = config.get("task", "colorize")
+        self._task = config.task
         self._writer = writer
 
     def __call__(self, step: int, state: TrainState) -> dict[str, float]:

@@ -43,7 +43,7 @@ TARGET = (
 
 def method(config: ml_collections.ConfigDict) -> str | None:
     """`data.hints` when its hints carry colours at known pixels or bands, else None."""
-    if config.get("task", "colorize") == "sketch":
+    if config.task == "sketch":
         return None
     spec = hints_lib.hint_spec(config.data.hints)
     return spec.name if spec.hinted_pixels is not None or spec.palette else None

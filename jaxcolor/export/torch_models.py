@@ -32,7 +32,7 @@ def load(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Export directory -> (`net` in eval mode with its weights on `device`, config.json)."""
     cfg = export_format.read_config_json(model_dir)
-    arch = cfg.get(net)
+    arch = cfg[net]
     if arch is None:
         raise ExportError(
             f"{model_dir} holds no {net}; export it with python -m jaxcolor.export "

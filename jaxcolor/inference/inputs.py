@@ -302,7 +302,7 @@ def check_options(
     if model.takes_reference and not reference:
         raise InputError(
             f"This model is reference-guided (model.generator.name="
-            f"{model.config['generator'].get('name')!r}): pass --reference IMAGE, a colour image "
+            f"{model.config['generator']['name']!r}): pass --reference IMAGE, a colour image "
             "whose colours the result takes."
         )
     if reference and not model.takes_reference:

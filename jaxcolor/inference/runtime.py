@@ -139,7 +139,7 @@ def load(model_dir: str | pathlib.Path, device: str | None = None) -> Colorizer:
     except RuntimeError as e:
         raise InputError(f"--device {device!r} is not a PyTorch device: {e}") from e
     generator, config = torch_models.load(model_dir, "generator", device=dev)
-    if config.get("task", "colorize") != "colorize":
+    if config["task"] != "colorize":
         raise InputError(
             f"{model_dir} is a sketch extractor (task={config['task']!r}: colour image in, "
             "sketch out), not a colorizer; train a colorizer with "

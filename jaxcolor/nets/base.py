@@ -109,7 +109,7 @@ def check_fraction(value: float, key: str) -> None:
 
 
 def check_upsample_impl(arch: Arch) -> None:
-    impl = arch.get("upsample_impl", "auto")
+    impl = arch["upsample_impl"]
     require(
         impl in UPSAMPLE_IMPLS,
         f"model.generator.upsample_impl must be one of {UPSAMPLE_IMPLS}, got {impl!r}",
@@ -126,9 +126,14 @@ class NetworkSpec:
 
     `flax` and `torch` are "module:attribute" names, imported only when a network is built, so
     reading a spec (config checks, the data pipeline, FLOP counts) imports neither framework.
-    Both classes take the network's config options as keyword arguments (`in_channels` plus the
-    config section without `name`; the Flax one also `dtype` and `rngs`). `layout(arch)` lists
-    the PyTorch twin's state_dict in order, `arch` being the config section plus `in_channels`.
+    `defaults` are the network's config options (its `model.<role>` section without `name`)
+    with their values when a config does not set them: `jaxcolor.config.network` starts a
+    section from them, and `jaxcolor.config.complete` fills a section saved before an option
+    existed. The Flax class takes `in_channels` and every option as keyword arguments (plus
+    `dtype` and `rngs`), the PyTorch twin `in_channels` and every option but `flax_only` (how
+    the Flax side computes, not what: the same parameters and outputs); neither accepts any
+    other. `layout(arch)` lists the PyTorch twin's state_dict in order, `arch` being the config
+    section plus `in_channels`.
     """
 
     name: str
@@ -138,6 +143,10 @@ class NetworkSpec:
     layout: Callable[[Arch], list[Entry]]
     # 2 x MACs of one forward on one image: (arch, in_channels, (height, width)) -> FLOPs.
     forward_flops: Callable[[Arch, int, tuple[int, int]], int]
+    # Every config option of the network and its default value ({"num_downs": 8, ...}).
+    defaults: Mapping[str, Any]
+    # Options the Flax module takes and the PyTorch twin does not (e.g. "upsample_impl").
+    flax_only: tuple[str, ...] = ()
     # The family's config rules (the whole ConfigDict; messages name the key and the fix).
     check: Callable[[Any], None] = _no_rules
     # Input sides must be multiples of this (generators).

@@ -14,6 +14,7 @@ from typing import Any
 
 from jaxcolor.core.errors import ConfigError, ExportError
 from jaxcolor.nets import registry
+from jaxcolor.nets.base import DISCRIMINATOR, GENERATOR
 
 FORMAT = "jaxcolor-export"
 FORMAT_VERSION = 1
@@ -24,10 +25,13 @@ SKETCH_CHANNELS = 1
 COLOR_CHANNELS = 3
 
 
+# What config.json lacked before a field existed (exports written before tasks: colorizers).
+_COMPLETE = {"task": "colorize"}
+
+
 def task(config: Mapping[str, Any]) -> str:
-    """`task` of a training config: "colorize" (also for configs from before the key) or
-    "sketch"."""
-    return config.get("task", "colorize")
+    """`task` of a training config: "colorize" or "sketch"."""
+    return config["task"]
 
 
 def network_sections(
@@ -72,4 +76,17 @@ def read_config_json(model_dir: str | pathlib.Path) -> dict[str, Any]:
             f"{path} has format_version {cfg.get('format_version')}; this jaxcolor reads "
             f"version {FORMAT_VERSION}. Re-export with this version."
         )
-    return cfg
+    return complete(cfg)
+
+
+def complete(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """An export's config.json with what an older jaxcolor did not write: `task`, and each
+    network's name and options (`registry.complete`)."""
+    out = {**_COMPLETE, **cfg}
+    for role in (GENERATOR, DISCRIMINATOR):
+        if out[role] is not None:  # the discriminator is exported on request only
+            try:
+                out[role] = registry.complete(role, out[role])
+            except ConfigError as e:  # a network this jaxcolor does not have
+                raise ExportError(f"{e} (in an export's config.json)") from e
+    return out

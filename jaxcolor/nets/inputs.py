@@ -62,7 +62,7 @@ def model_inputs(
     given, else from the batch. task "sketch": condition the colour image, target the sketch.
     """
     color = to_unit(batch["color"])
-    if config is not None and config.get("task", "colorize") == "sketch":
+    if config is not None and config.task == "sketch":
         return color, to_unit(batch["sketch"])
     if sketch_model is not None:
         sketch = sketch_from_color(sketch_model, color)

@@ -27,7 +27,7 @@ _FAMILIES: tuple[NetworkSpec, ...] = (
     reference.REFERENCE_UNET,
     reference.MULTISCALE_PATCHGAN,
 )
-# Exports written before networks were named in config.json hold pix2pix's two.
+# Checkpoints and exports written before networks were named hold pix2pix's two.
 _DEFAULT_NAMES = {GENERATOR: pix2pix.UNET.name, DISCRIMINATOR: pix2pix.PATCHGAN.name}
 _SPECS: dict[str, dict[str, NetworkSpec]] = {GENERATOR: {}, DISCRIMINATOR: {}}
 
@@ -52,9 +52,8 @@ def names(role: str) -> list[str]:
     return sorted(_SPECS[role])
 
 
-def lookup(role: str, name: str | None) -> NetworkSpec:
+def lookup(role: str, name: str) -> NetworkSpec:
     """The spec of `model.<role>.name = name`; ConfigError listing the known names otherwise."""
-    name = _DEFAULT_NAMES[role] if name is None else name
     spec = _SPECS[role].get(name)
     if spec is None:
         raise ConfigError(
@@ -65,16 +64,42 @@ def lookup(role: str, name: str | None) -> NetworkSpec:
 
 def generator(arch: Arch) -> NetworkSpec:
     """The spec of a `model.generator` config section (or a config.json generator)."""
-    return lookup(GENERATOR, arch.get("name"))
+    return lookup(GENERATOR, arch["name"])
 
 
 def discriminator(arch: Arch) -> NetworkSpec:
     """The spec of a `model.discriminator` config section (or a config.json discriminator)."""
-    return lookup(DISCRIMINATOR, arch.get("name"))
+    return lookup(DISCRIMINATOR, arch["name"])
 
 
 def spec_of(role: str, arch: Arch) -> NetworkSpec:
     return generator(arch) if role == GENERATOR else discriminator(arch)
+
+
+def section(role: str, name: str, **options: Any) -> dict[str, Any]:
+    """A `model.<role>` config section for the network `name`: its spec's defaults, then
+    `options`; an option the network does not have raises ConfigError naming the known ones."""
+    spec = lookup(role, name)
+    unknown = sorted(set(options) - set(spec.defaults))
+    if unknown:
+        raise ConfigError(
+            f"model.{role}: {name!r} has no option {', '.join(map(repr, unknown))}; its options: "
+            f"{', '.join(spec.defaults)}."
+        )
+    return {"name": name, **spec.defaults, **options}
+
+
+def complete(role: str, arch: Arch) -> dict[str, Any]:
+    """A saved `model.<role>` section (a checkpoint's config or an export's config.json) with
+    what it lacks: the name (pix2pix's, before networks were named) and every option added to
+    its network since (at its default)."""
+    arch = {"name": _DEFAULT_NAMES[role], **arch}
+    return {"name": arch["name"], **lookup(role, arch["name"]).defaults, **arch}
+
+
+def unknown_options(role: str, arch: Arch) -> list[str]:
+    """The keys of a `model.<role>` config section that its network does not take."""
+    return sorted(set(arch) - {"name", *spec_of(role, arch).defaults})
 
 
 def layout(role: str, arch: Arch) -> list[Entry]:
@@ -99,13 +124,22 @@ def build_flax(role: str, cfg: Mapping[str, Any], *, in_channels: int, dtype: An
     return _resolve(spec.flax)(in_channels=in_channels, dtype=dtype, rngs=rngs, **options)
 
 
+def torch_kwargs(role: str, arch: Arch) -> dict[str, Any]:
+    """What the PyTorch twin of a (complete) network section takes: `in_channels` and the
+    network's options but `flax_only`; the section's other fields (an export's `file`, notes)
+    describe the export, not the network."""
+    spec = spec_of(role, arch)
+    options = {k: arch[k] for k in spec.defaults if k not in spec.flax_only}
+    return {"in_channels": arch["in_channels"], **options}
+
+
 def build_torch(role: str, arch: Arch) -> Any:
     """config.json network section -> its untrained PyTorch twin (imports torch, not JAX)."""
     try:
         spec = spec_of(role, arch)
     except ConfigError as e:
         raise ExportError(str(e)) from e
-    return _resolve(spec.torch)(**arch)
+    return _resolve(spec.torch)(**torch_kwargs(role, arch))
 
 
 def unregister(spec: NetworkSpec) -> None:

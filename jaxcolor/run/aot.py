@@ -26,7 +26,7 @@ from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_size import to_json
 from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
-from jaxcolor.nets.layers import resolve_upsample_impl
+from jaxcolor.nets.build import upsample_impl
 from jaxcolor.run import benchmark
 from jaxcolor.training import config_checks, sketcher, vgg
 from jaxcolor.training.state import abstract_train_state
@@ -260,9 +260,7 @@ def report(
         "per_host_batch": batch // hosts,
         "image_size": to_json(config.image_size),
         "compute_dtype": config.compute_dtype,
-        "upsample_impl": resolve_upsample_impl(
-            config.model.generator.get("upsample_impl", "auto"), parallel.platform(mesh)
-        ),
+        "upsample_impl": upsample_impl(config.model.generator, parallel.platform(mesh)),
         "hbm_gib": chip.hbm_gib,
         "flops_per_image_analytic": analytic,
     }

@@ -31,7 +31,7 @@ from jaxcolor.data import pipeline
 from jaxcolor.data.hints import condition_channels
 from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.nets import registry
-from jaxcolor.nets.layers import resolve_upsample_impl
+from jaxcolor.nets.build import upsample_impl
 from jaxcolor.training import config_checks, sketcher, vgg
 from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
@@ -94,7 +94,7 @@ def analytic_step_flops(config: ml_collections.ConfigDict) -> dict[str, int]:
     # fake (its weights are frozen), i.e. three forwards.
     perceptual = 0
     if vgg.uses_vgg(config):
-        layers = vgg.parse_layers(config.loss.get("vgg_layers", vgg.DEFAULT_LAYERS))
+        layers = vgg.parse_layers(config.loss.vgg_layers)
         perceptual = vgg.forward_flops(layers, size)
     return {
         "g_forward": g,
@@ -211,9 +211,7 @@ def _report(config, setup: _Setup, step_s: float) -> dict[str, Any]:
         "batch_size": batch,
         "image_size": to_json(config.image_size),
         "compute_dtype": config.compute_dtype,
-        "upsample_impl": resolve_upsample_impl(
-            config.model.generator.get("upsample_impl", "auto"), parallel.platform(setup.mesh)
-        ),
+        "upsample_impl": upsample_impl(config.model.generator, parallel.platform(setup.mesh)),
         "compile_s": round(setup.compile_s, 3),
         "step_s": step_s,
         "images_per_s": batch / step_s,

@@ -83,7 +83,7 @@ def _check_bucket_writable(path: str, workdir: epath.Path) -> None:
 
 def _compile_cache_dir(config: ml_collections.ConfigDict, workdir: epath.Path) -> str:
     """`compile_cache_dir`: 'auto' = WORKDIR/compile_cache, so a restart skips compilation."""
-    path = config.get("compile_cache_dir", "auto")
+    path = config.compile_cache_dir
     return str(workdir / "compile_cache") if path == "auto" else path
 
 
@@ -181,7 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
 def _profiler(config: ml_collections.ConfigDict, writer: summary.Writer) -> profiler.StepProfiler:
     """profile.start_step / num_steps: a trace into the TensorBoard logdir (off by default)."""
-    profile = config.get("profile") or ml_collections.ConfigDict({"start_step": 0, "num_steps": 0})
+    profile = config.profile
     return profiler.StepProfiler(
         writer.logdir, start_step=profile.start_step, num_steps=profile.num_steps
     )

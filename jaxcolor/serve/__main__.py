@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     port = sock.getsockname()[1]
     app = create_app(model, limits)
     print(
-        f"{PROG}: {args.model} ({model.config['generator'].get('name')}, hints={model.hints}) "
+        f"{PROG}: {args.model} ({model.config['generator']['name']}, hints={model.hints}) "
         f"on {model.device}; page at http://{args.host}:{port}/",
         flush=True,
     )

@@ -71,8 +71,8 @@ class Metrics:
 
 def sketch_method(model: inference.Colorizer) -> str:
     """The model's training sketch method, or XDoG when it trained on dataset/model sketches."""
-    layout = model.config["inputs"].get("layout", [])
-    method = next((x.get("method") for x in layout if x.get("name") == "sketch"), None) or "xdog"
+    layout = model.config["inputs"]["layout"]
+    method = next((x["method"] for x in layout if x["name"] == "sketch"), None) or "xdog"
     try:
         sketch_lib.parse_sketch_mix(method)
     except (ConfigError, ValueError, KeyError):

@@ -18,7 +18,7 @@ TASKS = ("colorize", "sketch")
 
 
 def _check_task(config: ml_collections.ConfigDict) -> None:
-    task = config.get("task", "colorize")
+    task = config.task
     require(task in TASKS, f"task must be one of {TASKS}, got {task!r}")
     model_sketch = is_model_sketch(config.data.sketch)
     if task == "sketch":
@@ -53,6 +53,20 @@ def _networks(config: ml_collections.ConfigDict) -> list:
     return nets
 
 
+def _check_options(config: ml_collections.ConfigDict, role: str) -> None:
+    """The network's section holds its own options only (not another family's, e.g. after
+    --config.model.generator.name=resunet on a U-Net config)."""
+    arch = config.model[role]
+    unknown = registry.unknown_options(role, arch)
+    options = registry.spec_of(role, arch).defaults
+    require(
+        not unknown,
+        f"model.{role}.name={arch.name!r} takes no option {', '.join(unknown)}; its options are "
+        f"{', '.join(options)}: start model.{role} from jaxcolor.config.{role}({arch.name!r}) "
+        "in the config file.",
+    )
+
+
 def validate(config: ml_collections.ConfigDict, *, weights_files: bool = True) -> None:
     """Raises ConfigError for a config that would fail (or silently misbehave) later.
 
@@ -78,6 +92,7 @@ def validate(config: ml_collections.ConfigDict, *, weights_files: bool = True) -
         norm = config.model[net].norm
         require(norm in NORMS, f"model.{net}.norm must be one of {NORMS}, got {norm!r}")
     for spec in networks:
+        _check_options(config, spec.role)
         spec.check(config)  # the family's own rules
     _check_deep_supervision_and_pool(config)
     _check_perceptual(config, weights_files)
@@ -101,7 +116,7 @@ def validate(config: ml_collections.ConfigDict, *, weights_files: bool = True) -
         config.train.max_nonfinite >= 1,
         f"train.max_nonfinite must be >= 1, got {config.train.max_nonfinite}",
     )
-    ema = config.train.get("ema_decay", 0.0)
+    ema = config.train.ema_decay
     require(
         0.0 <= ema < 1.0,
         f"train.ema_decay must be in [0, 1) (0 = off; e.g. 0.999 averages the generator over "
@@ -120,17 +135,17 @@ def _check_perceptual(config: ml_collections.ConfigDict, weights_files: bool) ->
     perceptual, style = vgg.perceptual_weights(config)
     for key, w in (("perceptual_weight", perceptual), ("style_weight", style)):
         require(w >= 0, f"loss.{key} must be >= 0 (0 = off), got {w}")
-    layers = vgg.parse_layers(config.loss.get("vgg_layers", vgg.DEFAULT_LAYERS))
+    layers = vgg.parse_layers(config.loss.vgg_layers)
     if not vgg.uses_vgg(config):
         return
     if weights_files:
         vgg.check_weights_file(config)
     out = config.model.generator.out_channels
     require(
-        config.get("task", "colorize") == "colorize" and out == 3,
+        config.task == "colorize" and out == 3,
         f"loss.perceptual_weight / loss.style_weight compare RGB images through VGG-19; they "
         f"need task='colorize' and model.generator.out_channels=3 (got "
-        f"{config.get('task', 'colorize')!r}, {out}); set both weights to 0.",
+        f"{config.task!r}, {out}); set both weights to 0.",
     )
     pools = vgg.pools_before(layers)
     require(
@@ -141,7 +156,7 @@ def _check_perceptual(config: ml_collections.ConfigDict, weights_files: bool) ->
 
 
 def _check_hint_loss(config: ml_collections.ConfigDict) -> None:
-    weight, hints = config.loss.get("hint_weight", 0.0), config.data.hints
+    weight, hints = config.loss.hint_weight, config.data.hints
     require(weight >= 0, f"loss.hint_weight must be >= 0 (0 = off), got {weight}")
     require(
         weight == 0 or hints in pixel_methods(),
@@ -152,7 +167,7 @@ def _check_hint_loss(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_ssim_loss(config: ml_collections.ConfigDict) -> None:
-    weight = config.loss.get("ssim_weight", 0.0)
+    weight = config.loss.ssim_weight
     require(weight >= 0, f"loss.ssim_weight must be >= 0 (0 = off), got {weight}")
     if weight:
         require(
@@ -164,9 +179,7 @@ def _check_ssim_loss(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_profile(config: ml_collections.ConfigDict) -> None:
-    profile = config.get("profile")
-    if profile is None:
-        return
+    profile = config.profile
     require(
         profile.num_steps >= 0,
         f"profile.num_steps must be >= 0 (0 = no profile), got {profile.num_steps}",
@@ -178,7 +191,7 @@ def _check_profile(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_deep_supervision_and_pool(config: ml_collections.ConfigDict) -> None:
-    weights = tuple(config.loss.get("aux_weights", ()))
+    weights = tuple(config.loss.aux_weights)
     if any(w != 0 for w in weights):
         g = config.model.generator
         spec = registry.generator(g)
@@ -199,9 +212,7 @@ def _check_deep_supervision_and_pool(config: ml_collections.ConfigDict) -> None:
             f"{num_aux}; give one weight per aux output.",
         )
         require(all(w >= 0 for w in weights), f"loss.aux_weights must be >= 0, got {weights}")
-    pool = config.model.get("image_pool")
-    if pool is None:
-        return
+    pool = config.model.image_pool
     require(pool.size >= 0, f"model.image_pool.size must be >= 0 (0 = off), got {pool.size}")
     require(0.0 <= pool.prob <= 1.0, f"model.image_pool.prob must be in [0, 1], got {pool.prob}")
     require(

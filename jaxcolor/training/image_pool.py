@@ -33,9 +33,8 @@ class ImagePool:
 
 
 def pool_size(config: ml_collections.ConfigDict) -> int:
-    """`model.image_pool.size`, 0 (no pool) when the config has no such key."""
-    pool = config.model.get("image_pool")
-    return int(pool.size) if pool is not None else 0
+    """`model.image_pool.size` (0: no pool)."""
+    return int(config.model.image_pool.size)
 
 
 def create(config: ml_collections.ConfigDict, channels: int) -> ImagePool | None:

@@ -53,17 +53,17 @@ def read_export(config: ml_collections.ConfigDict) -> dict[str, Any]:
         cfg = export_format.read_config_json(path)
     except ExportError as e:
         raise ConfigError(f"{key}: {e}") from e
-    g = cfg.get("generator") or {}
-    if cfg.get("task", "colorize") != "sketch":
+    g = cfg["generator"]
+    if cfg["task"] != "sketch":
         raise ConfigError(
-            f"{key}: {path} is a {cfg.get('task', 'colorize')!r} export (a colorizer taking "
-            f"{g.get('in_channels')} channels), not a sketch extractor; export a run trained "
+            f"{key}: {path} is a {cfg['task']!r} export (a colorizer taking "
+            f"{g['in_channels']} channels), not a sketch extractor; export a run trained "
             "with task='sketch' (configs/sketch_extractor.py) and point data.sketch at it."
         )
-    if g.get("in_channels") != export_format.COLOR_CHANNELS or g.get("out_channels") != 1:
+    if g["in_channels"] != export_format.COLOR_CHANNELS or g["out_channels"] != 1:
         raise ConfigError(
-            f"{key}: the sketch model in {path} maps {g.get('in_channels')} -> "
-            f"{g.get('out_channels')} channels; a sketch extractor maps RGB (3) -> sketch (1)."
+            f"{key}: the sketch model in {path} maps {g['in_channels']} -> "
+            f"{g['out_channels']} channels; a sketch extractor maps RGB (3) -> sketch (1)."
         )
     multiple = int(cfg["inputs"]["size_multiple"])
     h, w = image_hw(config)

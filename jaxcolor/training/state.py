@@ -143,7 +143,7 @@ def jit_with_frozen(
 
 def uses_ema(config: ml_collections.ConfigDict) -> bool:
     """train.ema_decay > 0: the state keeps a moving average of the generator's parameters."""
-    return config.train.get("ema_decay", 0.0) > 0
+    return config.train.ema_decay > 0
 
 
 def moving_average_start(params: PyTree) -> PyTree:

@@ -54,7 +54,7 @@ def train_step(
     if aux_weights:
         extra["return_aux"] = True
     perceptual_w, style_w = perceptual_weights(config)
-    hint_w = config.loss.get("hint_weight", 0.0)
+    hint_w = config.loss.hint_weight
     hint_targets = losses.hint_targets(batch, config.data.hints) if hint_w else None
     # VGG-19 features of the target: no gradient, computed once outside G's loss.
     real_features = jax.lax.stop_gradient(nets.vgg(target)) if (perceptual_w or style_w) else None
@@ -120,7 +120,7 @@ def train_step(
             if style_w:
                 parts["g_style"] = losses.style_loss(fake_features, real_features)
                 loss = loss + style_w * parts["g_style"]
-        if loss_cfg.get("ssim_weight", 0.0):
+        if loss_cfg.ssim_weight:
             parts["g_ssim"] = losses.ssim_loss(generated, target)
             loss = loss + loss_cfg.ssim_weight * parts["g_ssim"]
         if hint_targets is not None:
@@ -176,7 +176,7 @@ def _ema_update(ema: PyTree, params: PyTree, step: jax.Array, config) -> PyTree:
 
 def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, ...]:
     """`loss.aux_weights` when any is non-zero (the generator then returns its aux outputs)."""
-    weights = tuple(float(w) for w in config.loss.get("aux_weights", ()))
+    weights = tuple(float(w) for w in config.loss.aux_weights)
     return weights if any(w != 0 for w in weights) else ()
 
 

@@ -205,7 +205,7 @@ def from_state_dict(
 def perceptual_weights(config: ml_collections.ConfigDict) -> tuple[float, float]:
     """(loss.perceptual_weight, loss.style_weight), 0 where the config has none."""
     loss = config.loss
-    return float(loss.get("perceptual_weight", 0.0)), float(loss.get("style_weight", 0.0))
+    return float(loss.perceptual_weight), float(loss.style_weight)
 
 
 def uses_vgg(config: ml_collections.ConfigDict) -> bool:
@@ -215,7 +215,7 @@ def uses_vgg(config: ml_collections.ConfigDict) -> bool:
 def check_weights_file(config: ml_collections.ConfigDict) -> pathlib.Path:
     """`loss.vgg_weights` exists and has a known suffix (the contents are checked on load)."""
     perceptual, style = perceptual_weights(config)
-    raw = str(config.loss.get("vgg_weights", "") or "")
+    raw = str(config.loss.vgg_weights or "")
     need = f"loss.perceptual_weight={perceptual:g} and loss.style_weight={style:g} need"
     if not raw:
         raise ConfigError(f"{need} VGG-19 weights: set loss.vgg_weights=PATH; {weights_hint()}.")
@@ -240,7 +240,7 @@ def load_vgg(config: ml_collections.ConfigDict, sharding=None) -> FrozenVGG | No
         tensors = read_state_dict(path)
     except WeightsFileError as e:
         raise ConfigError(f"loss.vgg_weights: {e}; {weights_hint()}.") from e
-    layers = parse_layers(config.loss.get("vgg_layers", DEFAULT_LAYERS))
+    layers = parse_layers(config.loss.vgg_layers)
     graph, params = from_state_dict(
         tensors,
         layers,
@@ -255,6 +255,6 @@ def abstract_vgg(config: ml_collections.ConfigDict, sharding=None) -> FrozenVGG 
     `sharding`), read from no file: for compiling the steps ahead of time (bench aot)."""
     if not uses_vgg(config):
         return None
-    layers = parse_layers(config.loss.get("vgg_layers", DEFAULT_LAYERS))
+    layers = parse_layers(config.loss.vgg_layers)
     _, graph, params = _abstract(layers, compute_dtype(config.compute_dtype))
     return FrozenVGG(graph, parallel.placed_shapes(params, sharding))

@@ -72,6 +72,15 @@ CLASSIC_UNET = base.NetworkSpec(
     torch="jaxcolor.nets.classic_unet.torch:ClassicUNet",
     layout=layout,
     forward_flops=forward_flops,
+    defaults={
+        "num_downs": 4,  # 4 max-pools: 64-128-256-512 blocks, 1024 bottleneck
+        "ngf": 64,
+        "norm": "none",
+        "dropout": 0.0,
+        "out_channels": 3,
+        "upsample_impl": "auto",
+    },
+    flax_only=("upsample_impl",),
     check=check,
     size_multiple=base.num_downs_multiple,
 )

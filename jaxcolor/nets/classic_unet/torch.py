@@ -8,8 +8,6 @@ norm="none" and num_downs=4 its state_dict is that project's, key for key.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -44,7 +42,6 @@ class ClassicUNet(nn.Module):
         ngf: int = 64,
         norm: str = "none",
         dropout: float = 0.0,
-        **_: Any,
     ):
         super().__init__()
         if num_downs < 1:

@@ -134,6 +134,17 @@ UNET = base.NetworkSpec(
     torch="jaxcolor.nets.pix2pix.torch:UnetGenerator",
     layout=unet_layout,
     forward_flops=unet_forward_flops,
+    defaults={
+        "num_downs": 8,  # unet_256: 256 px -> 1x1 bottleneck
+        "ngf": 64,
+        "norm": "batch",  # batch | instance | none
+        "dropout": 0.5,
+        "out_channels": 3,
+        # How the k4-s2 up-convolutions are computed (same parameters, same outputs): auto |
+        # conv_transpose | subpixel (stride-1 convs + depth-to-space); auto = subpixel on CPU.
+        "upsample_impl": "auto",
+    },
+    flax_only=("upsample_impl",),
     check=check_unet,
     size_multiple=base.num_downs_multiple,
     # pix2pix's norm='none' drops the conv biases (its use_bias tests for InstanceNorm only)
@@ -147,6 +158,7 @@ PATCHGAN = base.NetworkSpec(
     torch="jaxcolor.nets.pix2pix.torch:NLayerDiscriminator",
     layout=patchgan_layout,
     forward_flops=patchgan_forward_flops,
+    defaults={"ndf": 64, "n_layers": 3, "norm": "batch"},  # n_layers 3: 70x70 receptive field
     check=check_patchgan,
     pix2pix_compatible=lambda arch: arch["norm"] != "none",
 )

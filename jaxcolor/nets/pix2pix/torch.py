@@ -6,8 +6,6 @@ its `UnetGenerator` / `NLayerDiscriminator` (see jaxcolor.nets.pix2pix.spec). Im
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -52,7 +50,6 @@ class UnetGenerator(nn.Module):
         ngf: int = 64,
         norm: str = "batch",
         dropout: float = 0.5,
-        **_: Any,
     ):
         super().__init__()
         if num_downs < 2:
@@ -105,9 +102,7 @@ class UnetGenerator(nn.Module):
 class NLayerDiscriminator(nn.Module):
     """PatchGAN: (B, in_channels, H, W) -> (B, 1, H', W') raw logits."""
 
-    def __init__(
-        self, *, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch", **_: Any
-    ):
+    def __init__(self, *, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
         super().__init__()
         widths = patchgan_widths(ndf, n_layers)
         layers: list[nn.Module] = [

@@ -59,7 +59,7 @@ def generator_layout(arch: Arch) -> list[Entry]:
         entries += norm_entries(f"up_norms.{level}", ("up_norms", level), up_norm)
     for k in range(len(fused)):
         entries += conv_entries(f"adain.{k}.proj", ("adain", k, "proj"), bias=True, kind="linear")
-    for k in range(arch.get("num_aux", 0)):  # multi-scale output heads, last
+    for k in range(arch["num_aux"]):  # multi-scale output heads, last
         entries += conv_entries(f"aux_heads.{k}", ("aux_heads", k), bias=True)
     return entries
 
@@ -120,11 +120,10 @@ def check_generator(config) -> None:
     base.check_num_downs_multiple(config)
     base.check_fraction(g.dropout, "model.generator.dropout")
     base.check_upsample_impl(g)
-    num_aux = g.get("num_aux", 0)
     require(
-        0 <= num_aux < g.num_downs,
+        0 <= g.num_aux < g.num_downs,
         f"model.generator.num_aux (multi-scale outputs) must be in [0, "
-        f"model.generator.num_downs - 1 = {g.num_downs - 1}], got {num_aux}",
+        f"model.generator.num_downs - 1 = {g.num_downs - 1}], got {g.num_aux}",
     )
     require(
         g.style_codes in STYLE_CODES,
@@ -176,7 +175,7 @@ def generator_export_notes(arch: Arch, config) -> dict:
         ),
     }
     notes: dict = {"inputs": {"reference": reference}}
-    if arch.get("num_aux", 0):
+    if arch["num_aux"]:
         notes["generator"] = {
             "aux_outputs": (
                 f"generator.safetensors includes the {arch['num_aux']} multi-scale output heads "
@@ -203,10 +202,19 @@ REFERENCE_UNET = base.NetworkSpec(
     torch="jaxcolor.nets.reference.torch:ReferenceUnetGenerator",
     layout=generator_layout,
     forward_flops=generator_forward_flops,
+    # The pix2pix U-Net's options, and the style encoder's.
+    defaults={
+        **pix2pix.UNET.defaults,
+        "style_width": 64,  # style blocks 64, 128, 256, 256 wide
+        "style_dim": 256,  # the colour style code
+        "style_codes": 1,  # 4: one code per style block
+        "num_aux": 0,  # multi-scale outputs at 1/2, 1/4, ... resolution
+    },
+    flax_only=("upsample_impl",),
     check=check_generator,
     size_multiple=base.num_downs_multiple,
     takes_reference=True,
-    num_aux=lambda arch: arch.get("num_aux", 0),
+    num_aux=lambda arch: arch["num_aux"],
     export_notes=generator_export_notes,
 )
 MULTISCALE_PATCHGAN = base.NetworkSpec(
@@ -216,6 +224,7 @@ MULTISCALE_PATCHGAN = base.NetworkSpec(
     torch="jaxcolor.nets.reference.torch:MultiscaleDiscriminator",
     layout=multiscale_layout,
     forward_flops=multiscale_forward_flops,
+    defaults={"ndf": 64, "n_layers": 3, "norm": "instance", "num_scales": 3},  # 1x, 1/2, 1/4
     check=check_multiscale,
     export_notes=multiscale_export_notes,
 )

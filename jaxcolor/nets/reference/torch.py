@@ -6,8 +6,6 @@ the Flax paths (see jaxcolor.nets.reference.spec.generator_layout).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -80,7 +78,6 @@ class ReferenceUnetGenerator(nn.Module):
         style_dim: int = 256,
         style_codes: int = 1,
         num_aux: int = 0,
-        **_: Any,
     ):
         super().__init__()
         widths = level_widths(num_downs, ngf)
@@ -151,7 +148,6 @@ class MultiscaleDiscriminator(nn.Module):
         n_layers: int = 3,
         norm: str = "instance",
         num_scales: int = 3,
-        **_: Any,
     ):
         super().__init__()
         self.scales = nn.ModuleList(

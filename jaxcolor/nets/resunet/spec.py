@@ -98,6 +98,14 @@ RESUNET = base.NetworkSpec(
     torch="jaxcolor.nets.resunet.torch:ResUNetGenerator",
     layout=layout,
     forward_flops=forward_flops,
+    defaults={
+        "num_downs": 4,  # 512 px -> 32 x 32
+        "ngf": 64,
+        "max_mult": 16,  # widths ngf * min(2**level, max_mult): 64 ... 1024
+        "norm": "batch",
+        "num_aux": 2,  # deep-supervision heads at 1/2 and 1/4 resolution
+        "out_channels": 3,
+    },
     check=check,
     size_multiple=base.num_downs_multiple,
     num_aux=lambda arch: arch["num_aux"],

@@ -7,8 +7,6 @@ Imports no JAX.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,7 +69,6 @@ class ResUNetGenerator(nn.Module):
         max_mult: int = 16,
         norm: str = "batch",
         num_aux: int = 2,
-        **_: Any,
     ):
         super().__init__()
         if num_downs < 1 or not 0 <= num_aux < num_downs:

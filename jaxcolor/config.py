@@ -1,11 +1,33 @@
-"""The base configuration every config in configs/ starts from: pix2pix-256 colorization.
+"""The base configuration every config in configs/ starts from (pix2pix-256 colorization), the
+network sections, and `complete`, which fills a saved config.
 
 It lives in the package, not in configs/, so that a config file can import it wherever it runs:
 config_flags execs a config file by path, and configs/ is not importable from another directory
-or from a non-editable install (it is not part of the installed package).
+or from a non-editable install (it is not part of the installed package). It sits above
+jaxcolor.nets, not in jaxcolor.core: a network's options and their defaults are its family's
+(`NetworkSpec.defaults` in jaxcolor/nets/<family>/spec.py), and the base holds only what every
+run shares. A config file's argument (`configs/pod.py:tpu=v4-32`) is read by
+`jaxcolor.core.config_arg.parse_arg`.
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 import ml_collections
+
+from jaxcolor.nets import registry
+from jaxcolor.nets.base import DISCRIMINATOR, GENERATOR
+
+
+def generator(name: str, **options: Any) -> ml_collections.ConfigDict:
+    """A `model.generator` section: the network `name` with its family's defaults, then
+    `options` (one it does not have raises ConfigError naming the ones it has)."""
+    return ml_collections.ConfigDict(registry.section(GENERATOR, name, **options))
+
+
+def discriminator(name: str, **options: Any) -> ml_collections.ConfigDict:
+    """A `model.discriminator` section, as `generator`."""
+    return ml_collections.ConfigDict(registry.section(DISCRIMINATOR, name, **options))
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -44,21 +66,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.prefetch = 4  # batches buffered per worker
 
     c.model = ml_collections.ConfigDict()
-    c.model.generator = ml_collections.ConfigDict()
-    c.model.generator.name = "unet"
-    c.model.generator.num_downs = 8  # unet_256: 256 px -> 1x1 bottleneck
-    c.model.generator.ngf = 64
-    c.model.generator.norm = "batch"  # batch | instance | none
-    c.model.generator.dropout = 0.5
-    c.model.generator.out_channels = 3
-    # How the k4-s2 up-convolutions are computed (same parameters, same outputs): auto |
-    # conv_transpose | subpixel (stride-1 convs + depth-to-space); auto = subpixel on CPU.
-    c.model.generator.upsample_impl = "auto"
-    c.model.discriminator = ml_collections.ConfigDict()
-    c.model.discriminator.name = "patchgan"
-    c.model.discriminator.ndf = 64
-    c.model.discriminator.n_layers = 3  # 70x70 receptive field
-    c.model.discriminator.norm = "batch"
+    # The networks by name (jaxcolor/nets/registry.py) with their options, whose defaults and
+    # meaning are in each family's spec: pix2pix's U-Net 256 and 70x70 PatchGAN
+    # (jaxcolor/nets/pix2pix/spec.py). Another network: c.model.generator = generator(NAME).
+    c.model.generator = generator("unet")
+    c.model.discriminator = discriminator("patchgan")
     # pix2pix's ImagePool: D's fake half comes from the last `size` generated (condition, fake)
     # pairs with probability `prob` once the pool is full; 0 = off (D sees the current fakes).
     c.model.image_pool = ml_collections.ConfigDict()
@@ -122,3 +134,23 @@ def get_config() -> ml_collections.ConfigDict:
     c.profile.start_step = 10  # past the first steps' compilation and warm-up
     c.profile.num_steps = 0
     return c
+
+
+def complete(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A config that comes back (a checkpoint's metadata, an older run's config) as a plain
+    dict with every key this jaxcolor reads: what `saved` lacks takes the base's value, and
+    each network section its own family's defaults (`registry.complete`). Keys the base does
+    not know are kept. Called once where a config is read back, so that code reads
+    `config.loss.hint_weight` with no default of its own."""
+    out = _merged(get_config().to_dict(), saved)
+    for role in (GENERATOR, DISCRIMINATOR):  # not the base's pix2pix options under another name
+        out["model"][role] = registry.complete(role, saved["model"][role])
+    return out
+
+
+def _merged(base: dict[str, Any], saved: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in saved.items():
+        both = isinstance(value, Mapping) and key in base and isinstance(base[key], dict)
+        out[key] = _merged(base[key], value) if both else value
+    return out
