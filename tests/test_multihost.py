@@ -107,9 +107,7 @@ def _final_state(config, workdir: pathlib.Path, step: int):
     from jaxcolor.training.state import create_train_state
 
     mesh = parallel.create_mesh(-1)
-    state, _ = create_train_state(
-        config, in_channels=pipeline.condition_channels(config), mesh=mesh
-    )
+    state, _ = create_train_state(config, mesh=mesh)
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config)
     try:
         return jax.device_get(ckpt.restore(state, step, ckpt.metadata(step)))
