@@ -171,7 +171,7 @@ def _abstract_step_inputs(c):
 def test_every_colorizer_family_can_use_the_losses(vgg19_pth, tiny_config, name, monkeypatch):
     """The losses live in the shared step: the pix2pix U-Net GAN and the classic U-Net
     regressor (bf16, as the configs compute) report them, also on the console line; without
-    the loaded VGG-19 a step refuses to build."""
+    the loaded VGG-19 in its frozen networks a step refuses to trace."""
     c = tiny_config
     c.update(compute_dtype="bfloat16")
     c.model.generator.name = name
