@@ -153,7 +153,7 @@ def abstract_train_state(
     """`create_train_state` without computing the state: its shapes and dtypes placed with
     `sharding` (a restore target, or a compile-only TPU mesh's), and the networks, built for the
     platform of `sharding`'s devices. Nothing is allocated."""
-    mesh = parallel.create_mesh(1)
+    mesh = parallel.create_mesh(1, devices=jax.local_devices()[:1])  # only traced: any one device
     created = {}
     target = next(iter(sharding.device_set)).platform
 
