@@ -19,7 +19,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxcolor import checkpoint, parallel
-from jaxcolor.data import hints, pipeline
+from jaxcolor.data import pipeline
 from jaxcolor.training.state import create_train_state
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
@@ -32,7 +32,7 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     config.data.num_workers = 0
     mesh = parallel.create_mesh(config.mesh.data)
-    state, _ = create_train_state(config, in_channels=hints.condition_channels(config), mesh=mesh)
+    state, _ = create_train_state(config, mesh=mesh)
     train_source, _ = pipeline.make_sources(config)
     data_iter = iter(pipeline.train_dataset(config, train_source))
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))

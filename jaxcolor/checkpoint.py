@@ -71,17 +71,19 @@ class Checkpointer:
 
     def restore_or_start(
         self,
-        state: PyTree,
+        target: PyTree,
         data_iter_at: Callable[[int], Iterator],
-        start_fresh: Callable[[PyTree], PyTree] | None = None,
+        start_fresh: Callable[[], PyTree],
     ) -> tuple[PyTree, Iterator, int]:
-        """-> (state, data iterator, step) of the newest complete checkpoint; without one,
-        `state` at step 0 (passed through `start_fresh` when given: e.g. `config.init_from`'s
-        PyTorch weights, which only a fresh run starts from).
+        """-> (state, data iterator, step) of the newest complete checkpoint, restored onto
+        `target`; without one, `start_fresh()` at step 0 (e.g. the initialised state, or
+        `config.init_from`'s PyTorch weights, which only a fresh run starts from).
 
-        `state` gives the shapes and shardings (the current mesh); `data_iter_at(n)` is the
-        training data from example n of this process's stream. A saved iterator state that
-        does not map onto this run restarts the stream deterministically at the saved step.
+        `target` gives the shapes and shardings (the current mesh): an abstract state, so a
+        resumed run never computes the initial one (as MaxText's load_state_if_possible).
+        `data_iter_at(n)` is the training data from example n of this process's stream. A
+        saved iterator state that does not map onto this run restarts the stream
+        deterministically at the saved step.
         """
         if self.discarded:
             summary.log_line(
@@ -91,12 +93,10 @@ class Checkpointer:
         step = self.latest_step()
         if step is None:
             summary.log_line(f"Starting fresh in {self.directory.parent}")
-            if start_fresh is not None:
-                state = start_fresh(state)
-            return state, data_iter_at(0), 0
+            return start_fresh(), data_iter_at(0), 0
 
         metadata = self.metadata(step)
-        state = self.restore(state, step, metadata)
+        state = self.restore(target, step, metadata)
         self._data_start = metadata.get("data_start", 0)
         data_iter = data_iter_at(self._data_start)
         problem = self.restore_data(data_iter, step, metadata)
@@ -130,7 +130,8 @@ class Checkpointer:
         return dict(restored[METADATA] or {})
 
     def restore(self, state: PyTree, step: int, metadata: dict[str, Any]) -> PyTree:
-        """Restores `step` onto the shardings (the current mesh) and shapes of `state`."""
+        """Restores `step` onto the shardings (the current mesh) and shapes of `state` (arrays
+        or `jax.ShapeDtypeStruct`s)."""
         self._check_compatible(state, step, metadata)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
         return _restore_state(self._manager, step, abstract)

@@ -144,7 +144,7 @@ def test_known_slices_have_the_published_shapes():
 
 
 def _upsample_impls(config, mesh) -> set[str]:
-    state, nets = abstract_train_state(config, in_channels=4, sharding=parallel.replicated(mesh))
+    state, nets = abstract_train_state(config, sharding=parallel.replicated(mesh))
     model = nnx.merge(nets.g_graph, state.g.params, state.g.stats)
     return {m.impl for _, m in nnx.iter_modules(model) if isinstance(m, UpConv)}
 

@@ -1,7 +1,6 @@
 """Classic U-Net (scribble seed), non-square image sizes, the sketch extractor and
 data.sketch='model:DIR', scribble hints; export parity of the classic U-Net."""
 
-import dataclasses
 import json
 import pathlib
 
@@ -18,7 +17,7 @@ from torch import nn
 from jaxcolor import bench, inference, parallel
 from jaxcolor.core.errors import ConfigError, InputError
 from jaxcolor.core.image_size import hw, image_hw
-from jaxcolor.data import crop, pipeline
+from jaxcolor.data import crop, pipeline, schema
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
@@ -31,6 +30,7 @@ from jaxcolor.nets.layers import count_params
 from jaxcolor.run import benchmark
 from jaxcolor.run.loop import train_and_evaluate
 from jaxcolor.training import config_checks, sketcher
+from jaxcolor.training import frozen as frozen_lib
 from jaxcolor.training.state import NetState, create_train_state
 from jaxcolor.training.step import jit_train_step
 
@@ -182,9 +182,7 @@ def _train_steps(config, steps, batch_host, devices=-1, seed=0):
     created = {}
 
     def init():
-        state, created["nets"] = create_train_state(
-            config, in_channels=condition_channels(config), mesh=mesh
-        )
+        state, created["nets"] = create_train_state(config, mesh=mesh)
         return state
 
     # create_train_state's shapes filled in numpy (Adam's moments start at zero as optax's):
@@ -193,15 +191,12 @@ def _train_steps(config, steps, batch_host, devices=-1, seed=0):
     state = state.replace(g=_unit_scale(state.g, seed), rng=np.asarray([0, seed], np.uint32))
     state = jax.device_put(state, parallel.replicated(mesh))
     # The frozen sketch model (data.sketch = "model:DIR") holds real arrays, not shapes.
-    nets = dataclasses.replace(
-        created["nets"],
-        sketch_model=sketcher.load_sketcher(config, parallel.replicated(mesh)),
-    )
+    nets, frozen = created["nets"], frozen_lib.load(config, parallel.replicated(mesh))
     step = jit_train_step(nets, config, mesh)
     batch = parallel.to_global(batch_host, parallel.batch_sharding(mesh))
     losses = []
     for _ in range(steps):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, frozen, batch)
         losses.append(float(metrics["g_loss"]))
     return state, nets, losses, mesh
 
@@ -329,13 +324,13 @@ def test_pipeline_batches_and_the_grid_are_height_by_width(tiny_config, tmp_path
     # The synthetic source draws at the pair too, and the bench's batch follows.
     tiny_config.data.source = "synthetic"
     assert pipeline.make_sources(tiny_config)[0][0].shape == (32, 64, 3)
-    shapes = benchmark.batch_shapes(tiny_config, parallel.create_mesh(-1))
-    assert {k: v.shape for k, v in shapes.items()} == {
+    shapes = schema.shapes(tiny_config)
+    assert {k: shape for k, (shape, _) in shapes.items()} == {
         "color": (8, 32, 64, 3),
         "sketch": (8, 32, 64, 1),
         "hints": (8, 32, 64, 4),
     }
-    assert benchmark.synthetic_batch(shapes, processes=1)["hints"].shape == (8, 32, 64, 4)
+    assert schema.synthetic(tiny_config, processes=1)["hints"].shape == (8, 32, 64, 4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,7 +407,7 @@ def test_unet_scribbles_trains_on_non_square_images():
     assert np.isfinite(losses).all() and "d_loss" not in losses
     assert losses[-1] < 0.9 * losses[0], losses
     pred, metrics = jit_eval_step(nets, mesh, config)(
-        state, parallel.to_global(batch, parallel.batch_sharding(mesh))
+        state, {}, parallel.to_global(batch, parallel.batch_sharding(mesh))
     )
     assert pred.shape == (8, 32, 48, 3) and np.isfinite(float(metrics["l1"]))
     # The bench's analytic count of the forward agrees with XLA's count of the compiled one.

@@ -12,7 +12,6 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from jaxcolor import evaluate, parallel
 from jaxcolor.data import pipeline, sources
-from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation import evaluator, fixed_batch, metrics, sample_sheet
 from jaxcolor.evaluation.inception import expected_shapes
 from jaxcolor.nets import inputs
@@ -70,9 +69,7 @@ def test_identical_images_score_perfectly():
 
 
 def _nets(config, mesh):
-    state, nets = state_lib.create_train_state(
-        config, in_channels=condition_channels(config), mesh=mesh
-    )
+    state, nets = state_lib.create_train_state(config, mesh=mesh)
     return state, nets
 
 
@@ -87,14 +84,16 @@ def test_split_evaluator_counts_every_image_once_across_devices(tiny_config):
 
     mesh = parallel.create_mesh(-1)
     state, nets = _nets(c, mesh)
-    split = evaluator.SplitEvaluator(c, nets, mesh, val, batch_size=8, max_images=13, samples=10)
+    split = evaluator.SplitEvaluator(
+        c, nets, {}, mesh, val, batch_size=8, max_images=13, samples=10
+    )
     scores = split(state)
     assert scores.num_images == 13
 
     one = parallel.create_mesh(1)
     state1 = jax.device_put(state, parallel.replicated(one))
     batch = {k: np.stack([e[k] for e in images]) for k in ("color", "sketch", "hints")}
-    pred, _ = jax.jit(lambda s, b: fixed_batch.eval_step(s, b, nets=nets))(state1, batch)
+    pred, _ = jax.jit(lambda s, b: fixed_batch.eval_step(s, {}, b, nets=nets))(state1, batch)
     _, target = inputs.model_inputs(batch)
     ref = _skimage(np.asarray(pred), np.asarray(target))
     got = scores.columns[evaluator.PAIRED]
@@ -264,7 +263,7 @@ def test_reference_models_get_a_different_reference_column():
     _, val = pipeline.make_sources(c)
     mesh = parallel.create_mesh(-1)
     state, nets = _nets(c, mesh)
-    scores = evaluator.SplitEvaluator(c, nets, mesh, val, batch_size=8)(state)
+    scores = evaluator.SplitEvaluator(c, nets, {}, mesh, val, batch_size=8)(state)
     assert set(scores.columns) == {evaluator.PAIRED, evaluator.DIFFERENT}
     paired, different = scores.columns[evaluator.PAIRED], scores.columns[evaluator.DIFFERENT]
     assert paired["l1"] != pytest.approx(different["l1"], abs=1e-6)

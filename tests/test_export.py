@@ -240,11 +240,10 @@ def _random_nets(config, seed=0):
 def _trained_nets(config, random_nets, steps):
     """{net: (graph, NetState)}: `random_nets` after `steps` jitted train steps on real batches."""
     mesh = parallel.create_mesh(1)
-    in_channels = config_json.architectures(config.to_dict())["generator"]["in_channels"]
     created = {}
 
     def init():
-        state, created["nets"] = create_train_state(config, in_channels=in_channels, mesh=mesh)
+        state, created["nets"] = create_train_state(config, mesh=mesh)
         return state
 
     # create_train_state's shapes, filled in numpy: compiling its initialisers would take
@@ -262,7 +261,7 @@ def _trained_nets(config, random_nets, steps):
         _real_batch(config, config.batch_size), parallel.batch_sharding(mesh)
     )
     for _ in range(steps):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, {}, batch)
     assert np.isfinite(float(metrics["g_loss"]))
     state = jax.device_get(state)
     return {"generator": (nets.g_graph, state.g), "discriminator": (nets.d_graph, state.d)}
@@ -436,8 +435,8 @@ def test_export_and_evaluate_use_the_ema_weights(tiny_config, tmp_path):
 
     report = evaluate_checkpoint(str(run))["metrics"]["paired"]
     mesh = parallel.create_mesh(-1)
-    nets = create_train_state(c, in_channels=4, mesh=mesh)[1]
-    split = SplitEvaluator(c, nets, mesh, pipeline.make_sources(c)[1], batch_size=8)
+    nets = create_train_state(c, mesh=mesh)[1]
+    split = SplitEvaluator(c, nets, {}, mesh, pipeline.make_sources(c)[1], batch_size=8)
     ema_as_g = state.replace(g=state.g.replace(params=state.ema), ema=None)
     for name, value in split(ema_as_g).columns["paired"].items():
         assert report[name] == pytest.approx(value, rel=1e-6), name

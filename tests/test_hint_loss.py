@@ -12,7 +12,6 @@ from jaxcolor import parallel, summary
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.data import hints as hints_lib
 from jaxcolor.data import pipeline, sketch, sources
-from jaxcolor.data.hints import condition_channels
 from jaxcolor.nets.inputs import to_unit
 from jaxcolor.run.loop import train_and_evaluate
 from jaxcolor.training import config_checks, losses
@@ -121,7 +120,7 @@ def test_training_with_the_hint_loss_brings_the_output_to_the_hints(tiny_config,
     c.data.hints, c.loss.hint_weight = method, 50.0
     config_checks.validate(c)
     mesh = parallel.create_mesh(-1)
-    state, nets = create_train_state(c, in_channels=condition_channels(c), mesh=mesh)
+    state, nets = create_train_state(c, mesh=mesh)
     host = _hinted_batch(c)
     _, mask = losses.hint_targets(host, method)
     assert 0 < int(mask.sum()) < mask.size // 4, "a minority of the pixels are hints"
@@ -129,7 +128,7 @@ def test_training_with_the_hint_loss_brings_the_output_to_the_hints(tiny_config,
     step = jit_train_step(nets, c, mesh)
     history = []
     for _ in range(4):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, {}, batch)
         history.append(jax.device_get(metrics))
     for m in history:
         assert m.losses == ("g_l1", "g_hint", "g_gan", "d_loss") and not m["nonfinite"]
@@ -168,11 +167,11 @@ def test_ssim_loss_is_zero_for_a_perfect_output_and_trains(tiny_config):
     c.loss.ssim_weight = 1.0
     config_checks.validate(c)
     mesh = parallel.create_mesh(-1)
-    state, nets = create_train_state(c, in_channels=condition_channels(c), mesh=mesh)
+    state, nets = create_train_state(c, mesh=mesh)
     batch = next(iter(pipeline.train_dataset(c, pipeline.make_sources(c)[0])))
     pipeline.pop_skipped(batch)
     _, metrics = jit_train_step(nets, c, mesh)(
-        state, parallel.to_global(batch, parallel.batch_sharding(mesh))
+        state, {}, parallel.to_global(batch, parallel.batch_sharding(mesh))
     )
     assert "g_ssim" in metrics.losses and 0.0 < float(metrics["g_ssim"]) <= 2.0
 

@@ -104,7 +104,7 @@ def _pool_run(c):
     c.model.image_pool.size = 50
     c.train.on_nonfinite = "skip"
     mesh = parallel.create_mesh(-1)
-    state, nets = create_train_state(c, in_channels=4, mesh=mesh)
+    state, nets = create_train_state(c, mesh=mesh)
     return c, mesh, state, nets, jit_train_step(nets, c, mesh)
 
 
@@ -146,7 +146,7 @@ def test_step_feeds_d_the_pool_and_stores_past_fakes(tiny_config):
         batch = parallel.to_global(host, sharding)
         pairs, pool, d_loss, from_pool = jax.device_get(expected_d_input(state, batch))
         before = np.asarray(state.pool.images)
-        state, metrics = step(state, batch)
+        state, metrics = step(state, {}, batch)
         after = np.asarray(state.pool.images)
         # D was trained on the pool's output: its loss is the loss on those images.
         np.testing.assert_allclose(metrics["d_loss"], d_loss, rtol=1e-4, err_msg=f"step {t}")
@@ -171,14 +171,14 @@ def test_step_feeds_d_the_pool_and_stores_past_fakes(tiny_config):
 def test_skipped_nonfinite_step_keeps_the_pool(tiny_config):
     config, mesh, state, nets, step = _pool_run(tiny_config)
     batches = [parallel.to_global(b, parallel.batch_sharding(mesh)) for b in _batches(config, 2)]
-    state, _ = step(state, batches[0])
+    state, _ = step(state, {}, batches[0])
     good = jax.device_get(state.pool)
     assert int(good.count) == 8
     # A NaN in the generator's last layer makes every fake (and so every loss) NaN.
     params = jax.tree.map(lambda x: x, state.g.params)
     params["ups"][0]["bias"] = params["ups"][0]["bias"] * jnp.nan
     state = state.replace(g=state.g.replace(params=params))
-    state, metrics = step(state, batches[1])
+    state, metrics = step(state, {}, batches[1])
     assert bool(metrics["nonfinite"])
     np.testing.assert_array_equal(state.pool.images, good.images)
     assert int(state.pool.count) == 8
@@ -188,7 +188,7 @@ def test_pool_survives_a_checkpoint_round_trip(tiny_config, tmp_path):
     config, mesh, state, nets, step = _pool_run(tiny_config)
     batches = [parallel.to_global(b, parallel.batch_sharding(mesh)) for b in _batches(config, 9)]
     for batch in batches[:8]:
-        state, _ = step(state, batch)
+        state, _ = step(state, {}, batch)
     assert int(state.pool.count) == 50 and np.asarray(state.pool.images).any()
     saved = jax.device_get(state)
 
@@ -210,8 +210,8 @@ def test_pool_survives_a_checkpoint_round_trip(tiny_config, tmp_path):
     assert restored.pool.images.sharding.is_equivalent_to(state.pool.images.sharding, 4)
 
     # The next step swaps with stored fakes: the same ones after the restore.
-    a, metrics_a = jax.device_get(step(state, batches[8]))
-    b, metrics_b = jax.device_get(step(restored, batches[8]))
+    a, metrics_a = jax.device_get(step(state, {}, batches[8]))
+    b, metrics_b = jax.device_get(step(restored, {}, batches[8]))
     assert metrics_a["d_pool_fraction"] > 0
     assert metrics_a == metrics_b
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
@@ -225,12 +225,12 @@ def test_a_pool_checkpoint_does_not_resume_without_the_pool(tiny_config, tmp_pat
     config = tiny_config
     config.model.image_pool.size = 20
     mesh = parallel.create_mesh(1)
-    state, _ = create_train_state(config, in_channels=4, mesh=mesh)
+    state, _ = create_train_state(config, mesh=mesh)
     ckpt = checkpoint.Checkpointer(tmp_path, config)
     ckpt.save(1, state, iter(grain.MapDataset.range(8).to_iter_dataset()), data_start=0)
     ckpt.close()
     config.model.image_pool.size = 0
-    fresh, _ = create_train_state(config, in_channels=4, mesh=mesh)
+    fresh, _ = create_train_state(config, mesh=mesh)
     ckpt = checkpoint.Checkpointer(tmp_path, config)
     with pytest.raises(checkpoint.CheckpointMismatchError, match="model.image_pool.size"):
         ckpt.restore(fresh, 1, ckpt.metadata(1))

@@ -22,7 +22,6 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from jaxcolor import checkpoint, parallel
 from jaxcolor.data import pipeline
-from jaxcolor.data.hints import condition_channels
 from jaxcolor.run.loop import train_and_evaluate
 
 DEVICES_PER_PROCESS = 2
@@ -108,7 +107,7 @@ def _final_state(config, workdir: pathlib.Path, step: int):
     from jaxcolor.training.state import create_train_state
 
     mesh = parallel.create_mesh(-1)
-    state, _ = create_train_state(config, in_channels=condition_channels(config), mesh=mesh)
+    state, _ = create_train_state(config, mesh=mesh)
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config)
     try:
         return jax.device_get(ckpt.restore(state, step, ckpt.metadata(step)))

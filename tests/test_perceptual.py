@@ -3,7 +3,6 @@ PyTorch VGG-19 built in conftest.py, strict loading, the .pth reader, the losses
 the config errors. tests/test_reference_model.py trains configs/reference.py with them."""
 
 import collections
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +16,8 @@ from test_step import _console_line, _shown
 
 from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError
-from jaxcolor.data.hints import condition_channels
 from jaxcolor.training import config_checks, losses, vgg
+from jaxcolor.training import frozen as frozen_lib
 from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
 from jaxcolor.weights_file import WeightsFileError, read_state_dict
@@ -153,27 +152,26 @@ def test_missing_weights_and_bad_options_are_config_errors(tmp_path):
 
 
 def _abstract_step_inputs(c):
-    """(mesh, Networks with the loaded VGG-19, abstract state, a real global batch) for `c`."""
+    """(mesh, Networks, the frozen networks with the loaded VGG-19, abstract state, a real
+    global batch) for `c`."""
     mesh = parallel.create_mesh(-1)
-    frozen = vgg.load_vgg(c, parallel.replicated(mesh))
+    frozen = frozen_lib.load(c, parallel.replicated(mesh))
     created = {}
 
     def init():
-        state, created["nets"] = create_train_state(
-            c, in_channels=condition_channels(c), mesh=mesh, vgg=frozen
-        )
+        state, created["nets"] = create_train_state(c, mesh=mesh)
         return state
 
     state = jax.eval_shape(init)
     batch = parallel.to_global(_real_batch(c, 8), parallel.batch_sharding(mesh))
-    return mesh, created["nets"], state, batch
+    return mesh, created["nets"], frozen, state, batch
 
 
 @pytest.mark.parametrize("name", ["unet", "classic_unet"])
 def test_every_colorizer_family_can_use_the_losses(vgg19_pth, tiny_config, name, monkeypatch):
     """The losses live in the shared step: the pix2pix U-Net GAN and the classic U-Net
     regressor (bf16, as the configs compute) report them, also on the console line; without
-    the loaded VGG-19 a step refuses to build."""
+    the loaded VGG-19 in its frozen networks a step refuses to trace."""
     c = tiny_config
     c.update(compute_dtype="bfloat16")
     c.model.generator.name = name
@@ -183,14 +181,14 @@ def test_every_colorizer_family_can_use_the_losses(vgg19_pth, tiny_config, name,
     c.loss.update(perceptual_weight=0.01, style_weight=50.0, vgg_weights=str(vgg19_pth["pth"]))
     c.loss.vgg_layers = "relu1_2,conv2_1"
     config_checks.validate(c)
-    mesh, nets, state, batch = _abstract_step_inputs(c)
-    _, metrics = jax.eval_shape(jit_train_step(nets, c, mesh), state, batch)
+    mesh, nets, frozen, state, batch = _abstract_step_inputs(c)
+    _, metrics = jax.eval_shape(jit_train_step(nets, c, mesh), state, frozen, batch)
     assert {"g_perceptual", "g_style"} <= set(metrics)
     assert metrics["g_style"].shape == () and metrics["g_style"].dtype == jnp.float32
     shown = ["g_l1", "g_perceptual", "g_style"] + (["g_gan", "d_loss"] if name == "unet" else [])
     assert _shown(_console_line(metrics, monkeypatch)) == shown
     with pytest.raises(ValueError, match=r"pass vgg=vgg\.load_vgg"):
-        jit_train_step(dataclasses.replace(nets, vgg=None), c, mesh)
+        jax.eval_shape(jit_train_step(nets, c, mesh), state, {}, batch)
 
 
 def test_frozen_weights_are_arguments_not_constants(vgg19_pth, tiny_config):
@@ -200,8 +198,8 @@ def test_frozen_weights_are_arguments_not_constants(vgg19_pth, tiny_config):
     c = tiny_config
     c.loss.update(perceptual_weight=0.01, style_weight=50.0, vgg_weights=str(vgg19_pth["pth"]))
     c.loss.vgg_layers = "relu1_2"
-    mesh, nets, state, batch = _abstract_step_inputs(c)
-    text = jit_train_step(nets, c, mesh).lower(state, batch).as_text()
+    mesh, nets, frozen, state, batch = _abstract_step_inputs(c)
+    text = jit_train_step(nets, c, mesh).lower(state, frozen, batch).as_text()
     # conv1_2's kernel, 3x3x64x64: an argument of the module, never a constant.
     kernel = "tensor<3x3x64x64xf32>"
     assert kernel in text

@@ -22,7 +22,8 @@ from jaxcolor.nets.build import build_discriminator, build_generator
 from jaxcolor.nets.inputs import model_inputs
 from jaxcolor.nets.layers import count_params
 from jaxcolor.nets.reference.flax import downsample
-from jaxcolor.training import config_checks, losses, vgg
+from jaxcolor.training import config_checks, losses
+from jaxcolor.training import frozen as frozen_lib
 from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
 
@@ -122,19 +123,15 @@ def test_reference_config_trains_and_uses_the_reference(hints, codes, with_vgg, 
     np.testing.assert_array_equal(val["reference"], val["color"])
 
     mesh = parallel.create_mesh(1 if codes == 1 else -1)  # one run sharded over 8 devices
-    state, nets = create_train_state(
-        config,
-        in_channels=condition_channels(config),
-        mesh=mesh,
-        vgg=vgg.load_vgg(config, parallel.replicated(mesh)),
-    )
+    state, nets = create_train_state(config, mesh=mesh)
+    frozen = frozen_lib.load(config, parallel.replicated(mesh))
     assert nets.takes_reference
     initial = jax.device_get(state)
     step = jit_train_step(nets, config, mesh)
     batch = parallel.to_global(train, parallel.batch_sharding(mesh))
     history = []
     for _ in range(10):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, frozen, batch)
         history.append(jax.device_get(metrics))
     for m in history:
         assert all(np.isfinite(v) for v in m.values()), m
@@ -147,13 +144,15 @@ def test_reference_config_trains_and_uses_the_reference(hints, codes, with_vgg, 
     # The prediction follows the reference: another image's reference changes it.
     evaluate = jit_eval_step(nets, mesh)
     val_global = parallel.to_global(val, parallel.batch_sharding(mesh))
-    pred, _ = evaluate(state, val_global)
+    pred, _ = evaluate(state, frozen, val_global)
     assert pred.shape == (8, size, size, 3) and pred.dtype == jnp.float32
     swapped = dict(val, reference=np.roll(val["reference"], 1, axis=0))
-    pred_swapped, _ = evaluate(state, parallel.to_global(swapped, parallel.batch_sharding(mesh)))
+    pred_swapped, _ = evaluate(
+        state, frozen, parallel.to_global(swapped, parallel.batch_sharding(mesh))
+    )
     diff = np.abs(np.asarray(pred) - np.asarray(pred_swapped)).max(axis=(1, 2, 3))
     assert (diff > 1e-3).all(), diff
-    pred_again, _ = evaluate(state, val_global)
+    pred_again, _ = evaluate(state, frozen, val_global)
     np.testing.assert_array_equal(pred, pred_again)
 
     # Export parity with the briefly trained weights (BatchNorm statistics included).
@@ -266,10 +265,7 @@ def _random_state(config):
     created = {}
 
     def init():
-        in_channels = condition_channels(config)
-        state, created["nets"] = create_train_state(
-            config, in_channels=in_channels, mesh=parallel.create_mesh(1)
-        )
+        state, created["nets"] = create_train_state(config, mesh=parallel.create_mesh(1))
         return state
 
     shapes = jax.eval_shape(init)

@@ -31,12 +31,12 @@ from jaxcolor.training.state import create_train_state
 from jaxcolor.training.step import jit_train_step
 
 
-def abstract_train_state(config, *, in_channels, mesh):
+def abstract_train_state(config, *, mesh):
     """(create_train_state's state as ShapeDtypeStructs, its Networks); nothing is computed."""
     created = {}
 
     def init():
-        state, created["nets"] = create_train_state(config, in_channels=in_channels, mesh=mesh)
+        state, created["nets"] = create_train_state(config, mesh=mesh)
         return state
 
     state = jax.eval_shape(init)
@@ -122,13 +122,13 @@ def _cin(c):
 def test_config_trains_at_small_size(hints):
     c = _small(hints)
     mesh = parallel.create_mesh(1)
-    state, nets = create_train_state(c, in_channels=_cin(c), mesh=mesh)
+    state, nets = create_train_state(c, mesh=mesh)
     assert state.pool.images.shape == (12, 32, 32, _cin(c) + 3)
     step = jit_train_step(nets, c, mesh)
     batch = parallel.to_global(_real_batch(c, 8), parallel.batch_sharding(mesh))
     history = []
     for _ in range(12):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, {}, batch)
         history.append(jax.device_get(metrics))
     for m in history:
         assert all(np.isfinite(v) for v in m.values()), m
@@ -146,8 +146,8 @@ def test_deep_supervision_is_off_without_weights_and_checked():
     batch = parallel.to_global(_real_batch(c, 8), parallel.batch_sharding(mesh))
     for weights, aux_metrics in (((0.0, 0.0), set()), ((0.0, 2.0), {"g_aux1", "g_aux2"})):
         c.loss.aux_weights = weights  # resunet without deep supervision: no aux outputs used
-        state, nets = abstract_train_state(c, in_channels=_cin(c), mesh=mesh)
-        _, metrics = jax.eval_shape(jit_train_step(nets, c, mesh), state, batch)
+        state, nets = abstract_train_state(c, mesh=mesh)
+        _, metrics = jax.eval_shape(jit_train_step(nets, c, mesh), state, {}, batch)
         assert {"g_aux1", "g_aux2"} & set(metrics) == aux_metrics
     c.loss.aux_weights = (1.0,)
     with pytest.raises(ConfigError, match="loss.aux_weights has 1 weights"):

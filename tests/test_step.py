@@ -27,9 +27,9 @@ def _batch(n: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _one_step(config, mesh, batch):
-    state, nets = create_train_state(config, in_channels=4, mesh=mesh)
+    state, nets = create_train_state(config, mesh=mesh)
     step = jit_train_step(nets, config, mesh)
-    new_state, metrics = step(state, parallel.to_global(batch, parallel.batch_sharding(mesh)))
+    new_state, metrics = step(state, {}, parallel.to_global(batch, parallel.batch_sharding(mesh)))
     return jax.device_get(new_state), jax.device_get(metrics)
 
 
@@ -57,12 +57,12 @@ def test_sharded_step_matches_single_device(tiny_config):
 def test_every_gan_mode_trains(tiny_config, mode):
     tiny_config.loss.gan_mode = mode
     mesh = parallel.create_mesh(-1)
-    state, nets = create_train_state(tiny_config, in_channels=4, mesh=mesh)
+    state, nets = create_train_state(tiny_config, mesh=mesh)
     assert (state.d is None) == (mode == "none")
     before = jax.device_get(state.g.params)
     step = jit_train_step(nets, tiny_config, mesh)
     batch = parallel.to_global(_batch(8, 32), parallel.batch_sharding(mesh))
-    state, metrics = step(state, batch)
+    state, metrics = step(state, {}, batch)
     metrics = jax.device_get(metrics)
     assert int(state.step) == 1
     assert all(np.isfinite(v) for v in metrics.values())
@@ -85,11 +85,11 @@ def test_l2_reconstruction_and_bfloat16_compute(tiny_config):
 
 def test_dropout_rng_differs_per_step_and_eval_is_deterministic(tiny_config):
     mesh = parallel.create_mesh(-1)
-    state, nets = create_train_state(tiny_config, in_channels=4, mesh=mesh)
+    state, nets = create_train_state(tiny_config, mesh=mesh)
     batch = parallel.to_global(_batch(8, 32), parallel.batch_sharding(mesh))
     evaluate = jit_eval_step(nets, mesh)
-    pred_a, _ = evaluate(state, batch)
-    pred_b, metrics = evaluate(state, batch)
+    pred_a, _ = evaluate(state, {}, batch)
+    pred_b, metrics = evaluate(state, {}, batch)
     np.testing.assert_array_equal(pred_a, pred_b)
     assert set(metrics) == {"l1", "psnr", "ssim"}
     assert pred_a.sharding.spec == parallel.batch_sharding(mesh).spec
@@ -97,10 +97,10 @@ def test_dropout_rng_differs_per_step_and_eval_is_deterministic(tiny_config):
 
 def test_state_is_donated(tiny_config):
     mesh = parallel.create_mesh(-1)
-    state, nets = create_train_state(tiny_config, in_channels=4, mesh=mesh)
+    state, nets = create_train_state(tiny_config, mesh=mesh)
     step = jit_train_step(nets, tiny_config, mesh)
     leaf = jax.tree.leaves(state.g.params)[0]
-    step(state, parallel.to_global(_batch(8, 32), parallel.batch_sharding(mesh)))
+    step(state, {}, parallel.to_global(_batch(8, 32), parallel.batch_sharding(mesh)))
     assert leaf.is_deleted(), "the old state's buffers are reused by the step"
 
 
@@ -137,13 +137,13 @@ def test_console_line_shows_every_loss_term_the_step_optimises(tiny_config, monk
     created = {}
 
     def init():
-        state, created["nets"] = create_train_state(c, in_channels=5, mesh=mesh)
+        state, created["nets"] = create_train_state(c, mesh=mesh)
         return state
 
     state = jax.eval_shape(init)
     batch = _batch(8, 32) | {"hints": np.zeros((8, 32, 32, 4), np.uint8)}
     batch = parallel.to_global(batch, parallel.batch_sharding(mesh))
-    _, metrics = jax.eval_shape(jit_train_step(created["nets"], c, mesh), state, batch)
+    _, metrics = jax.eval_shape(jit_train_step(created["nets"], c, mesh), state, {}, batch)
     expected = ["g_l1", "g_aux1", "g_aux2", "g_hint", "g_gan", "d_loss"]
     assert list(metrics.losses) == expected
     assert _shown(_console_line(metrics, monkeypatch)) == expected
@@ -162,14 +162,14 @@ def _ema_config(config, decay=0.9):
 def test_ema_follows_its_recursion_with_warm_up(tiny_config):
     c = _ema_config(tiny_config, decay=0.15)
     mesh = parallel.create_mesh(-1)
-    state, nets = create_train_state(c, in_channels=4, mesh=mesh)
+    state, nets = create_train_state(c, mesh=mesh)
     start = jax.device_get(state.g.params)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.ema), start)
     step = jit_train_step(nets, c, mesh)
     batch = parallel.to_global(_batch(8, 32), parallel.batch_sharding(mesh))
     expected = start
     for t in range(3):
-        state, _ = step(state, batch)
+        state, _ = step(state, {}, batch)
         decay = min(0.15, (1 + t) / (10 + t))  # 0.1 (the warm-up's first), then 0.15
         params = jax.device_get(state.g.params)
         expected = jax.tree.map(lambda e, p, d=decay: d * e + (1 - d) * p, expected, params)
@@ -184,12 +184,10 @@ def test_ema_follows_its_recursion_with_warm_up(tiny_config):
 
 def test_ema_is_off_by_default_and_checked(tiny_config):
     mesh = parallel.create_mesh(1)
-    state, _ = create_train_state(tiny_config, in_channels=4, mesh=mesh)
+    state, _ = create_train_state(tiny_config, mesh=mesh)
     assert tiny_config.train.ema_decay == 0.0 and state.ema is None
     assert state.inference_generator() is state.g
-    on, _ = create_train_state(
-        _ema_config(tiny_config.copy_and_resolve_references()), in_channels=4, mesh=mesh
-    )
+    on, _ = create_train_state(_ema_config(tiny_config.copy_and_resolve_references()), mesh=mesh)
     # Off, the state holds exactly the leaves it held before the EMA existed.
     assert _leaf_paths(state) == [p for p in _leaf_paths(on) if not p.startswith(".ema")]
     assert len(_leaf_paths(on)) > len(_leaf_paths(state))
@@ -208,19 +206,19 @@ def test_evaluation_uses_the_ema_weights(tiny_config):
     generator's running BatchNorm statistics), not the raw weights."""
     c = _ema_config(tiny_config)
     mesh = parallel.create_mesh(-1)
-    state, nets = create_train_state(c, in_channels=4, mesh=mesh)
+    state, nets = create_train_state(c, mesh=mesh)
     step = jit_train_step(nets, c, mesh)
     batch = parallel.to_global(_batch(8, 32), parallel.batch_sharding(mesh))
     for _ in range(2):
-        state, _ = step(state, batch)
+        state, _ = step(state, {}, batch)
     averaged = state.replace(g=state.g.replace(params=state.ema), ema=None)
     raw = state.replace(ema=None)
     evaluate = jit_eval_step(nets, mesh, c)
-    pred = np.asarray(evaluate(state, batch)[0])
-    np.testing.assert_array_equal(pred, np.asarray(evaluate(averaged, batch)[0]))
-    assert np.abs(pred - np.asarray(evaluate(raw, batch)[0])).mean() > 1e-3
+    pred = np.asarray(evaluate(state, {}, batch)[0])
+    np.testing.assert_array_equal(pred, np.asarray(evaluate(averaged, {}, batch)[0]))
+    assert np.abs(pred - np.asarray(evaluate(raw, {}, batch)[0])).mean() > 1e-3
 
     source = pipeline.make_sources(c)[1]
-    split = SplitEvaluator(c, nets, mesh, source, batch_size=8, max_images=8)
+    split = SplitEvaluator(c, nets, {}, mesh, source, batch_size=8, max_images=8)
     scores = split(state).columns
     assert scores == split(averaged).columns and scores != split(raw).columns

@@ -18,8 +18,8 @@ from grain._src.core import profiler as grain_profiler
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_size import hw, image_hw
 from jaxcolor.data import hints as hints_lib
+from jaxcolor.data import schema, sources
 from jaxcolor.data import sketch as sketch_lib
-from jaxcolor.data import sources
 from jaxcolor.data.crop import CROP_MARGIN, crop_resize
 from jaxcolor.nets import registry
 
@@ -264,7 +264,8 @@ def held_out_source(
 
 @dataclasses.dataclass(frozen=True)
 class MakeExample(grain.transforms.RandomMap):
-    """Image (array, or DecodedSource element) -> {color, sketch, hints, skipped} uint8/int32."""
+    """Image (array, or DecodedSource element) -> one example: the arrays `schema.channels`
+    declares for these options (uint8), and "skipped" (int32)."""
 
     image_size: int | tuple[int, int]  # square side or (height, width)
     sketch: str
@@ -286,12 +287,13 @@ class MakeExample(grain.transforms.RandomMap):
             skipped = element["skipped"]
         else:
             color, real_sketch, skipped = element, None, np.int32(0)
+        keys = schema.channels(sketch=self.sketch, hints=self.hints, reference=self.reference)
         reference = None
-        if self.reference and self.train:  # drawn first, from the whole uncropped image
+        if "reference" in keys and self.train:  # drawn first, from the whole uncropped image
             reference = training_reference_view(color, self.image_size, rng)
         use_real = self.sketch == sketch_lib.DATASET_SKETCH
         # A sketch model runs on device inside the step: the host ships no sketch.
-        on_device = sketch_lib.is_model_sketch(self.sketch)
+        on_device = "sketch" not in keys
         if use_real:  # crop and flip the colour image and its sketch together
             color = np.concatenate([color, real_sketch], axis=-1)
         if color.shape[:2] != hw(self.image_size):
@@ -312,14 +314,11 @@ class MakeExample(grain.transforms.RandomMap):
         example = {"color": color}
         if not on_device:
             example["sketch"] = sketch
-        make_hints = self.make_hints or hints_lib.hint_spec(self.hints).make
-        hints = make_hints(color, rng)
-        if hints.shape[-1]:
-            # hints="none" ships no array at all: a zero-channel one cannot cross Grain's
-            # worker boundary (shared memory has no zero-byte blocks).
-            example["hints"] = hints
-        example["skipped"] = skipped  # unusable files passed over to reach this one (counted)
-        if self.reference:
+        if "hints" in keys:  # hints="none" ships no array at all
+            make_hints = self.make_hints or hints_lib.hint_spec(self.hints).make
+            example["hints"] = make_hints(color, rng)
+        example[schema.SKIPPED] = skipped  # unusable files passed over to reach this one
+        if "reference" in keys:
             # Evaluation: the target's own view (the "paired" reference).
             example["reference"] = color.copy() if reference is None else reference
         return example
@@ -431,7 +430,7 @@ def train_dataset(
 def pop_skipped(batch: dict[str, np.ndarray]) -> int:
     """Removes the per-example skip counts from a host batch (the step never sees them) and
     returns how many unusable files were passed over to fill it."""
-    return int(batch.pop("skipped").sum())
+    return int(batch.pop(schema.SKIPPED).sum())
 
 
 def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.ndarray]:
@@ -440,7 +439,7 @@ def validation_batch(config: ml_collections.ConfigDict, source) -> dict[str, np.
     ds = eval_examples(config, source)
     examples = [ds[i % len(source)] for i in range(config.eval_batch_size)]
     for e in examples:
-        del e["skipped"]
+        del e[schema.SKIPPED]
     # The contiguous block this process's devices hold (see parallel.create_mesh).
     per_process = config.eval_batch_size // jax.process_count()
     first = jax.process_index() * per_process

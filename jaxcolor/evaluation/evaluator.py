@@ -35,12 +35,12 @@ from jax.sharding import Mesh
 from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.core.errors import ConfigError, WorkdirError
 from jaxcolor.data import pipeline
-from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation import baselines as baselines_lib
 from jaxcolor.evaluation import fid as fid_lib
 from jaxcolor.evaluation import hint_fidelity, metrics, sample_sheet
 from jaxcolor.nets import inputs
-from jaxcolor.training import sketcher
+from jaxcolor.training import builder
+from jaxcolor.training import frozen as frozen_lib
 from jaxcolor.training import state as state_lib
 
 SPLITS = ("val", "train")
@@ -151,16 +151,23 @@ def batch_sums(
 
 
 def _score_fn(config, nets: state_lib.Networks, *, fid: bool, samples: bool) -> Callable:
-    """(state, batch, mask) -> (`batch_sums`, images), where images holds
+    """(state, frozen, batch, mask) -> (`batch_sums`, images), where images holds
     {"fid": {column: prediction, "real": target}} with `fid` and {"samples": uint8 inputs and
     outputs, per-image PSNR} with `samples`."""
 
-    def score(state, batch, mask):
-        condition, target = inputs.model_inputs(batch, config, sketch_model=nets.sketch_model)
-        predictions = {PAIRED: inputs.predict(state, batch, nets=nets, config=config)[0]}
+    def score(state, frozen, batch, mask):
+        frozen_lib.check(frozen, config, inference=True)
+        sketch_model = frozen.get(frozen_lib.SKETCH)
+        condition, target = inputs.model_inputs(batch, config, sketch_model=sketch_model)
+
+        def predict(b):
+            return inputs.predict(state, b, nets=nets, config=config, sketch_model=sketch_model)[0]
+
+        predictions = {PAIRED: predict(batch)}
         if "reference" in batch:  # a reference model: also score another image's reference
-            other = batch | {"reference": jnp.roll(batch["reference"], 1, axis=0)}
-            predictions[DIFFERENT] = inputs.predict(state, other, nets=nets, config=config)[0]
+            predictions[DIFFERENT] = predict(
+                batch | {"reference": jnp.roll(batch["reference"], 1, axis=0)}
+            )
         images = {}
         if fid:
             images["fid"] = predictions | {"real": target}
@@ -231,6 +238,7 @@ class SplitEvaluator:
         self,
         config: ml_collections.ConfigDict,
         nets: state_lib.Networks,
+        frozen: frozen_lib.Frozen,
         mesh: Mesh,
         source,
         *,
@@ -243,13 +251,12 @@ class SplitEvaluator:
         self.num_images = len(source) if max_images <= 0 else min(max_images, len(source))
         self._config, self._source, self._batch = config, source, batch_size
         self._mesh, self._fid, self._samples = mesh, fid, samples
+        self._frozen = frozen  # the networks the generator's inputs need (a sketch extractor)
         rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
         flags = {"fid": fid is not None, "samples": samples > 0}
-        self._score = state_lib.jit_with_frozen(
-            lambda n, *args: _score_fn(config, n, **flags)(*args),
-            nets,
-            mesh,
-            in_shardings=(rep, data, data),
+        self._score = jax.jit(
+            _score_fn(config, nets, **flags),
+            in_shardings=(rep, rep, data, data),
             out_shardings=(rep, data),
         )
 
@@ -282,7 +289,7 @@ class SplitEvaluator:
             rows = {"valid": valid[first : first + local]}
             batch = parallel.to_global(host_batch | rows, sharding)
             mask = batch.pop("valid")
-            totals, images = self._score(state, batch, mask)
+            totals, images = self._score(state, self._frozen, batch, mask)
             if self._fid is not None:
                 self._fid.update(images["fid"], valid)
             if self._samples:
@@ -405,16 +412,6 @@ def source_for(config: ml_collections.ConfigDict, split: str):
     return val if split == "val" else train
 
 
-def _abstract_state(config: ml_collections.ConfigDict, mesh: Mesh, **kwargs):
-    """(the run's state shapes replicated over `mesh`, its networks); nothing is allocated."""
-    return state_lib.abstract_train_state(
-        config,
-        in_channels=condition_channels(config),
-        sharding=parallel.replicated(mesh),
-        **kwargs,
-    )
-
-
 def _check_set(
     split: str | None, source: str | None, data_dir: str | None, source_split: str | None
 ) -> None:
@@ -483,6 +480,20 @@ def _scored_set(
     return re.sub(r"[^\w.-]+", "_", label), held_out, described
 
 
+def _restore(workdir: str, mesh: Mesh, step: int | None) -> tuple[checkpoint.Restored, builder.Run]:
+    """WORKDIR's newest (or `step`'s) checkpoint restored onto `mesh`, and its run: built once,
+    from the run's own config (the checkpoint's metadata) taken as it was trained, with the
+    frozen networks the generator's inputs need."""
+    built: list[builder.Run] = []
+
+    def target(config: ml_collections.ConfigDict) -> state_lib.TrainState:
+        built.append(builder.build(config, mesh, frozen=builder.INFERENCE, check=False))
+        return built[0].state
+
+    restored = checkpoint.restore_read_only(workdir, target, step)
+    return restored, built[0]
+
+
 def evaluate_checkpoint(
     workdir: str,
     *,
@@ -508,14 +519,9 @@ def evaluate_checkpoint(
         raise ConfigError(f"--samples {samples}: give a number of images >= 1.")
     samples = samples or (SHEET_SAMPLES if sheet_path else 0)
     mesh = parallel.create_mesh(-1)
-    restored = checkpoint.restore_read_only(
-        workdir, lambda c: _abstract_state(c, mesh)[0], step
-    )  # the run's own config, from the checkpoint's metadata
-    config = ml_collections.ConfigDict(restored.config)
+    restored, run = _restore(workdir, mesh, step)
+    config = run.config
     batch_size = batch_size or config.eval_batch_size
-    _, nets = _abstract_state(
-        config, mesh, sketch_model=sketcher.load_sketcher(config, parallel.replicated(mesh))
-    )
     label, scored, described = _scored_set(config, split, source, data_dir, source_split)
 
     fid = None
@@ -528,7 +534,8 @@ def evaluate_checkpoint(
         )
     evaluator = SplitEvaluator(
         config,
-        nets,
+        run.nets,
+        run.frozen,
         mesh,
         scored,
         batch_size=batch_size,

@@ -19,55 +19,77 @@ from jaxcolor import parallel, summary
 from jaxcolor.evaluation import hint_fidelity
 from jaxcolor.evaluation import metrics as image_metrics
 from jaxcolor.nets.inputs import Sketcher, model_inputs, predict, sketch_from_color, to_unit
-from jaxcolor.training.state import Networks, TrainState, check_sketch_model, jit_with_frozen
+from jaxcolor.training import frozen as frozen_lib
+from jaxcolor.training.state import Networks, TrainState
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config=None):
+def eval_step(
+    state: TrainState,
+    frozen: frozen_lib.Frozen,
+    batch: dict[str, jax.Array],
+    *,
+    nets: Networks,
+    config=None,
+):
     """(prediction, batch means of l1 / psnr / ssim, and the pooled hint_error where the hints
-    carry colours: NaN for a batch without a hinted pixel) of the generator in inference mode."""
-    pred, target = predict(state, batch, nets=nets, config=config)
+    carry colours: NaN for a batch without a hinted pixel) of the generator in inference mode;
+    `frozen` holds the frozen networks the generator's inputs need (the sketch extractor)."""
+    if config is not None:
+        frozen_lib.check(frozen, config, inference=True)
+    sketch_model = frozen.get(frozen_lib.SKETCH)
+    pred, target = predict(state, batch, nets=nets, config=config, sketch_model=sketch_model)
     metrics = image_metrics.batch_means(pred, target)
     hint_method = None if config is None else hint_fidelity.method(config)
     if hint_method:
-        condition, _ = model_inputs(batch, config, sketch_model=nets.sketch_model)
+        condition, _ = model_inputs(batch, config, sketch_model=sketch_model)
         total, count = hint_fidelity.per_image(pred, condition, hint_method)
         metrics["hint_error"] = total.sum() / count.sum()
     return pred, metrics
 
 
 def jit_eval_step(nets: Networks, mesh: Mesh, config: ml_collections.ConfigDict | None = None):
-    """`eval_step` compiled with the prediction left batch-sharded and metrics replicated."""
-    check_sketch_model(nets, config)
+    """`eval_step(state, frozen, batch)` compiled with the prediction left batch-sharded and
+    metrics replicated."""
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    fn = lambda nets, state, batch: eval_step(state, batch, nets=nets, config=config)  # noqa: E731
-    return jit_with_frozen(fn, nets, mesh, in_shardings=(rep, data), out_shardings=(data, rep))
+    return jax.jit(
+        lambda state, frozen, batch: eval_step(state, frozen, batch, nets=nets, config=config),
+        in_shardings=(rep, rep, data),
+        out_shardings=(data, rep),
+    )
 
 
 class FixedBatchEvaluator:
     """Runs the generator on the fixed validation batch; writes val scalars and the image grid."""
 
-    def __init__(self, config, nets: Networks, mesh: Mesh, val_host: dict[str, np.ndarray], writer):
+    def __init__(
+        self,
+        config,
+        nets: Networks,
+        frozen: frozen_lib.Frozen,
+        mesh: Mesh,
+        val_host: dict[str, np.ndarray],
+        writer,
+    ):
         self._step_fn = jit_eval_step(nets, mesh, config)
+        self._frozen = frozen
         self._batch = parallel.to_global(val_host, parallel.batch_sharding(mesh))
         # The grid shows the global batch, so gather every process's rows once.
         self._host = {
             k: np.asarray(multihost_utils.process_allgather(v, tiled=True))
             for k, v in self._batch.items()
         }
-        if nets.sketch_model is not None:  # data.sketch = "model:DIR": made on device, once
-            sketch = jit_with_frozen(
-                lambda n, b: _model_sketch(n.sketch_model, b),
-                nets,
-                mesh,
-                in_shardings=(parallel.batch_sharding(mesh),),
+        if frozen_lib.SKETCH in frozen:  # data.sketch = "model:DIR": made on device, once
+            sketch = jax.jit(
+                _model_sketch,
+                in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
                 out_shardings=parallel.batch_sharding(mesh),
-            )(self._batch)
+            )(frozen[frozen_lib.SKETCH], self._batch)
             self._host["sketch"] = np.asarray(multihost_utils.process_allgather(sketch, tiled=True))
         self._task = config.task
         self._writer = writer
 
     def __call__(self, step: int, state: TrainState) -> dict[str, float]:
-        pred, metrics = self._step_fn(state, self._batch)
+        pred, metrics = self._step_fn(state, self._frozen, self._batch)
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if math.isnan(metrics.get("hint_error", 0.0)):  # no hinted pixel in the batch
             del metrics["hint_error"]

@@ -15,12 +15,13 @@ import numpy as np
 from etils import epath
 
 import jaxcolor
-from jaxcolor import checkpoint
+from jaxcolor import checkpoint, parallel
 from jaxcolor.core.errors import ExportError
 from jaxcolor.export import FORMATS
 from jaxcolor.export import config_json as config_json_lib
 from jaxcolor.nets import convert, export_format
-from jaxcolor.training.state import TrainState, abstract_train_state
+from jaxcolor.training import builder
+from jaxcolor.training.state import TrainState
 
 TORCHSCRIPT_FILE = "generator.torchscript.pt"
 ONNX_FILE = "generator.onnx"
@@ -34,11 +35,8 @@ def restore(workdir: str, step: int | None = None) -> checkpoint.Restored:
 
 def _abstract_state(config: ml_collections.ConfigDict) -> TrainState:
     """Shapes and dtypes of the run's TrainState, placed on one local device (no allocation)."""
-    return abstract_train_state(
-        config,
-        in_channels=config_json_lib.architectures(config.to_dict())["generator"]["in_channels"],
-        sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]),
-    )[0]
+    mesh = parallel.create_mesh(1, devices=jax.local_devices())
+    return builder.build(config, mesh, frozen=builder.NONE, check=False).state
 
 
 def state_dicts(

@@ -16,9 +16,49 @@ import ml_collections
 from flax import nnx
 
 
+class _SameGraph:
+    """A frozen network's graph definition as the key of jit's cache holds it: compared by
+    identity. Hashing a GraphDef walks the whole graph (about 1 ms for a U-Net), and jit hashes
+    its arguments' static parts on every call."""
+
+    __slots__ = ("graph",)
+
+    def __init__(self, graph: nnx.GraphDef):
+        self.graph = graph
+
+    def __hash__(self) -> int:
+        return id(self.graph)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _SameGraph) and other.graph is self.graph
+
+
+def frozen_network(cls: type) -> type:
+    """Registers the dataclass `cls` (fields: `graph`, then its weight pytrees) as a pytree
+    whose leaves are the weights and whose graph is static: a frozen network is then an
+    argument of a jitted step (its weights arrays, or shapes when compiling ahead of time),
+    never a constant of the program."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if names[0] != "graph":
+        raise TypeError(f"{cls.__name__}: a frozen network's first field is its `graph`")
+    weights = names[1:]
+
+    def flatten_with_keys(x):
+        children = [(jax.tree_util.GetAttrKey(n), getattr(x, n)) for n in weights]
+        return children, _SameGraph(x.graph)
+
+    def unflatten(aux: _SameGraph, children) -> Any:
+        return cls(aux.graph, *children)
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten)
+    return cls
+
+
+@frozen_network
 @dataclasses.dataclass(frozen=True)
 class Sketcher:
-    """A frozen sketch extractor: graph definition plus its weights (replicated device arrays)."""
+    """A frozen sketch extractor: graph definition (static) plus its weights (replicated device
+    arrays, or their shapes)."""
 
     graph: nnx.GraphDef
     params: Any
@@ -30,7 +70,6 @@ class Nets(Protocol):
 
     g_graph: nnx.GraphDef
     takes_reference: bool
-    sketch_model: Sketcher | None
 
 
 def to_unit(x: jax.Array) -> jax.Array:
@@ -105,11 +144,19 @@ class GeneratorState(Protocol):
     def inference_generator(self) -> Weights: ...
 
 
-def predict(state: GeneratorState, batch: dict[str, jax.Array], *, nets: Nets, config=None):
+def predict(
+    state: GeneratorState,
+    batch: dict[str, jax.Array],
+    *,
+    nets: Nets,
+    config=None,
+    sketch_model: Sketcher | None = None,
+):
     """(prediction, target) of the generator in inference mode (running BatchNorm statistics,
     no dropout), both float32 in [-1, 1], with `state.inference_generator()`'s weights (the
-    moving average of the parameters when train.ema_decay > 0)."""
-    condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
+    moving average of the parameters when train.ema_decay > 0); the sketch from `sketch_model`
+    (data.sketch = "model:DIR") when given, as `model_inputs`."""
+    condition, target = model_inputs(batch, config, sketch_model=sketch_model)
     g = state.inference_generator()
     pred, _ = apply(
         nets.g_graph,

@@ -24,13 +24,10 @@ from jaxcolor import parallel
 from jaxcolor.core import accelerators
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_size import to_json
-from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.nets.build import upsample_impl
 from jaxcolor.run import benchmark
-from jaxcolor.training import config_checks, sketcher, vgg
-from jaxcolor.training.state import abstract_train_state
-from jaxcolor.training.step import jit_train_step
+from jaxcolor.training import builder
 
 GIB = 2**30
 # vCPUs of one TPU VM host by (chip, chips per host). Checked against Cloud TPU's docs: v5e
@@ -141,25 +138,18 @@ def compile_steps(
     The frozen networks (the VGG-19 of the perceptual/style losses, a data.sketch="model:DIR"
     extractor) are compiled from their shapes too: no weights file is read (a sketch model's
     config.json is)."""
-    config_checks.validate(config, weights_files=False)
-    parallel.check_batch_size(config.batch_size, mesh)
-    replicated = parallel.replicated(mesh)
-    state, nets = abstract_train_state(
-        config,
-        in_channels=condition_channels(config),
-        sharding=replicated,
-        sketch_model=sketcher.abstract_sketcher(config, replicated),
-        vgg=vgg.abstract_vgg(config, replicated),
-    )
-    train = benchmark.batch_shapes(config, mesh)
-    step = jit_train_step(nets, config, mesh)
-    steps = {"train": _compile("train", lambda: step.lower(state, train), config.batch_size)}
+    run = builder.build(config, mesh, frozen=builder.ABSTRACT)
+    step, state, frozen = run.train_step(), run.state, run.frozen
+    train = run.batch_shapes()
+    steps = {
+        "train": _compile("train", lambda: step.lower(state, frozen, train), config.batch_size)
+    }
     if with_eval:
         parallel.check_batch_size(config.eval_batch_size, mesh, name="eval_batch_size")
-        evaluate = jit_eval_step(nets, mesh, config)
-        batch = benchmark.batch_shapes(config, mesh, batch_size=config.eval_batch_size)
+        evaluate = jit_eval_step(run.nets, mesh, config)
+        batch = run.batch_shapes(config.eval_batch_size)
         steps["eval"] = _compile(
-            "eval", lambda: evaluate.lower(state, batch), config.eval_batch_size
+            "eval", lambda: evaluate.lower(state, frozen, batch), config.eval_batch_size
         )
     return steps
 

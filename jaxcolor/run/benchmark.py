@@ -22,8 +22,6 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
-from jax.sharding import Mesh
 
 from jaxcolor import parallel
 from jaxcolor.core.image_size import hw, image_hw, to_json
@@ -32,9 +30,7 @@ from jaxcolor.data.hints import condition_channels
 from jaxcolor.data.sketch import is_model_sketch
 from jaxcolor.nets import registry
 from jaxcolor.nets.build import upsample_impl
-from jaxcolor.training import config_checks, sketcher, vgg
-from jaxcolor.training.state import create_train_state
-from jaxcolor.training.step import jit_train_step
+from jaxcolor.training import builder, vgg
 
 # Peak dense bf16 FLOP/s per device, by a lower-case substring of `device.device_kind`; the
 # first match wins, so the more specific names come first.
@@ -128,59 +124,18 @@ def peak_memory_bytes(devices: list[jax.Device]) -> int | None:
     return max(peaks) if peaks else None
 
 
-def batch_shapes(
-    config: ml_collections.ConfigDict, mesh: Mesh, batch_size: int | None = None
-) -> dict[str, jax.ShapeDtypeStruct]:
-    """The global batch (`batch_size`, default config.batch_size) as shapes, batch-sharded over
-    `mesh` (colour, sketch, hints, reference) as the pipeline delivers it: what the step is
-    compiled for."""
-    shape = (batch_size or config.batch_size, *image_hw(config))
-    channels = {"color": 3, "sketch": 1}
-    hint_channels = pipeline.hints_lib.HINT_CHANNELS[config.data.hints]
-    if hint_channels:  # data.hints = "none": no hints array, as the pipeline
-        channels["hints"] = hint_channels
-    if registry.generator(config.model.generator).takes_reference:
-        channels["reference"] = 3
-    if is_model_sketch(config.data.sketch):  # made on device from the colours
-        del channels["sketch"]
-    sharding = parallel.batch_sharding(mesh)
-    return {
-        k: jax.ShapeDtypeStruct((*shape, c), np.uint8, sharding=sharding)
-        for k, c in channels.items()
-    }
-
-
-def synthetic_batch(
-    shapes: dict[str, jax.ShapeDtypeStruct], processes: int, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Random uint8 host arrays for one of `processes` processes, shaped like its rows of
-    `shapes` (`batch_shapes`)."""
-    rng = np.random.default_rng(seed)
-    return {
-        k: rng.integers(0, 256, (s.shape[0] // processes, *s.shape[1:]), dtype=s.dtype)
-        for k, s in shapes.items()
-    }
-
-
 class _Setup:
-    """Mesh, train state and the compiled step of `config`, with compile time and FLOPs."""
+    """The run of `config` (`builder.build`), its state, and its step compiled for a synthetic
+    batch, with compile time and FLOPs."""
 
     def __init__(self, config: ml_collections.ConfigDict):
-        config_checks.validate(config)  # as train_and_evaluate: before anything is built
-        self.mesh = parallel.create_mesh(config.mesh.data)
-        parallel.check_batch_size(config.batch_size, self.mesh)
+        run = builder.build(config)  # as train_and_evaluate: validated before anything is built
+        self.mesh, self.frozen = run.mesh, run.frozen
         self.sharding = parallel.batch_sharding(self.mesh)
-        self.state, nets = create_train_state(
-            config,
-            in_channels=condition_channels(config),
-            mesh=self.mesh,
-            sketch_model=sketcher.load_sketcher(config, parallel.replicated(self.mesh)),
-            vgg=vgg.load_vgg(config, parallel.replicated(self.mesh)),
-        )
-        shapes = batch_shapes(config, self.mesh)
-        batch = parallel.to_global(synthetic_batch(shapes, jax.process_count()), self.sharding)
+        self.state = run.init_state()
+        batch = run.synthetic_batch()
         start = time.perf_counter()
-        self.step = jit_train_step(nets, config, self.mesh).lower(self.state, batch).compile()
+        self.step = run.train_step().lower(self.state, self.frozen, batch).compile()
         self.compile_s = time.perf_counter() - start
         self.batch = batch
         self.devices = list(self.mesh.devices.flat)
@@ -190,7 +145,7 @@ class _Setup:
         start = time.perf_counter()
         metrics = None
         for _ in range(steps):
-            self.state, metrics = self.step(self.state, self.batch)
+            self.state, metrics = self.step(self.state, self.frozen, self.batch)
         jax.block_until_ready((self.state, metrics))
         return time.perf_counter() - start
 
@@ -255,7 +210,7 @@ def bench_e2e(config: ml_collections.ConfigDict, *, steps: int, warmup: int = 1)
         return parallel.to_global(batch, setup.sharding)
 
     for _ in range(warmup):  # workers start, first batches arrive
-        setup.state, metrics = setup.step(setup.state, next_batch())
+        setup.state, metrics = setup.step(setup.state, setup.frozen, next_batch())
     jax.block_until_ready(setup.state)
     wait = 0.0
     previous = None
@@ -264,7 +219,7 @@ def bench_e2e(config: ml_collections.ConfigDict, *, steps: int, warmup: int = 1)
         t = time.perf_counter()
         batch = next_batch()
         wait += time.perf_counter() - t
-        setup.state, metrics = setup.step(setup.state, batch)
+        setup.state, metrics = setup.step(setup.state, setup.frozen, batch)
         if previous is not None:
             jax.block_until_ready(previous)
         previous = metrics

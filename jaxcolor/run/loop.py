@@ -18,12 +18,11 @@ from jax.sharding import Mesh
 from jaxcolor import checkpoint, parallel, profiler, summary
 from jaxcolor.core.errors import NonFiniteError, WorkdirError
 from jaxcolor.data import pipeline
-from jaxcolor.data.hints import condition_channels
 from jaxcolor.evaluation import evaluator as split_eval
 from jaxcolor.evaluation import fixed_batch
-from jaxcolor.training import config_checks, pytorch_weights, sketcher, vgg
-from jaxcolor.training.state import TrainState, create_train_state
-from jaxcolor.training.step import NONFINITE, jit_train_step
+from jaxcolor.training import builder, pytorch_weights
+from jaxcolor.training.state import TrainState
+from jaxcolor.training.step import NONFINITE
 
 
 class _Evaluation(NamedTuple):
@@ -88,10 +87,11 @@ def _compile_cache_dir(config: ml_collections.ConfigDict, workdir: epath.Path) -
 
 
 def _check_free_space(workdir: epath.Path, state: TrainState, keep: int) -> None:
-    """Fails before training when not even one checkpoint fits; warns when `keep` may not."""
+    """Fails before training when not even one checkpoint fits (`state`'s arrays or shapes);
+    warns when `keep` may not."""
     if "://" in str(workdir):
         return
-    need = sum(x.nbytes for x in jax.tree.leaves(state))
+    need = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
     free = shutil.disk_usage(workdir).free
     if free < 1.1 * need:
         raise WorkdirError(
@@ -114,18 +114,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     On SIGTERM (or a multi-host preemption notice) it finishes the current step, saves it,
     waits for the save to commit and returns; rerunning the same call resumes there.
     """
-    config_checks.validate(config)
+    run = builder.build(config)  # validated, the frozen networks loaded, the state as shapes
     workdir = _prepare_workdir(workdir)
     cache = parallel.configure_compilation_cache(_compile_cache_dir(config, workdir))
-    mesh = _mesh(config)
-    state, nets = create_train_state(
-        config,
-        in_channels=condition_channels(config),
-        mesh=mesh,
-        sketch_model=sketcher.load_sketcher(config, parallel.replicated(mesh)),
-        vgg=vgg.load_vgg(config, parallel.replicated(mesh)),
-    )
-    _check_free_space(workdir, state, config.keep_checkpoints)
+    mesh = _start(run)
+    _check_free_space(workdir, run.state, config.keep_checkpoints)
     train_source, val_source = pipeline.make_sources(config)
     ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config)
     writer = summary.Writer(workdir / "tensorboard")
@@ -134,17 +127,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         cleanup.callback(ckpt.close)
         notice = cleanup.enter_context(checkpoint.PreemptionNotice())
         state, train_iter, start = ckpt.restore_or_start(
-            state,
+            run.state,
             lambda first: iter(pipeline.train_dataset(config, train_source, start=first)),
-            start_fresh=(lambda s: pytorch_weights.init_from(s, config))
-            if config.init_from
-            else None,
+            start_fresh=lambda: _fresh_state(run),
         )
         summary.log_line(
             f"TensorBoard logs: {writer.logdir}   checkpoints: {ckpt.directory}   "
             f"compilation cache: {cache or 'off'}"
         )
-        evaluations = _evaluations(config, nets, mesh, val_source, writer)
+        evaluations = _evaluations(run, val_source, writer)
         if start == 0:  # the untrained generator on the fixed batch: the baseline
             evaluations[0].evaluate(0, state)
         if start >= config.num_steps:
@@ -152,7 +143,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 f"Already at step {start} >= num_steps={config.num_steps}; nothing to do."
             )
 
-        train_step = jit_train_step(nets, config, mesh)
+        train_step, frozen = run.train_step(), run.frozen
         logger = _metrics_logger(config, writer, ckpt, start)
         batches = _global_batches(train_iter, mesh, logger)
         profiler = _profiler(config, writer)
@@ -162,7 +153,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             step += 1
             profiler.before(step)
             with profiler.annotation(step):
-                state, metrics = train_step(state, next(batches))
+                state, metrics = train_step(state, frozen, next(batches))
             profiler.after(step, (state, metrics))
             logger.buffer(step, metrics)
             preempted = _preempted(step, notice, ckpt)
@@ -187,25 +178,31 @@ def _profiler(config: ml_collections.ConfigDict, writer: summary.Writer) -> prof
     )
 
 
-def _mesh(config: ml_collections.ConfigDict) -> Mesh:
-    """The data-parallel mesh of `mesh.data` devices, collectives started, batches checked."""
-    mesh = parallel.create_mesh(config.mesh.data)
-    parallel.start_collectives(mesh)
-    parallel.check_batch_size(config.batch_size, mesh)
-    parallel.check_batch_size(config.eval_batch_size, mesh, name="eval_batch_size")
-    return mesh
+def _start(run: builder.Run) -> Mesh:
+    """The run's mesh, collectives started and the evaluation batch checked."""
+    parallel.start_collectives(run.mesh)
+    parallel.check_batch_size(run.config.eval_batch_size, run.mesh, name="eval_batch_size")
+    return run.mesh
 
 
-def _evaluations(config, nets, mesh: Mesh, val_source, writer) -> list[_Evaluation]:
+def _fresh_state(run: builder.Run) -> TrainState:
+    """A fresh run's step-0 state: initialised, or `init_from`'s PyTorch weights loaded in."""
+    state = run.init_state()
+    return pytorch_weights.init_from(state, run.config) if run.config.init_from else state
+
+
+def _evaluations(run: builder.Run, val_source, writer) -> list[_Evaluation]:
     """The fixed validation batch's evaluation, then (eval_split_every > 0) the whole split's."""
+    config, nets, mesh = run.config, run.nets, run.mesh
     parallel.sync_processes("jaxcolor:first-collective")  # the fixed batch's all-gather
     val_batch = pipeline.validation_batch(config, val_source)
-    fixed = fixed_batch.FixedBatchEvaluator(config, nets, mesh, val_batch, writer)
+    fixed = fixed_batch.FixedBatchEvaluator(config, nets, run.frozen, mesh, val_batch, writer)
     evaluations = [_Evaluation(config.eval_every, fixed)]
     if config.eval_split_every > 0:
         split = split_eval.SplitEvaluator(
             config,
             nets,
+            run.frozen,
             mesh,
             val_source,
             batch_size=config.eval_batch_size,

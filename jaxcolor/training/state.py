@@ -1,5 +1,6 @@
 """The train state (both networks' parameters, statistics and optimizer state) and how it is
-built: `create_train_state` for training, `abstract_train_state` as a restore target."""
+built: `create_train_state` for training, `abstract_train_state` as a restore target (both
+through `builder.build`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from jaxcolor import parallel
-from jaxcolor.data.sketch import is_model_sketch
+from jaxcolor.data.hints import condition_channels
 from jaxcolor.nets import build, registry
-from jaxcolor.nets.inputs import Sketcher
 from jaxcolor.training import image_pool
-from jaxcolor.training.vgg import FrozenVGG, uses_vgg
 
 PyTree = Any
 
@@ -53,7 +52,10 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class Networks:
-    """The static halves of the networks (graph definitions) and their optimizers."""
+    """The static halves of the trained networks (graph definitions) and their optimizers.
+
+    Purely static: the frozen networks (sketch extractor, VGG-19) are an argument of the steps
+    (`training/frozen.py`), not part of this."""
 
     g_graph: nnx.GraphDef
     d_graph: nnx.GraphDef | None
@@ -61,84 +63,6 @@ class Networks:
     d_tx: optax.GradientTransformation | None
     schedule: optax.Schedule
     takes_reference: bool = False  # the generator is called with reference= (batch["reference"])
-    # data.sketch = "model:DIR": the frozen sketch extractor the steps run on the colour batch.
-    sketch_model: Sketcher | None = None
-    # loss.perceptual_weight / style_weight: the frozen VGG-19 (`vgg.load_vgg`) the steps run.
-    vgg: FrozenVGG | None = None
-
-
-def frozen_weights(nets: Networks) -> dict[str, PyTree]:
-    """The weights of the frozen networks (sketch extractor, VGG-19) as one pytree."""
-    weights = {}
-    if nets.sketch_model is not None:
-        weights["sketch"] = (nets.sketch_model.params, nets.sketch_model.stats)
-    if nets.vgg is not None:
-        weights["vgg"] = nets.vgg.params
-    return weights
-
-
-def with_frozen_weights(nets: Networks, weights: dict[str, PyTree]) -> Networks:
-    """`nets` with its frozen networks' weights replaced by `weights` (`frozen_weights`)."""
-    changes = {}
-    if "sketch" in weights:
-        params, stats = weights["sketch"]
-        changes["sketch_model"] = dataclasses.replace(nets.sketch_model, params=params, stats=stats)
-    if "vgg" in weights:
-        changes["vgg"] = dataclasses.replace(nets.vgg, params=weights["vgg"])
-    return dataclasses.replace(nets, **changes)
-
-
-class Bound:
-    """A jitted function, or its Lowered / Compiled form, with its first argument bound.
-
-    `jit_with_frozen` returns one; `.lower(*args)` and `.compile()` keep the argument bound (as
-    shapes when lowering, so a compile-only target's mesh needs no arrays), and other attributes
-    (`memory_analysis`, `cost_analysis`, `as_text`, ...) are the wrapped object's.
-    """
-
-    def __init__(self, fn: Any, first: PyTree):
-        self._fn, self._first = fn, first
-
-    def __call__(self, *args):
-        return self._fn(self._first, *args)
-
-    def lower(self, *args) -> Bound:
-        shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self._first)
-        return Bound(self._fn.lower(shapes, *args), self._first)
-
-    def compile(self, *args, **kwargs) -> Bound:
-        return Bound(self._fn.compile(*args, **kwargs), self._first)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._fn, name)
-
-
-def jit_with_frozen(
-    fn: Any,
-    nets: Networks,
-    mesh: Mesh,
-    *,
-    in_shardings: tuple,
-    out_shardings: Any,
-    donate_argnums: tuple[int, ...] = (),
-) -> Bound:
-    """`jax.jit` of `fn(nets, *args)` called as `(*args)`, with the frozen networks' weights
-    (`frozen_weights`) passed as a replicated argument.
-
-    Closed over, jit would embed them in the program as constants: VGG-19's ~80 MB in every
-    executable, its compile and its persistent-cache entry.
-    """
-
-    def call(weights, *args):
-        return fn(with_frozen_weights(nets, weights), *args)
-
-    jitted = jax.jit(
-        call,
-        in_shardings=(parallel.replicated(mesh), *in_shardings),
-        out_shardings=out_shardings,
-        donate_argnums=tuple(i + 1 for i in donate_argnums),
-    )
-    return Bound(jitted, frozen_weights(nets))
 
 
 def uses_ema(config: ml_collections.ConfigDict) -> bool:
@@ -168,23 +92,15 @@ def _split(model: nnx.Module) -> tuple[nnx.GraphDef, PyTree, PyTree]:
 
 
 def create_train_state(
-    config: ml_collections.ConfigDict,
-    *,
-    in_channels: int,
-    mesh: Mesh,
-    sketch_model: Sketcher | None = None,
-    vgg: FrozenVGG | None = None,
-    platform: str | None = None,
+    config: ml_collections.ConfigDict, *, mesh: Mesh, platform: str | None = None
 ) -> tuple[TrainState, Networks]:
     """Builds both networks and their optimizers; the state is replicated over `mesh`.
 
+    The generator reads `condition_channels(config)` channels (the batch schema's condition).
     Platform-dependent choices (upsample_impl="auto") follow `platform`, by default that of
-    the mesh's devices.
-
-    `sketch_model` is the frozen extractor of data.sketch = "model:DIR"
-    (`sketcher.load_sketcher`), and `vgg` the frozen VGG-19 of the perceptual and style losses
-    (`vgg.load_vgg`), both needed only where the steps run: they are not part of the state.
+    the mesh's devices. `builder.build` is the one caller outside tests.
     """
+    in_channels = condition_channels(config)
     key = jax.random.key(config.seed)
     g_key, d_key, step_key = jax.random.split(key, 3)
     schedule = learning_rate_schedule(config)
@@ -228,57 +144,21 @@ def create_train_state(
     )
     state = jax.device_put(state, parallel.replicated(mesh))
     reference = registry.generator(config.model.generator).takes_reference
-    networks = Networks(
-        g_graph,
-        d_graph,
-        g_tx,
-        d_tx,
-        schedule,
-        takes_reference=reference,
-        sketch_model=sketch_model,
-        vgg=vgg,
-    )
-    return state, networks
+    return state, Networks(g_graph, d_graph, g_tx, d_tx, schedule, takes_reference=reference)
 
 
 def abstract_train_state(
-    config: ml_collections.ConfigDict,
-    *,
-    in_channels: int,
-    sharding: jax.sharding.Sharding,
-    sketch_model: Sketcher | None = None,
-    vgg: FrozenVGG | None = None,
+    config: ml_collections.ConfigDict, *, sharding: jax.sharding.Sharding
 ) -> tuple[TrainState, Networks]:
     """`create_train_state` without computing the state: its shapes and dtypes placed with
     `sharding` (a restore target, or a compile-only TPU mesh's), and the networks, built for the
     platform of `sharding`'s devices. Nothing is allocated."""
-    mesh = parallel.create_mesh(1)
+    mesh = parallel.create_mesh(1, devices=jax.local_devices()[:1])  # only traced: any one device
     created = {}
     target = next(iter(sharding.device_set)).platform
 
     def shapes() -> TrainState:
-        state, created["nets"] = create_train_state(
-            config,
-            in_channels=in_channels,
-            mesh=mesh,
-            sketch_model=sketch_model,
-            vgg=vgg,
-            platform=target,
-        )
+        state, created["nets"] = create_train_state(config, mesh=mesh, platform=target)
         return state
 
     return parallel.placed_shapes(jax.eval_shape(shapes), sharding), created["nets"]
-
-
-def check_sketch_model(nets: Networks, config: ml_collections.ConfigDict | None) -> None:
-    """data.sketch = "model:DIR" steps run the extractor: `nets` must carry it."""
-    if config is not None and is_model_sketch(config.data.sketch) and nets.sketch_model is None:
-        raise ValueError(
-            f"data.sketch={config.data.sketch!r}: pass sketch_model=sketcher.load_sketcher(config, "
-            "sharding) to create_train_state before compiling a step."
-        )
-    if config is not None and uses_vgg(config) and nets.vgg is None:
-        raise ValueError(
-            "loss.perceptual_weight / loss.style_weight: pass vgg=vgg.load_vgg(config, sharding) "
-            "to create_train_state before compiling a step."
-        )

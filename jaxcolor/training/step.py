@@ -14,14 +14,9 @@ from jax.sharding import Mesh
 
 from jaxcolor import parallel, summary
 from jaxcolor.nets.inputs import apply, generator_kwargs, model_inputs
+from jaxcolor.training import frozen as frozen_lib
 from jaxcolor.training import image_pool, losses
-from jaxcolor.training.state import (
-    NetState,
-    Networks,
-    TrainState,
-    check_sketch_model,
-    jit_with_frozen,
-)
+from jaxcolor.training.state import NetState, Networks, TrainState
 from jaxcolor.training.vgg import perceptual_weights
 
 PyTree = Any
@@ -37,9 +32,15 @@ def _update(tx: optax.GradientTransformation, net: NetState, grads, stats) -> Ne
 
 
 def train_step(
-    state: TrainState, batch: dict[str, jax.Array], *, nets: Networks, config
+    state: TrainState,
+    frozen: frozen_lib.Frozen,
+    batch: dict[str, jax.Array],
+    *,
+    nets: Networks,
+    config,
 ) -> tuple[TrainState, Metrics]:
-    """One pix2pix iteration: G forward once, update D on (real, detached fake), update G.
+    """One pix2pix iteration: G forward once, update D on (real, detached fake), update G; the
+    frozen networks `config` needs (`frozen.load`: sketch extractor, VGG-19) come in `frozen`.
 
     A step whose losses or gradients are not finite is flagged in `metrics["nonfinite"]`; with
     `train.on_nonfinite = "skip"` its update is dropped (the step counter still advances).
@@ -48,7 +49,8 @@ def train_step(
     loss_cfg = config.loss
     mode = loss_cfg.gan_mode
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    condition, target = model_inputs(batch, config, sketch_model=nets.sketch_model)
+    frozen_lib.check(frozen, config)
+    condition, target = model_inputs(batch, config, sketch_model=frozen.get(frozen_lib.SKETCH))
     extra = generator_kwargs(nets, batch)
     aux_weights = deep_supervision_weights(config)
     if aux_weights:
@@ -57,7 +59,8 @@ def train_step(
     hint_w = config.loss.hint_weight
     hint_targets = losses.hint_targets(batch, config.data.hints) if hint_w else None
     # VGG-19 features of the target: no gradient, computed once outside G's loss.
-    real_features = jax.lax.stop_gradient(nets.vgg(target)) if (perceptual_w or style_w) else None
+    vgg = frozen.get(frozen_lib.VGG)
+    real_features = jax.lax.stop_gradient(vgg(target)) if (perceptual_w or style_w) else None
 
     def generate(params):
         return apply(
@@ -113,7 +116,7 @@ def train_step(
             parts |= losses.deep_supervision_losses(g_out[1], target)
             loss = loss + sum(w * parts[f"g_aux{k}"] for k, w in enumerate(aux_weights, 1))
         if real_features is not None:
-            fake_features = nets.vgg(generated)
+            fake_features = vgg(generated)
             if perceptual_w:
                 parts["g_perceptual"] = losses.perceptual_loss(fake_features, real_features)
                 loss = loss + perceptual_w * parts["g_perceptual"]
@@ -182,11 +185,13 @@ def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, 
 
 def jit_train_step(
     nets: Networks, config: ml_collections.ConfigDict, mesh: Mesh
-) -> Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, Metrics]]:
-    """`train_step` compiled with replicated state, `data`-sharded batch, donated state."""
-    check_sketch_model(nets, config)
+) -> Callable[[TrainState, frozen_lib.Frozen, dict[str, jax.Array]], tuple[TrainState, Metrics]]:
+    """`train_step(state, frozen, batch)` compiled with replicated state and frozen networks,
+    `data`-sharded batch, donated state."""
     rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    fn = lambda nets, state, batch: train_step(state, batch, nets=nets, config=config)  # noqa: E731
-    return jit_with_frozen(
-        fn, nets, mesh, in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=(0,)
+    return jax.jit(
+        lambda state, frozen, batch: train_step(state, frozen, batch, nets=nets, config=config),
+        in_shardings=(rep, rep, data),
+        out_shardings=(rep, rep),
+        donate_argnums=(0,),
     )

@@ -29,6 +29,7 @@ from flax import nnx
 
 from jaxcolor import parallel
 from jaxcolor.core.errors import ConfigError
+from jaxcolor.nets.inputs import frozen_network
 from jaxcolor.nets.layers import compute_dtype
 from jaxcolor.weights_file import SUFFIXES, WeightsFileError, read_state_dict
 
@@ -121,9 +122,11 @@ class VGG19Features(nnx.Module):
         return [out[n] for n in self.layers]
 
 
-@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity (jit may hash it)
+@frozen_network
+@dataclasses.dataclass(frozen=True)
 class FrozenVGG:
-    """The VGG-19 features the steps run: graph definition and weights (device arrays)."""
+    """The VGG-19 features the steps run: graph definition (static) and weights (device arrays,
+    or their shapes)."""
 
     graph: nnx.GraphDef
     params: Any
