@@ -1,4 +1,4 @@
-"""Prints the README's "Sizing for a TPU slice" tables (pix2pix-256, then "Other families") from
+"""Prints docs/tpu.md's "Sizing for a TPU slice" tables (pix2pix-256, then "Other families") from
 benchmarks/results/aot-*.json (written by benchmarks/aot_table.sh):
     .venv/bin/python benchmarks/aot_table.py"""
 

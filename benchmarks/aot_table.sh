@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's "Sizing for a TPU slice" table: `bench aot` for each (config, topology), one at a
+# docs/tpu.md's "Sizing for a TPU slice" table: `bench aot` for each (config, topology), one at a
 # time, each result in benchmarks/results/aot-<config>-<topology>.json (an existing file is
 # kept: delete it to rerun). A pix2pix-256 compile takes 4-12 min on 2 busy cores.
 #   nice -n 10 benchmarks/aot_table.sh [PYTHON]

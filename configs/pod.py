@@ -9,7 +9,7 @@ resunet_palette.py and reference.py size themselves the same way with their own 
 (configs/FILE.py:tpu=TYPE; for reference.py also :tpu=TYPE,vgg=PATH).
 
 Scaling with the slice (data parallelism: every chip holds the whole model), by
-jaxcolor/core/slice_sizing.py (README, "Sizing for a TPU slice", has the measurements):
+jaxcolor/core/slice_sizing.py (docs/tpu.md, "Sizing for a TPU slice", has the measurements):
 - batch_size: the largest power of two at most 3/4 of the largest per-chip batch the TPU
   compiler fits (`python -m jaxcolor.bench aot --search`; slice_sizing.PIX2PIX_MAX_PER_CHIP,
   measured on every chip), times the chips, at most MAX_GLOBAL_BATCH (4096). The margin is in

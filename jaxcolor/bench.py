@@ -120,7 +120,7 @@ def _e2e(args, config) -> dict[str, Any]:
     return benchmark.bench_e2e(config, steps=args.steps, warmup=args.warmup)
 
 
-def torch_reference():
+def _torch_reference():
     """jaxcolor.torch_bench (the PyTorch GAN step), which needs PyTorch."""
     if importlib.util.find_spec("torch") is None:
         sys.exit(f"{PROG}: error: bench compare needs PyTorch: pip install 'jaxcolor[serve]'.")
@@ -143,7 +143,7 @@ def _compare(args, config) -> dict[str, Any]:
             f"this config has model.generator.name={config.model.generator.name!r}, "
             f"loss.gan_mode={config.loss.gan_mode!r}. Use bench train for it."
         )
-    reference = torch_reference()
+    reference = _torch_reference()
     if jax.device_count() != 1:
         print(f"note: JAX uses {jax.device_count()} devices, PyTorch one", file=sys.stderr)
     jax_result = benchmark.bench_train(config, steps=args.steps, warmup=args.warmup)

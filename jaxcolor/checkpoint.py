@@ -2,7 +2,7 @@
 
 - `Checkpointer`: a run's async saves and its resume (shapes checked against the config).
 - `restore_read_only`: a run's checkpoint with its own config (export, evaluate, serve),
-  completed with the keys added since it was written (`saved_config`).
+  completed with the keys added since it was written (`_saved_config`).
 
 The state is any pytree; its shapes and shardings come from the caller (an abstract state or a
 freshly built one), as MaxText's `load_state_if_possible` takes them, so nothing here knows the
@@ -206,7 +206,7 @@ class Checkpointer:
         saved, wanted = _shapes(saved_tree), _shapes(state)
         if saved == wanted:
             return
-        diffs = _config_diff(saved_config(metadata) or {}, self._config.to_dict())
+        diffs = _config_diff(_saved_config(metadata) or {}, self._config.to_dict())
         first = sorted(set(saved.items()) ^ set(wanted.items()))[:1]
         raise CheckpointMismatchError(
             f"The checkpoint at step {step} in {self.directory} does not fit this config "
@@ -273,7 +273,7 @@ def _incomplete_steps(directory: epath.Path) -> list[str]:
     return sorted(p.get().name for p in ocp.path.step.all_temporary_paths(directory))
 
 
-def saved_config(metadata: dict[str, Any]) -> dict[str, Any] | None:
+def _saved_config(metadata: dict[str, Any]) -> dict[str, Any] | None:
     """The training config in a checkpoint's metadata, completed (`jaxcolor.config.complete`:
     keys added since it was written at their defaults); None when the metadata has none."""
     config = metadata.get("config")
@@ -285,7 +285,7 @@ def _data_state_problem(metadata: dict[str, Any], config: ml_collections.ConfigD
     saved_processes = metadata.get("process_count")
     if saved_processes != jax.process_count():
         return f"it was saved by {saved_processes} processes, this run has {jax.process_count()}"
-    saved = saved_config(metadata)
+    saved = _saved_config(metadata)
     saved_workers = saved["data"]["num_workers"] if saved is not None else None
     if saved_workers != config.data.num_workers:
         return f"it was saved with data.num_workers={saved_workers}, now {config.data.num_workers}"
@@ -407,7 +407,7 @@ def restore_read_only(
         meta = manager.restore(step, args=ocp.args.Composite(**{METADATA: ocp.args.JsonRestore()}))[
             METADATA
         ]
-        config = saved_config(meta or {})
+        config = _saved_config(meta or {})
         if config is None:
             raise ExportError(f"Checkpoint {directory / str(step)} has no config in its metadata.")
         target = abstract_state(ml_collections.ConfigDict(config))

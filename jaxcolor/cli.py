@@ -39,7 +39,7 @@ def parse_config_flags(
     except (AttributeError, KeyError):  # ml_collections' error for an override's missing key
         if path is None:
             raise
-        message = unknown_override(flag_values[CONFIG].parser.parse(path), argv)
+        message = _unknown_override(flag_values[CONFIG].parser.parse(path), argv)
         if message is None:
             raise
         sys.exit(f"{prog}: error: {message}")
@@ -89,7 +89,7 @@ def _config_path(argv: list[str]) -> str | None:
     return None
 
 
-def unknown_override(config: ml_collections.ConfigDict, argv: list[str]) -> str | None:
+def _unknown_override(config: ml_collections.ConfigDict, argv: list[str]) -> str | None:
     """The first `--config.a.b=v` in `argv` whose key `config` lacks, described with the keys
     nearest to it; None when every override names an existing key."""
     prefix = f"--{CONFIG}."

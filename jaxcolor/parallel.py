@@ -55,7 +55,7 @@ def initialize_distributed(
             process_id=process_id,
         )
         return True
-    if tpu_host_count() > 1:
+    if _tpu_host_count() > 1:
         jax.distributed.initialize()  # JAX reads the slice's workers from the TPU metadata
         return True
     return False
@@ -92,7 +92,7 @@ def start_collectives(mesh: Mesh) -> None:
     multihost_utils.process_allgather(np.zeros((1,), np.float32))
 
 
-def tpu_host_count() -> int:
+def _tpu_host_count() -> int:
     """Hosts in this Cloud TPU slice (1 off TPU); asks the metadata server only on a TPU VM."""
     hosts = os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("TPU_PROCESS_ADDRESSES")
     if hosts:  # GKE and some launchers set these

@@ -63,7 +63,7 @@ def d_loss(mode: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"gan mode {mode!r}")
 
 
-def g_gan_loss(mode: str, fake: torch.Tensor) -> torch.Tensor:
+def _g_gan_loss(mode: str, fake: torch.Tensor) -> torch.Tensor:
     if mode == "vanilla":
         return nn.functional.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
     if mode == "lsgan":
@@ -127,7 +127,7 @@ class Pix2Pix:
         with self.autocast():
             logits = self.d_fn(torch.cat([condition, fake], 1))
             loss_g = (
-                g_gan_loss(self.mode, logits.float())
+                _g_gan_loss(self.mode, logits.float())
                 + self.l1_weight * (fake.float() - target).abs().mean()
             )
         loss_g.backward()

@@ -45,7 +45,7 @@ _LIBRARY_LOGS = flags.DEFINE_bool(
 flags.mark_flags_as_required(["config"])
 
 
-def default_workdir(config_path: str) -> str:
+def _default_workdir(config_path: str) -> str:
     """runs/<config stem>-<UTC timestamp>, relative to the current directory."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     return str(pathlib.Path("runs") / f"{pathlib.Path(config_path).stem}-{stamp}")
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> None:
                     "A multi-process run needs --workdir, the same for every process (gs://... "
                     "on a TPU pod): each process would otherwise pick its own timestamped one."
                 )
-        workdir = _WORKDIR.value or default_workdir(
+        workdir = _WORKDIR.value or _default_workdir(
             config_flags.get_config_filename(flags.FLAGS["config"])
         )
         if not _WORKDIR.value:

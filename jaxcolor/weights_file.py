@@ -180,7 +180,7 @@ def _read_legacy(path: pathlib.Path) -> Any:
     return obj
 
 
-def read_pth(path: str | pathlib.Path) -> dict[str, np.ndarray]:
+def _read_pth(path: str | pathlib.Path) -> dict[str, np.ndarray]:
     """A PyTorch state_dict file (zip or legacy) -> {key: array}, without torch or code
     execution; WeightsFileError for anything but a (possibly nested under "state_dict")
     mapping of tensors."""
@@ -209,7 +209,7 @@ def read_state_dict(path: str | pathlib.Path) -> dict[str, np.ndarray]:
         raise WeightsFileError(f"{path} does not exist (nothing is downloaded)")
     suffix = path.suffix.lower()
     if suffix in (".pth", ".pt"):
-        tensors = read_pth(path)
+        tensors = _read_pth(path)
     elif suffix == ".safetensors":
         from safetensors.numpy import load_file
 

@@ -3,7 +3,7 @@ the slice, and what follows from them (learning rate, step counts, eval batch). 
 config files call it before JAX starts (`configs/pod.py:tpu=TYPE`,
 `configs/unet_scribbles.py:tpu=TYPE`).
 
-The rule (README, "Sizing for a TPU slice"): the per-chip batch is the largest power of two at
+The rule (docs/tpu.md, "Sizing for a TPU slice"): the per-chip batch is the largest power of two at
 most HEADROOM (3/4) of the largest per-chip batch the TPU compiler fits (`python -m
 jaxcolor.bench aot --search`), and the global batch is at most MAX_GLOBAL_BATCH. The margin is
 counted in images, not bytes: XLA rematerialises to fit, so the peak is near HBM well below the

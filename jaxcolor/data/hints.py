@@ -74,7 +74,7 @@ def _gaussian(image: np.ndarray, sigma: float, radius: float | None) -> np.ndarr
     return cv2.GaussianBlur(image, ksize, sigma).reshape(image.shape)
 
 
-def gaussian_blur(image: np.ndarray, sigma: float, *, radius: float | None = None) -> np.ndarray:
+def _gaussian_blur(image: np.ndarray, sigma: float, *, radius: float | None = None) -> np.ndarray:
     """A Gaussian blur of an (H, W, C) image by `sigma` px, fast for large sigma; keeps dtype.
 
     `radius`: where the kernel is cut, in sigmas (None: OpenCV's rule, 3 for uint8, 4 for
@@ -102,7 +102,7 @@ def blur_hints(
     """Returns a heavily Gaussian-blurred copy of a uint8 RGB image as coarse colour cues."""
     del rng  # deterministic: a fixed sigma, as the seed
     _check_rgb(image, "blur_hints")
-    return gaussian_blur(image, blur_sigma(image.shape[:2], sigma_at_256))
+    return _gaussian_blur(image, blur_sigma(image.shape[:2], sigma_at_256))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def sample_strokes(image: np.ndarray, rng: np.random.Generator) -> list[tuple]:
     return strokes
 
 
-def render_strokes(strokes, hw: tuple[int, int]) -> np.ndarray:
+def _render_strokes(strokes, hw: tuple[int, int]) -> np.ndarray:
     """[(polyline, width, rgb)] -> uint8 (H, W, 4) R, G, B, mask; later strokes win."""
     out = np.zeros((*hw, 4), np.uint8)
     for line, width, rgb in strokes:
@@ -288,7 +288,7 @@ def render_strokes(strokes, hw: tuple[int, int]) -> np.ndarray:
 def stroke_hints(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Colour scribbles (see sample_strokes), uint8 (H, W, 4): R, G, B, mask."""
     _check_rgb(image, "stroke_hints")
-    return render_strokes(sample_strokes(image, rng), image.shape[:2])
+    return _render_strokes(sample_strokes(image, rng), image.shape[:2])
 
 
 def paint_mask(drawing: np.ndarray) -> np.ndarray:
@@ -311,13 +311,13 @@ def hints_from_drawing(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def masked_pixels(hints):
+def _masked_pixels(hints):
     """The hinted pixels of R, G, B, mask hints (..., 4) as 0..255 values: mask == MASK_ON. Only
     array operators, so numpy and JAX arrays both work."""
     return hints[..., -1] == MASK_ON
 
 
-def on_paper_pixels(hints):
+def _on_paper_pixels(hints):
     """The hinted pixels of R, G, B hints drawn on white paper (..., 3) as 0..255 values: not
     every channel is paper (the rule of scribbles_on_paper). numpy and JAX arrays both work."""
     return (hints[..., :3] <= PAPER_LEVEL).any(axis=-1)
@@ -365,7 +365,7 @@ FILL_DENSITY = 1e-3  # eps at the training sigma (a share of painted pixels); / 
 FILL_RADIUS = 6.0  # kernels cut at 6 sigma (weight e^-18), far below eps: no seam where they end
 
 
-def paper_filled(drawing: np.ndarray, paint: np.ndarray, sigma: float) -> np.ndarray:
+def _paper_filled(drawing: np.ndarray, paint: np.ndarray, sigma: float) -> np.ndarray:
     """uint8 (H, W, 3): the drawing with its paper (~paint) filled from the paint by multi-scale
     normalised convolution at `sigma`, 2 sigma, ... (see above); needs some paint."""
     hw = paint.shape
@@ -373,7 +373,7 @@ def paper_filled(drawing: np.ndarray, paint: np.ndarray, sigma: float) -> np.nda
     weighted = weighted.astype(np.float32)
     estimate = np.broadcast_to(drawing[paint].mean(axis=0, dtype=np.float32), (*hw, 3))
     for octave in reversed(range(max(1, math.ceil(math.log2(max(hw) / sigma))))):
-        blurred = gaussian_blur(weighted, sigma * 2**octave, radius=FILL_RADIUS)
+        blurred = _gaussian_blur(weighted, sigma * 2**octave, radius=FILL_RADIUS)
         eps = FILL_DENSITY / 4**octave
         estimate = (blurred[..., :3] + eps * estimate) / (blurred[..., 3:] + eps)
     filled = np.clip(np.round(estimate), 0, 255).astype(np.uint8)  # clip: float32 rounding
@@ -392,7 +392,7 @@ def blur_hints_from_drawing(
     paint = paint_mask(drawing)
     if not paint.any():
         raise ValueError("blur_hints_from_drawing: the drawing has no paint, only paper")
-    filled = paper_filled(drawing, paint, blur_sigma(paint.shape, sigma_at_256))
+    filled = _paper_filled(drawing, paint, blur_sigma(paint.shape, sigma_at_256))
     return blur_hints(filled, sigma_at_256=sigma_at_256)
 
 
@@ -644,7 +644,7 @@ for _spec in (
         user_input=DRAWING,
         from_user=_points_from_drawing,
         from_points=identity,
-        hinted_pixels=masked_pixels,
+        hinted_pixels=_masked_pixels,
         help="a drawing of the sketch's size: coloured dots on white or transparent paper",
     ),
     HintSpec(
@@ -654,7 +654,7 @@ for _spec in (
         user_input=DRAWING,
         from_user=_points_from_drawing,
         from_points=identity,
-        hinted_pixels=masked_pixels,
+        hinted_pixels=_masked_pixels,
         help="a drawing of the sketch's size: colour scribbles on white or transparent paper",
     ),
     HintSpec(
@@ -664,7 +664,7 @@ for _spec in (
         user_input=DRAWING,
         from_user=_scribbles_from_drawing,
         from_points=scribbles_on_paper,
-        hinted_pixels=on_paper_pixels,
+        hinted_pixels=_on_paper_pixels,
         help="a drawing of the sketch's size: colour scribbles on white or transparent paper",
     ),
     HintSpec(

@@ -34,7 +34,7 @@ TFDS_VAL_SPLITS = ("validation", "val", "test")
 REFERENCE_CROP = (0.6, 0.9)
 
 
-def training_reference_view(image: np.ndarray, size, rng: np.random.Generator) -> np.ndarray:
+def _training_reference_view(image: np.ndarray, size, rng: np.random.Generator) -> np.ndarray:
     """A training reference: another random square crop (side REFERENCE_CROP of the short side)
     of the colour image, resized to the training size (int or (h, w)) and flipped at random.
 
@@ -152,7 +152,7 @@ def unregister(spec: SourceSpec) -> None:
         del _SOURCES[spec.name]
 
 
-def source_form(source: str) -> tuple[SourceSpec | None, str]:
+def _source_form(source: str) -> tuple[SourceSpec | None, str]:
     """`data.source` -> (its form's spec, the argument after 'name:'); (None, '') if none."""
     name, sep, arg = str(source).partition(":")
     spec = _SOURCES.get(name)
@@ -195,7 +195,7 @@ def _has_real_sketches(source, paired: bool) -> bool:
 def make_sources(config: ml_collections.ConfigDict):
     """`data.source` -> (train source, validation source), checked to hold usable images."""
     spec = config.data.source
-    form, arg = source_form(spec)
+    form, arg = _source_form(spec)
     if form is None:
         raise ConfigError(f"data.source={spec!r} is not a known source; use {_forms()}.")
     if config.data.sketch == sketch_lib.DATASET_SKETCH and not form.real_sketches:
@@ -246,7 +246,7 @@ def held_out_source(
     `folder:DIR` (recursive, no split; data.layout as the run's) or one split of `tfds:NAME` under
     `data_dir` (default: the split validation would read, else train). Checked to hold usable
     images; a problem raises OSError or ValueError saying what is wrong."""
-    form, arg = source_form(spec)
+    form, arg = _source_form(spec)
     if form is None or form.held_out is None:
         offered = [f.usage for f in _SOURCES.values() if f.held_out is not None]
         raise ValueError(f"{spec!r} is none of {', '.join(offered)}")
@@ -290,7 +290,7 @@ class MakeExample(grain.transforms.RandomMap):
         keys = schema.channels(sketch=self.sketch, hints=self.hints, reference=self.reference)
         reference = None
         if "reference" in keys and self.train:  # drawn first, from the whole uncropped image
-            reference = training_reference_view(color, self.image_size, rng)
+            reference = _training_reference_view(color, self.image_size, rng)
         use_real = self.sketch == sketch_lib.DATASET_SKETCH
         # A sketch model runs on device inside the step: the host ships no sketch.
         on_device = "sketch" not in keys

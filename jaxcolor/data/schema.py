@@ -40,7 +40,7 @@ def channels(*, sketch: str, hints: str, reference: bool) -> dict[str, int]:
     return out
 
 
-def config_channels(config: ml_collections.ConfigDict) -> dict[str, int]:
+def _config_channels(config: ml_collections.ConfigDict) -> dict[str, int]:
     """`channels` of `config`'s batches."""
     return channels(
         sketch=config.data.sketch,
@@ -55,7 +55,7 @@ def shapes(
     """Key -> (shape, dtype) of a batch of `batch_size` (default config.batch_size) examples."""
     h, w = image_hw(config)
     n = batch_size or config.batch_size
-    return {k: ((n, h, w, c), DTYPE) for k, c in config_channels(config).items()}
+    return {k: ((n, h, w, c), DTYPE) for k, c in _config_channels(config).items()}
 
 
 def synthetic(

@@ -96,7 +96,7 @@ def _conversions(data: bytes) -> tuple[str | None, list[str]]:
         return header.format, notes
 
 
-def pack_file(path: str, root: str, layout: str, max_side: int) -> _Packed:
+def _pack_file(path: str, root: str, layout: str, max_side: int) -> _Packed:
     """One image file -> its TFDS example (or why it cannot be used)."""
     try:
         data = epath.Path(path).read_bytes()
@@ -162,7 +162,7 @@ class _ImageFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     def _generate_examples(self, split: str):
         files = self._files[split]
         pack = functools.partial(
-            pack_file, root=self._root, layout=self._layout, max_side=self._max_side
+            _pack_file, root=self._root, layout=self._layout, max_side=self._max_side
         )
         written = 0
         with concurrent.futures.ThreadPoolExecutor(self._workers) as pool:
@@ -193,7 +193,7 @@ def _check_name(name: str) -> None:
         )
 
 
-def default_name(images: str) -> str:
+def _default_name(images: str) -> str:
     """A dataset name from the folder name: 'My Art-2024' -> 'my_art_2024'."""
     stem = re.sub(r"[^a-z0-9]+", "_", epath.Path(images).name.lower()).strip("_")
     return stem if stem and stem[0].isalpha() else f"images_{stem}".rstrip("_")
@@ -266,7 +266,7 @@ def prepare(
     workers: int | None = None,
 ) -> Summary:
     """Packs the images under `images` into the TFDS dataset `name` under `out`."""
-    name = name or default_name(images)
+    name = name or _default_name(images)
     _check_name(name)
     if layout not in decode.LAYOUTS:
         raise ConfigError(f"--layout {layout!r}: use one of {', '.join(decode.LAYOUTS)}.")

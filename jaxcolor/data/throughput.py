@@ -45,7 +45,7 @@ class Result:
         )
 
 
-def write_jpegs(folder: str, count: int, size: int, quality: int = 90) -> None:
+def _write_jpegs(folder: str, count: int, size: int, quality: int = 90) -> None:
     """`count` synthetic cartoons as size x size JPEGs (the files the bench decodes)."""
     images = sources.SyntheticCartoonSource(count, size, seed=123)
     for i in range(count):
@@ -99,7 +99,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix="jaxcolor-bench-data-") as tmp:
         if folder is None:
             folder = tmp
-            write_jpegs(folder, num_files, source_size)
+            _write_jpegs(folder, num_files, source_size)
         with config.unlocked():
             config.data.source = f"folder:{folder}"
             config.data.val_fraction = 0.0

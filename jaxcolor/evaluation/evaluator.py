@@ -405,7 +405,7 @@ def _check_split(split: str) -> None:
         raise ConfigError(f"--split must be one of {SPLITS}, got {split!r}")
 
 
-def source_for(config: ml_collections.ConfigDict, split: str):
+def _source_for(config: ml_collections.ConfigDict, split: str):
     """The run's `split` source ("val" or "train"), as training reads it."""
     _check_split(split)
     train, val = pipeline.make_sources(config)
@@ -465,7 +465,7 @@ def _scored_set(
     images are."""
     if source is None:
         split = split or "val"
-        return split, source_for(config, split), {"spec": config.data.source, "split": split}
+        return split, _source_for(config, split), {"spec": config.data.source, "split": split}
     try:
         held_out = pipeline.held_out_source(config, source, data_dir=data_dir, split=source_split)
     except (OSError, ValueError, ImportError) as e:

@@ -88,7 +88,7 @@ def palette_colors(image: jax.Array) -> jax.Array:
     return (rgb * step + step // 2).astype(jnp.float32)
 
 
-def palette_hint_colors(hints: jax.Array) -> jax.Array:
+def _palette_hint_colors(hints: jax.Array) -> jax.Array:
     """Palette hint planes as 0..255 levels (B, H, W, 3 * PALETTE_TOP) -> (B, PALETTE_BANDS,
     PALETTE_TOP, 3): the colours the user gave each band."""
     firsts = [int(rows[0]) for rows in _bands(hints.shape[1])]
@@ -102,7 +102,7 @@ def per_image(output: jax.Array, condition: jax.Array, hint_method: str):
     sketch ++ hints) are in [-1, 1]."""
     out, hints = levels(output), levels(condition[..., 1:])
     if hints_lib.hint_spec(hint_method).palette:
-        given, own = palette_hint_colors(hints), palette_colors(out)
+        given, own = _palette_hint_colors(hints), palette_colors(out)
         distance = jnp.abs(given[:, :, :, None] - own[:, :, None]).sum(axis=-1)
         count = 3 * PALETTE_BANDS * PALETTE_TOP
         return distance.min(axis=-1).sum(axis=(1, 2)), jnp.full(out.shape[:1], count, jnp.int32)

@@ -102,7 +102,7 @@ def max_pool(x: jax.Array, *, stride: int, padding: int = 0) -> jax.Array:
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, pad)
 
 
-def avg_pool_exclude_pad(x: jax.Array) -> jax.Array:
+def _avg_pool_exclude_pad(x: jax.Array) -> jax.Array:
     """`F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)`: TF's average pool,
     which divides each window's sum by the number of real (unpadded) pixels in it."""
     pad = ((0, 0), (1, 1), (1, 1), (0, 0))
@@ -129,7 +129,7 @@ class InceptionA(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         b5 = self.branch5x5_2(self.branch5x5_1(x))
         b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        pool = self.branch_pool(avg_pool_exclude_pad(x))
+        pool = self.branch_pool(_avg_pool_exclude_pad(x))
         return jnp.concatenate([self.branch1x1(x), b5, b3, pool], axis=-1)
 
 
@@ -171,7 +171,7 @@ class InceptionC(nnx.Module):
         for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4):
             d = layer(d)
         d = self.branch7x7dbl_5(d)
-        pool = self.branch_pool(avg_pool_exclude_pad(x))
+        pool = self.branch_pool(_avg_pool_exclude_pad(x))
         return jnp.concatenate([self.branch1x1(x), b7, d, pool], axis=-1)
 
 
@@ -219,7 +219,9 @@ class InceptionE(nnx.Module):
         b3 = jnp.concatenate([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], axis=-1)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         d = jnp.concatenate([self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d)], axis=-1)
-        pooled = avg_pool_exclude_pad(x) if self.pool == "avg" else max_pool(x, stride=1, padding=1)
+        pooled = (
+            _avg_pool_exclude_pad(x) if self.pool == "avg" else max_pool(x, stride=1, padding=1)
+        )
         return jnp.concatenate([self.branch1x1(x), b3, d, self.branch_pool(pooled)], axis=-1)
 
 
@@ -298,7 +300,7 @@ def _abstract_split(precision: Any) -> tuple[nnx.GraphDef, nnx.State]:
     return nnx.split(nnx.eval_shape(lambda: FIDInceptionV3(rngs=nnx.Rngs(0), precision=precision)))
 
 
-def torch_key(path: tuple) -> str:
+def _torch_key(path: tuple) -> str:
     """Flax state path ('Mixed_5b', 'branch1x1', 'conv', 'kernel') -> torch state_dict key."""
     return ".".join([*map(str, path[:-2]), _TORCH_NAMES[tuple(path[-2:])]])
 
@@ -311,7 +313,7 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
         shape = tuple(var.shape)
         if path[-1] == "kernel":
             shape = (shape[3], shape[2], shape[0], shape[1])  # HWIO -> OIHW
-        shapes[torch_key(path)] = shape
+        shapes[_torch_key(path)] = shape
     return shapes
 
 
@@ -368,7 +370,7 @@ def from_state_dict(
     graphdef, state = _abstract_split(precision)
     pairs = []
     for path, var in nnx.to_flat_state(state):
-        value = np.asarray(tensors[torch_key(path)], np.float32)
+        value = np.asarray(tensors[_torch_key(path)], np.float32)
         if path[-1] == "kernel":
             value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
         pairs.append((path, var.replace(jnp.asarray(value))))

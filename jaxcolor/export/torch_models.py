@@ -22,7 +22,7 @@ def build(net: str, arch: Mapping[str, Any]) -> nn.Module:
     return registry.build_torch(net, arch)
 
 
-def load_state_dict_file(path: str | pathlib.Path) -> dict[str, torch.Tensor]:
+def _load_state_dict_file(path: str | pathlib.Path) -> dict[str, torch.Tensor]:
     """safetensors -> state_dict (no pickle involved)."""
     return {k: torch.from_numpy(v) for k, v in convert.load_safetensors(path).items()}
 
@@ -39,7 +39,7 @@ def load(
             "--with_discriminator."
         )
     module = build(net, arch)
-    state = load_state_dict_file(pathlib.Path(model_dir) / arch["file"])
+    state = _load_state_dict_file(pathlib.Path(model_dir) / arch["file"])
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as e:

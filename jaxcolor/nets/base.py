@@ -82,7 +82,7 @@ def require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def check_size_multiple(config, multiple: int, reason: str) -> None:
+def _check_size_multiple(config, multiple: int, reason: str) -> None:
     """Each side of image_size a multiple of `multiple` (named by `reason`)."""
     h, w = image_hw(config)
     require(
@@ -100,7 +100,7 @@ def num_downs_multiple(arch: Arch) -> int:
 def check_num_downs_multiple(config) -> None:
     """image_size fits the generator's num_downs halvings."""
     multiple = num_downs_multiple(config.model.generator)
-    check_size_multiple(config, multiple, "2**model.generator.num_downs")
+    _check_size_multiple(config, multiple, "2**model.generator.num_downs")
 
 
 def check_fraction(value: float, key: str) -> None:

@@ -38,7 +38,7 @@ def _set(tree: Tree, path: tuple, value: Any) -> None:
     tree[path[-1]] = value
 
 
-def to_torch_array(kind: str, x: np.ndarray) -> np.ndarray:
+def _to_torch_array(kind: str, x: np.ndarray) -> np.ndarray:
     """One Flax array -> its torch layout (float32, contiguous)."""
     x = np.asarray(x, np.float32)
     if kind == "conv":
@@ -50,8 +50,8 @@ def to_torch_array(kind: str, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def to_flax_array(kind: str, x: np.ndarray) -> np.ndarray:
-    """One torch array -> its Flax layout (inverse of `to_torch_array`)."""
+def _to_flax_array(kind: str, x: np.ndarray) -> np.ndarray:
+    """One torch array -> its Flax layout (inverse of `_to_torch_array`)."""
     x = np.asarray(x, np.float32)
     if kind == "conv":
         x = x.transpose(2, 3, 1, 0)
@@ -79,7 +79,7 @@ def flax_to_torch(
                 f"The {net} state has no {'/'.join(map(str, e.path))} (for {e.key}); the "
                 "checkpoint does not match its own config."
             ) from err
-        out[e.key] = to_torch_array(e.kind, np.asarray(value))
+        out[e.key] = _to_torch_array(e.kind, np.asarray(value))
     _check_all_used(net, arch, trees)
     return out
 
@@ -126,7 +126,7 @@ def torch_to_flax(
     trees: dict[str, Tree] = {"params": {}, "stats": {}}
     for e in entries:
         if e.kind != "count":
-            _set(trees[e.collection], e.path, to_flax_array(e.kind, tensors[e.key]))
+            _set(trees[e.collection], e.path, _to_flax_array(e.kind, tensors[e.key]))
     return trees["params"], trees["stats"]
 
 

@@ -56,7 +56,7 @@ def resolve_upsample_impl(impl: str, platform: str | None = None) -> str:
     """`model.generator.upsample_impl` -> the formulation used on `platform`.
 
     "auto" is "subpixel" on XLA:CPU, where the weight gradient of a k4-s2 `conv_transpose` is
-    ~40x slower than the sub-pixel one (README, Benchmarks), and "conv_transpose" elsewhere until
+    ~40x slower than the sub-pixel one (benchmarks/README.md), and "conv_transpose" elsewhere until
     the two have been measured on that backend. `platform` is that of the devices the model is
     compiled for (`parallel.platform(mesh)`; nets/build.py passes it); only a module built
     directly without one falls back to jax.default_backend().
@@ -70,7 +70,7 @@ def resolve_upsample_impl(impl: str, platform: str | None = None) -> str:
     return impl
 
 
-def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _subpixel_conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """Exactly `lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)))` for a 4x4 HWIO kernel,
     computed as one stride-1 2x2 convolution with 4 * out channels followed by depth-to-space.
 
@@ -124,7 +124,7 @@ class UpConv(nnx.ConvTranspose):
             return super().__call__(inputs)
         bias = self.bias[...] if self.bias is not None else None
         x, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias), dtype=self.dtype)
-        y = subpixel_conv_transpose(x, kernel)
+        y = _subpixel_conv_transpose(x, kernel)
         return y if bias is None else y + bias
 
 

@@ -6,7 +6,7 @@ allocated, and `jit(...).lower(...).compile()` returns the TPU compiler's own ex
 `memory_analysis()` is the per-chip HBM the step needs; `cost_analysis()` its FLOPs and bytes.
 A batch that does not fit is rejected by the compiler (RESOURCE_EXHAUSTED), quickly.
 
-`python -m jaxcolor.bench aot` is the command line (README, "Sizing for a TPU slice").
+`python -m jaxcolor.bench aot` is the command line (docs/tpu.md, "Sizing for a TPU slice").
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ _OOM = (
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
-class DoesNotFit(ConfigError):
+class _DoesNotFit(ConfigError):
     """The TPU compiler rejected the step: it needs more HBM than a chip has."""
 
     def __init__(self, message: str, used_bytes: float | None, limit_bytes: float | None):
@@ -120,7 +120,7 @@ def _compile(name: str, lowered_fn, batch_size: int) -> Step:
         option = (
             "--batch_size or --config.batch_size" if name == "train" else "--config.eval_batch_size"
         )
-        raise DoesNotFit(
+        raise _DoesNotFit(
             f"does not fit: the {name} step at batch_size={batch_size} {figure} (the TPU "
             f"compiler's figure); lower {option}, or use a chip with more HBM.",
             used,
@@ -203,7 +203,7 @@ def search_max_batch(
         try:
             result = compile_steps(with_batch(config, candidate * chips), mesh, with_eval=False)
             lo, lo_peak, fit = candidate, result["train"].peak_bytes, True
-        except DoesNotFit as e:
+        except _DoesNotFit as e:
             hi, hi_used, fit = candidate, e.used_bytes, False
             limit = e.limit_bytes or limit
         seconds = time.perf_counter() - start

@@ -54,7 +54,7 @@ class Rate:
     forward_share: float
 
 
-def calibrate(config: ml_collections.ConfigDict) -> Rate:
+def _calibrate(config: ml_collections.ConfigDict) -> Rate:
     """`config`'s step fed by its pipeline, timed on this machine (`benchmark.bench_e2e`)."""
     result = benchmark.bench_e2e(config, steps=CALIBRATION_STEPS, warmup=CALIBRATION_WARMUP)
     flops = benchmark.analytic_step_flops(config)
@@ -119,7 +119,7 @@ def steps_for_minutes(
     return steps
 
 
-def planned(
+def _planned(
     config: ml_collections.ConfigDict,
     *,
     steps: int | None,
@@ -136,7 +136,7 @@ def planned(
         "pipeline, after compiling ..."
     )
     began = time.perf_counter()
-    rate = calibrate(config)
+    rate = _calibrate(config)
     val_images = len(pipeline.make_sources(config)[1])
     num_steps = steps_for_minutes(config, minutes, rate, val_images)
     overhead = overhead_seconds(config, rate, val_images)
@@ -181,7 +181,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def method_record(
+def _method_record(
     config: ml_collections.ConfigDict,
     out: pathlib.Path,
     method: str,
@@ -193,7 +193,7 @@ def method_record(
 ) -> dict[str, Any]:
     """Trains `config` into OUT/<method> within its budget, scores its validation split with a
     sample sheet; -> its figures for the method's record."""
-    config, calibration = planned(config, steps=steps, minutes=minutes, echo=echo)
+    config, calibration = _planned(config, steps=steps, minutes=minutes, echo=echo)
     workdir = out / method
     estimate = f" (~{calibration['estimated_minutes']:.0f} min)" if calibration else ""
     echo(f"training {config.num_steps:,} steps{estimate} into {workdir} ...")
@@ -241,12 +241,12 @@ def run(
     for i, (method, config) in enumerate(configs.items(), 1):
         say = _prefixed(echo, f"[{i}/{len(configs)}] {method}")
         record = {"method": method, **described, "argument": method}
-        record |= method_record(
+        record |= _method_record(
             config, out, method, steps=steps, minutes=minutes, samples=samples, echo=say
         )
         path = out / f"{method}.json"
         path.write_text(json.dumps(record, indent=2, default=str) + "\n")
-        summary = write_summary(out)
+        summary = _write_summary(out)
         say(f"wrote {path}, {out / TABLE}, {out / SUMMARY}")
     return summary
 
@@ -280,7 +280,7 @@ def row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_summary(out: pathlib.Path) -> dict[str, Any]:
+def _write_summary(out: pathlib.Path) -> dict[str, Any]:
     """Rewrites OUT/quality.md and OUT/quality.json from every record in `out`; -> the JSON."""
     found = records(out)
     rows = [row(r) for r in found]
@@ -296,7 +296,7 @@ def write_summary(out: pathlib.Path) -> dict[str, Any]:
         },
     }
     (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    (out / TABLE).write_text(markdown(rows, found))
+    (out / TABLE).write_text(_markdown(rows, found))
     return summary
 
 
@@ -304,7 +304,7 @@ def _number(value: float | None, digits: int, sign: str = "") -> str:
     return "-" if value is None else f"{value:{sign}.{digits}f}"
 
 
-def markdown(rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
+def _markdown(rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
     """The table (a row per method, a PSNR column per baseline any row has), its legend, and
     how each row was made."""
     scored = {name for r in rows for name in r["baselines_psnr"]}
@@ -327,7 +327,7 @@ def markdown(rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
             f"{r['train_minutes']:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join([*lines, "", *legend(names), "", *provenance(found)]) + "\n"
+    return "\n".join([*lines, "", *legend(names), "", *_provenance(found)]) + "\n"
 
 
 def legend(names: list[str]) -> list[str]:
@@ -345,7 +345,7 @@ def legend(names: list[str]) -> list[str]:
     ]
 
 
-def provenance(found: list[dict[str, Any]]) -> list[str]:
+def _provenance(found: list[dict[str, Any]]) -> list[str]:
     """A line per method: what was trained on what, when and where."""
     lines = ["Runs:"]
     for r in found:

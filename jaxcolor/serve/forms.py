@@ -48,11 +48,11 @@ class BodyTooLarge(Exception):
     pass
 
 
-def field_message(message: str) -> str:
+def _field_message(message: str) -> str:
     return _FLAGS.sub(lambda m: "field " + m.group(1).replace("-", "_"), message)
 
 
-def int_field(form: dict, name: str) -> int | None:
+def _int_field(form: dict, name: str) -> int | None:
     value = form.get(name)
     if value is None or value == "":
         return None
@@ -111,7 +111,7 @@ def inputs(
     model, limits = server.model, server.limits
     if "sketch" not in fields:
         raise InputError("Field sketch is missing: upload the line art as a file field.")
-    size, point_size = int_field(fields, "size"), int_field(fields, "point_size")
+    size, point_size = _int_field(fields, "size"), _int_field(fields, "point_size")
     point_size = hints_lib.INFERENCE_POINT_SIZE if point_size is None else point_size
     clicks = inference.check_options(
         model,
@@ -171,11 +171,11 @@ async def in_thread_or_4xx(function, server: ServerState, fields: dict[str, Any]
     try:
         return await run_in_threadpool(function, server, fields)
     except inference.ImageTooLarge as e:
-        raise ApiError(413, field_message(str(e))) from None
+        raise ApiError(413, _field_message(str(e))) from None
     except inference.UnreadableImage as e:
-        raise ApiError(400, field_message(str(e))) from None
+        raise ApiError(400, _field_message(str(e))) from None
     except InputError as e:
-        raise ApiError(422, field_message(str(e))) from None
+        raise ApiError(422, _field_message(str(e))) from None
 
 
 def form_openapi(returns: str) -> dict:

@@ -1,7 +1,7 @@
 """pix2pix's ImagePool as a fixed-shape ring buffer in the train state, queried inside the jit.
 
 pix2pix (`util/image_pool.py`) walks the batch one image at a time: while the pool holds fewer
-than `pool_size` images it stores the image and returns it; once full, with probability 0.5 it
+than `_pool_size` images it stores the image and returns it; once full, with probability 0.5 it
 returns a random stored image and stores the new one in its slot, else returns the new one.
 `query` computes exactly that sequential result for the whole batch at once: for each example,
 its position in the sequence (`count + j`) says whether it fills a slot or may swap, and a swap
@@ -32,14 +32,14 @@ class ImagePool:
     count: jax.Array
 
 
-def pool_size(config: ml_collections.ConfigDict) -> int:
+def _pool_size(config: ml_collections.ConfigDict) -> int:
     """`model.image_pool.size` (0: no pool)."""
     return int(config.model.image_pool.size)
 
 
 def create(config: ml_collections.ConfigDict, channels: int) -> ImagePool | None:
     """An empty pool of `model.image_pool.size` fake pairs, or None when that is 0."""
-    size = pool_size(config)
+    size = _pool_size(config)
     if size == 0 or config.loss.gan_mode == "none":
         return None
     h, w = image_hw(config)

@@ -119,7 +119,7 @@ def ssim_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
     return 1.0 - ssim(pred, target).mean()
 
 
-def downsample_mean(x: jax.Array, factor: int) -> jax.Array:
+def _downsample_mean(x: jax.Array, factor: int) -> jax.Array:
     """(B, H, W, C) -> (B, H / factor, W / factor, C) by averaging factor x factor blocks."""
     b, h, w, c = x.shape
     return x.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
@@ -135,7 +135,7 @@ def deep_supervision_losses(aux: list[jax.Array], target: jax.Array) -> dict[str
     out = {}
     for k, a in enumerate(aux, 1):
         factor = target.shape[1] // a.shape[1]
-        out[f"g_aux{k}"] = jnp.abs(a - downsample_mean(target, factor)).mean()
+        out[f"g_aux{k}"] = jnp.abs(a - _downsample_mean(target, factor)).mean()
     return out
 
 

@@ -22,7 +22,7 @@ from jaxcolor.nets import convert, export_format
 PyTree = Any
 
 
-def init_files(init_from: str) -> dict[str, pathlib.Path]:
+def _init_files(init_from: str) -> dict[str, pathlib.Path]:
     """`init_from` -> {"generator": file[, "discriminator": file]}.
 
     A .safetensors file initialises the generator. A directory (e.g. a jaxcolor export)
@@ -59,7 +59,7 @@ def init_from(state: PyTree, config: ml_collections.ConfigDict) -> PyTree:
     archs = export_format.network_sections(config.to_dict(), in_channels=in_channels)
     nets = {"generator": state.g, "discriminator": state.d}
     new = {}
-    for net, file in init_files(config.init_from).items():
+    for net, file in _init_files(config.init_from).items():
         old = nets[net]
         if old is None:
             raise ConfigError(

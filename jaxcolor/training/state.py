@@ -65,17 +65,17 @@ class Networks:
     takes_reference: bool = False  # the generator is called with reference= (batch["reference"])
 
 
-def uses_ema(config: ml_collections.ConfigDict) -> bool:
+def _uses_ema(config: ml_collections.ConfigDict) -> bool:
     """train.ema_decay > 0: the state keeps a moving average of the generator's parameters."""
     return config.train.ema_decay > 0
 
 
-def moving_average_start(params: PyTree) -> PyTree:
+def _moving_average_start(params: PyTree) -> PyTree:
     """The EMA's first value: a copy of `params` (its own buffers: the step donates both)."""
     return jax.tree.map(jnp.copy, params)
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+def _learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     """Constant lr, then (optionally) linear decay to 0 over the last `decay_steps` steps."""
     lr, decay = config.optimizer.learning_rate, config.optimizer.decay_steps
     if decay <= 0:
@@ -103,7 +103,7 @@ def create_train_state(
     in_channels = condition_channels(config)
     key = jax.random.key(config.seed)
     g_key, d_key, step_key = jax.random.split(key, 3)
-    schedule = learning_rate_schedule(config)
+    schedule = _learning_rate_schedule(config)
     opt = config.optimizer
 
     def adam() -> optax.GradientTransformation:
@@ -140,7 +140,7 @@ def create_train_state(
         g=g,
         d=d,
         pool=pool,
-        ema=moving_average_start(g_params) if uses_ema(config) else None,
+        ema=_moving_average_start(g_params) if _uses_ema(config) else None,
     )
     state = jax.device_put(state, parallel.replicated(mesh))
     reference = registry.generator(config.model.generator).takes_reference

@@ -52,7 +52,7 @@ def train_step(
     frozen_lib.check(frozen, config)
     condition, target = model_inputs(batch, config, sketch_model=frozen.get(frozen_lib.SKETCH))
     extra = generator_kwargs(nets, batch)
-    aux_weights = deep_supervision_weights(config)
+    aux_weights = _deep_supervision_weights(config)
     if aux_weights:
         extra["return_aux"] = True
     perceptual_w, style_w = perceptual_weights(config)
@@ -177,7 +177,7 @@ def _ema_update(ema: PyTree, params: PyTree, step: jax.Array, config) -> PyTree:
     return optax.incremental_update(params, ema, step_size=1.0 - decay)
 
 
-def deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, ...]:
+def _deep_supervision_weights(config: ml_collections.ConfigDict) -> tuple[float, ...]:
     """`loss.aux_weights` when any is non-zero (the generator then returns its aux outputs)."""
     weights = tuple(float(w) for w in config.loss.aux_weights)
     return weights if any(w != 0 for w in weights) else ()

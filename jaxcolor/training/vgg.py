@@ -58,7 +58,7 @@ CONVS = _conv_table()
 LAYER_NAMES = tuple(f"{kind}{name}" for name, *_ in CONVS for kind in ("conv", "relu"))
 
 
-def weights_hint() -> str:
+def _weights_hint() -> str:
     return (
         f"give torchvision's ImageNet VGG-19 weights, {VGG19_FILE} ({VGG19_URL}; nothing is "
         f"downloaded), or the same tensors as .safetensors or .npz"
@@ -162,7 +162,7 @@ def _listing(keys: list[str], limit: int = 6) -> str:
     return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def check_state_dict(tensors: dict[str, np.ndarray], source: str) -> None:
+def _check_state_dict(tensors: dict[str, np.ndarray], source: str) -> None:
     """Strict: all of VGG-19's feature tensors with their shapes, nothing unknown but
     `classifier.*`; ConfigError naming `loss.vgg_weights`, the file and the keys otherwise."""
     expected = expected_shapes()
@@ -180,7 +180,7 @@ def check_state_dict(tensors: dict[str, np.ndarray], source: str) -> None:
         problems.append(f"wrong shapes: {_listing(wrong)}")
     if problems:
         raise ConfigError(
-            f"loss.vgg_weights={source} is not VGG-19: {'; '.join(problems)}; {weights_hint()}."
+            f"loss.vgg_weights={source} is not VGG-19: {'; '.join(problems)}; {_weights_hint()}."
         )
 
 
@@ -194,7 +194,7 @@ def from_state_dict(
     tensors: dict[str, np.ndarray], layers: Sequence[str], *, dtype: Any, source: str
 ) -> tuple[nnx.GraphDef, Any]:
     """torchvision VGG-19 state_dict (numpy, OIHW) -> (graph, params) up to `layers`; strict."""
-    check_state_dict(tensors, source)
+    _check_state_dict(tensors, source)
     model, graph, params = _abstract(layers, dtype)
     for k, index in enumerate(model.torch_index):
         weight = tensors[f"features.{index}.weight"]
@@ -221,14 +221,14 @@ def check_weights_file(config: ml_collections.ConfigDict) -> pathlib.Path:
     raw = str(config.loss.vgg_weights or "")
     need = f"loss.perceptual_weight={perceptual:g} and loss.style_weight={style:g} need"
     if not raw:
-        raise ConfigError(f"{need} VGG-19 weights: set loss.vgg_weights=PATH; {weights_hint()}.")
+        raise ConfigError(f"{need} VGG-19 weights: set loss.vgg_weights=PATH; {_weights_hint()}.")
     path = pathlib.Path(raw).expanduser()
     if not path.is_file():
-        raise ConfigError(f"loss.vgg_weights={raw} does not exist; {weights_hint()}.")
+        raise ConfigError(f"loss.vgg_weights={raw} does not exist; {_weights_hint()}.")
     if path.suffix.lower() not in SUFFIXES:
         raise ConfigError(
             f"loss.vgg_weights={raw}: unknown file type {path.suffix!r} (use one of "
-            f"{', '.join(SUFFIXES)}); {weights_hint()}."
+            f"{', '.join(SUFFIXES)}); {_weights_hint()}."
         )
     return path
 
@@ -242,7 +242,7 @@ def load_vgg(config: ml_collections.ConfigDict, sharding=None) -> FrozenVGG | No
     try:
         tensors = read_state_dict(path)
     except WeightsFileError as e:
-        raise ConfigError(f"loss.vgg_weights: {e}; {weights_hint()}.") from e
+        raise ConfigError(f"loss.vgg_weights: {e}; {_weights_hint()}.") from e
     layers = parse_layers(config.loss.vgg_layers)
     graph, params = from_state_dict(
         tensors,

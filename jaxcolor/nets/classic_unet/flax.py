@@ -32,14 +32,14 @@ from jaxcolor.nets.classic_unet.spec import classic_widths
 from jaxcolor.nets.layers import Norm, resolve_upsample_impl
 
 
-def torch_default_kernel_init(in_axis: int = -2, out_axis: int = -1):
+def _torch_default_kernel_init(in_axis: int = -2, out_axis: int = -1):
     """PyTorch's default conv weight init, kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))."""
     return jax.nn.initializers.variance_scaling(
         1.0 / 3.0, "fan_in", "uniform", in_axis=in_axis, out_axis=out_axis
     )
 
 
-def torch_default_bias_init(fan_in: int):
+def _torch_default_bias_init(fan_in: int):
     """PyTorch's default conv bias init: U(+-1/sqrt(fan_in))."""
     bound = 1.0 / fan_in**0.5
 
@@ -58,8 +58,8 @@ def _conv(cin: int, cout: int, kernel: int, *, use_bias: bool, dtype: Any, rngs)
         padding=((pad, pad), (pad, pad)),
         use_bias=use_bias,
         dtype=dtype,
-        kernel_init=torch_default_kernel_init(),
-        bias_init=torch_default_bias_init(cin * kernel * kernel),
+        kernel_init=_torch_default_kernel_init(),
+        bias_init=_torch_default_bias_init(cin * kernel * kernel),
         rngs=rngs,
     )
 
@@ -99,8 +99,8 @@ class UpConv2x2(nnx.ConvTranspose):
             use_bias=True,
             dtype=dtype,
             # PyTorch computes a transposed conv's fan_in from weight dim 1 (out channels).
-            kernel_init=torch_default_kernel_init(in_axis=-1, out_axis=-2),
-            bias_init=torch_default_bias_init(cout * 4),
+            kernel_init=_torch_default_kernel_init(in_axis=-1, out_axis=-2),
+            bias_init=_torch_default_bias_init(cout * 4),
             rngs=rngs,
         )
         self.impl = resolve_upsample_impl(impl)
@@ -117,7 +117,7 @@ class UpConv2x2(nnx.ConvTranspose):
         return y.reshape(b, 2 * h, 2 * w, -1) + bias
 
 
-def max_pool_2x2(x: jax.Array) -> jax.Array:
+def _max_pool_2x2(x: jax.Array) -> jax.Array:
     """MaxPool2d(2) on even-sized NHWC maps (config_checks keeps sizes multiples of 2**n)."""
     b, h, w, c = x.shape
     return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
@@ -173,7 +173,7 @@ class ClassicUNetGenerator(nnx.Module):
             if i == self.num_downs - 1:
                 h = self._drop(h, train, rngs)
             skips.append(h)
-            h = max_pool_2x2(h)
+            h = _max_pool_2x2(h)
         h = self._drop(self.bottleneck(h, train=train), train, rngs)
         for i in reversed(range(self.num_downs)):
             up = self.upconvs[i](h)

@@ -17,7 +17,7 @@ def classic_widths(num_downs: int, ngf: int) -> list[int]:
     return [ngf * 2**i for i in range(num_downs + 1)]
 
 
-def double_conv_layout(prefix: str, path: tuple, norm: str) -> list[Entry]:
+def _double_conv_layout(prefix: str, path: tuple, norm: str) -> list[Entry]:
     """One double conv: Sequential(conv, [norm,] ReLU, conv, [norm,] ReLU), nested as the UAN
     coloriser nests it."""
     step = 2 if norm == "none" else 3  # a norm module sits between each conv and its ReLU
@@ -35,11 +35,11 @@ def layout(arch: Arch) -> list[Entry]:
     n, norm = arch["num_downs"], arch["norm"]
     entries: list[Entry] = []
     for i in range(n):
-        entries += double_conv_layout(f"encoder{i + 1}", ("encoders", i), norm)
-    entries += double_conv_layout("bottleneck", ("bottleneck",), norm)
+        entries += _double_conv_layout(f"encoder{i + 1}", ("encoders", i), norm)
+    entries += _double_conv_layout("bottleneck", ("bottleneck",), norm)
     for i in reversed(range(n)):
         entries += conv_entries(f"upconv{i + 1}", ("upconvs", i), bias=True, kind="conv_transpose")
-        entries += double_conv_layout(f"decoder{i + 1}", ("decoders", i), norm)
+        entries += _double_conv_layout(f"decoder{i + 1}", ("decoders", i), norm)
     entries += conv_entries("final_conv", ("final_conv",), bias=True)
     return entries
 

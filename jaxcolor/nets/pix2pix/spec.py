@@ -31,13 +31,13 @@ def patchgan_widths(ndf: int, n_layers: int) -> list[int]:
     return [ndf * min(2**i, 8) for i in range(n_layers + 1)]
 
 
-def unet_block_prefix(level: int) -> str:
+def _unet_block_prefix(level: int) -> str:
     """state_dict prefix of U-Net level `level`'s Sequential (0 = outermost)."""
     # Level 0 is `model`; level 1 is item 1 of its Sequential; deeper levels are item 3.
     return "model.model" + ".1.model" * min(level, 1) + ".3.model" * max(level - 1, 0)
 
 
-def unet_indices(level: int, num_downs: int) -> dict[str, int]:
+def _unet_indices(level: int, num_downs: int) -> dict[str, int]:
     """Sequential index of each layer with weights in one pix2pix UnetSkipConnectionBlock."""
     if level == 0:  # [downconv, submodule, relu, upconv, tanh]
         return {"down": 0, "up": 3}
@@ -53,12 +53,12 @@ def unet_layout(arch: Arch) -> list[Entry]:
     bias = uses_bias(norm)
     entries: list[Entry] = []
     for level in range(n):
-        prefix, idx = unet_block_prefix(level), unet_indices(level, n)
+        prefix, idx = _unet_block_prefix(level), _unet_indices(level, n)
         entries += conv_entries(f"{prefix}.{idx['down']}", ("downs", level), bias=bias)
         if "down_norm" in idx:
             entries += norm_entries(f"{prefix}.{idx['down_norm']}", ("down_norms", level), norm)
     for level in reversed(range(n)):
-        prefix, idx = unet_block_prefix(level), unet_indices(level, n)
+        prefix, idx = _unet_block_prefix(level), _unet_indices(level, n)
         up_bias = bias or level == 0
         entries += conv_entries(
             f"{prefix}.{idx['up']}", ("ups", level), bias=up_bias, kind="conv_transpose"
@@ -110,7 +110,7 @@ def patchgan_forward_flops(d: Arch, in_channels: int, size) -> int:
     return 2 * total
 
 
-def check_unet(config) -> None:
+def _check_unet(config) -> None:
     g = config.model.generator
     base.check_num_downs_multiple(config)
     base.check_fraction(g.dropout, "model.generator.dropout")
@@ -145,7 +145,7 @@ UNET = base.NetworkSpec(
         "upsample_impl": "auto",
     },
     flax_only=("upsample_impl",),
-    check=check_unet,
+    check=_check_unet,
     size_multiple=base.num_downs_multiple,
     # pix2pix's norm='none' drops the conv biases (its use_bias tests for InstanceNorm only)
     # while jaxcolor keeps them, and its UnetGenerator needs num_downs >= 5.

@@ -48,16 +48,16 @@ class ResBlock(nnx.Module):
     """
 
     def __init__(self, cin: int, cout: int, *, dtype: Any, rngs: nnx.Rngs):
-        self.conv1 = style_conv(cin, cout, 3, stride=2, dtype=dtype, rngs=rngs)
-        self.conv2 = style_conv(cout, cout, 3, stride=1, dtype=dtype, rngs=rngs)
-        self.shortcut = style_conv(cin, cout, 1, stride=2, dtype=dtype, rngs=rngs)
+        self.conv1 = _style_conv(cin, cout, 3, stride=2, dtype=dtype, rngs=rngs)
+        self.conv2 = _style_conv(cout, cout, 3, stride=1, dtype=dtype, rngs=rngs)
+        self.shortcut = _style_conv(cin, cout, 1, stride=2, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         h = self.conv2(nnx.relu(self.conv1(x)))
         return nnx.relu(h + self.shortcut(x))
 
 
-def style_conv(cin: int, cout: int, kernel: int, *, stride: int, dtype: Any, rngs) -> nnx.Conv:
+def _style_conv(cin: int, cout: int, kernel: int, *, stride: int, dtype: Any, rngs) -> nnx.Conv:
     """k x k conv, PyTorch-style padding k // 2, He-normal kernel: without norms, pix2pix's
     N(0, 0.02) would shrink the code to ~1e-4 at init."""
     pad = kernel // 2
@@ -78,7 +78,7 @@ class StyleEncoder(nnx.Module):
 
     def __init__(self, *, style_width: int, style_dim: int, dtype: Any, rngs: nnx.Rngs):
         widths = style_widths(style_width, style_dim)
-        self.stem = style_conv(3, style_width, 3, stride=1, dtype=dtype, rngs=rngs)
+        self.stem = _style_conv(3, style_width, 3, stride=1, dtype=dtype, rngs=rngs)
         cins = [style_width, *widths[:-1]]
         self.blocks = nnx.List(
             [

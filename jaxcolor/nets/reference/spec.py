@@ -64,7 +64,7 @@ def generator_layout(arch: Arch) -> list[Entry]:
     return entries
 
 
-def multiscale_layout(arch: Arch) -> list[Entry]:
+def _multiscale_layout(arch: Arch) -> list[Entry]:
     """`scales.{i}.` + one PatchGAN's layout per scale (1x, 1/2, 1/4, ...)."""
     entries: list[Entry] = []
     for i in range(arch["num_scales"]):
@@ -76,7 +76,7 @@ def _same_out(size: int, stride: int) -> int:
     return (size - 1) // stride + 1  # odd k, p = k // 2 (the style encoder's convs)
 
 
-def style_encoder_forward_flops(g: Arch, size) -> int:
+def _style_encoder_forward_flops(g: Arch, size) -> int:
     """2 x MACs of the style encoder on one (H, W, 3) reference: the 3x3 stem, 4 ResNet blocks
     (3x3 s2, 3x3, 1x1 s2 shortcut); the pooling is not a conv."""
     h, w = hw(size)
@@ -89,7 +89,7 @@ def style_encoder_forward_flops(g: Arch, size) -> int:
     return 2 * total
 
 
-def adain_forward_flops(g: Arch) -> int:
+def _adain_forward_flops(g: Arch) -> int:
     """2 x MACs of the AdaIN projections (code -> gamma, beta per fused level)."""
     codes = style_widths(g["style_width"], g["style_dim"])
     widths = pix2pix.level_widths(g["num_downs"], g["ngf"])
@@ -103,10 +103,10 @@ def generator_forward_flops(g: Arch, in_channels: int, size) -> int:
     """The pix2pix U-Net, the style encoder on a reference of the training image's size, and
     the AdaIN projections."""
     unet = pix2pix.unet_forward_flops(g, in_channels, size)
-    return unet + style_encoder_forward_flops(g, size) + adain_forward_flops(g)
+    return unet + _style_encoder_forward_flops(g, size) + _adain_forward_flops(g)
 
 
-def multiscale_forward_flops(d: Arch, in_channels: int, size) -> int:
+def _multiscale_forward_flops(d: Arch, in_channels: int, size) -> int:
     """Each scale's PatchGAN over the input average-pooled (k3 s2 p1) to 1x, 1/2, 1/4, ..."""
     (h, w), total = hw(size), 0
     for _ in range(d["num_scales"]):
@@ -115,7 +115,7 @@ def multiscale_forward_flops(d: Arch, in_channels: int, size) -> int:
     return total
 
 
-def check_generator(config) -> None:
+def _check_generator(config) -> None:
     g = config.model.generator
     base.check_num_downs_multiple(config)
     base.check_fraction(g.dropout, "model.generator.dropout")
@@ -147,7 +147,7 @@ def check_generator(config) -> None:
     )
 
 
-def check_multiscale(config) -> None:
+def _check_multiscale(config) -> None:
     pix2pix.check_patchgan(config)  # the full-resolution scale
     d = config.model.discriminator
     require(d.num_scales >= 1, f"model.discriminator.num_scales must be >= 1, got {d.num_scales}")
@@ -161,7 +161,7 @@ def check_multiscale(config) -> None:
     )
 
 
-def generator_export_notes(arch: Arch, config) -> dict:
+def _generator_export_notes(arch: Arch, config) -> dict:
     h, w = image_hw(config)
     reference = {
         "channels": 3,
@@ -187,7 +187,7 @@ def generator_export_notes(arch: Arch, config) -> dict:
     return notes
 
 
-def multiscale_export_notes(arch: Arch, config) -> dict:
+def _multiscale_export_notes(arch: Arch, config) -> dict:
     output = (
         "a list of num_scales logit maps: the input at 1x, then average-pooled (3x3, "
         "stride 2, padding 1, count_include_pad=False) to 1/2, 1/4, ..."
@@ -211,20 +211,20 @@ REFERENCE_UNET = base.NetworkSpec(
         "num_aux": 0,  # multi-scale outputs at 1/2, 1/4, ... resolution
     },
     flax_only=("upsample_impl",),
-    check=check_generator,
+    check=_check_generator,
     size_multiple=base.num_downs_multiple,
     takes_reference=True,
     num_aux=lambda arch: arch["num_aux"],
-    export_notes=generator_export_notes,
+    export_notes=_generator_export_notes,
 )
 MULTISCALE_PATCHGAN = base.NetworkSpec(
     name="multiscale_patchgan",
     role=base.DISCRIMINATOR,
     flax="jaxcolor.nets.reference.flax:MultiScaleDiscriminator",
     torch="jaxcolor.nets.reference.torch:MultiscaleDiscriminator",
-    layout=multiscale_layout,
-    forward_flops=multiscale_forward_flops,
+    layout=_multiscale_layout,
+    forward_flops=_multiscale_forward_flops,
     defaults={"ndf": 64, "n_layers": 3, "norm": "instance", "num_scales": 3},  # 1x, 1/2, 1/4
-    check=check_multiscale,
-    export_notes=multiscale_export_notes,
+    check=_check_multiscale,
+    export_notes=_multiscale_export_notes,
 )

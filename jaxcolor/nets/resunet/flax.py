@@ -32,12 +32,12 @@ from jaxcolor.nets.layers import Norm, conv
 from jaxcolor.nets.resunet.spec import resunet_widths
 
 
-def upsample_nearest(x: jax.Array) -> jax.Array:
+def _upsample_nearest(x: jax.Array) -> jax.Array:
     """2x nearest-neighbour "un-pooling" (torch: Upsample(scale_factor=2, mode='nearest'))."""
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
-def upsample_bilinear(x: jax.Array) -> jax.Array:
+def _upsample_bilinear(x: jax.Array) -> jax.Array:
     """2x bilinear, half-pixel centres, edges clamped (torch: align_corners=False)."""
     b, h, w, c = x.shape
     return jax.image.resize(x, (b, 2 * h, 2 * w, c), "bilinear", antialias=False)
@@ -88,7 +88,7 @@ class AttentionGate(nnx.Module):
     def coefficients(self, x: jax.Array, g: jax.Array) -> jax.Array:
         """(B, H, W, 1) attention coefficients in (0, 1) for the skip x."""
         f = nnx.relu(self.theta(x) + self.phi(g))
-        return upsample_bilinear(nnx.sigmoid(self.psi(f)))
+        return _upsample_bilinear(nnx.sigmoid(self.psi(f)))
 
     def __call__(self, x: jax.Array, g: jax.Array) -> jax.Array:
         return x * self.coefficients(x, g)
@@ -171,7 +171,7 @@ class ResUNetGenerator(nnx.Module):
         decoded = {}
         for i in reversed(range(self.num_downs)):
             skip = self.gates[i](skips.pop(), u)
-            u = self.decoders[i](jnp.concatenate([skip, upsample_nearest(u)], -1), train=train)
+            u = self.decoders[i](jnp.concatenate([skip, _upsample_nearest(u)], -1), train=train)
             decoded[i] = u
         image = jnp.tanh(self.out(u).astype(jnp.float32))
         if not return_aux:
