@@ -38,9 +38,9 @@ def test_bench_e2e_and_compare_run_with_the_real_pipeline_and_pytorch(capsys):
 
 
 def test_analytic_flops_and_peak_table():
-    from ml_collections import ConfigDict
+    from jaxcolor.config import discriminator
 
-    d = ConfigDict({"ndf": 2, "n_layers": 1})
+    d = discriminator("patchgan", ndf=2, n_layers=1)  # a complete section, as configs build it
     # 8 px, 1 channel: conv s2 -> 4x4x2, conv s1 -> 3x3x4, head -> 2x2x1; 16 taps each.
     macs = 16 * (4 * 4 * 1 * 2 + 3 * 3 * 2 * 4 + 2 * 2 * 4 * 1)
     assert benchmark.discriminator_forward_flops(d, 1, 8) == 2 * macs

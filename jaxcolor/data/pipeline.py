@@ -280,6 +280,9 @@ class MakeExample(grain.transforms.RandomMap):
     # `data.sketch`'s extractors and weights (sketch.sketch_mix), carried for the same reason
     # (None: from `sketch`, or no extractor: dataset or model sketches).
     sketch_mix: tuple | None = None
+    # The batch schema's keys for these options (schema.channels), resolved in this process for
+    # the same reason: a registered hint method's channels are unknown in a fresh worker.
+    keys: tuple[str, ...] | None = None
 
     def random_map(self, element, rng: np.random.Generator):
         if isinstance(element, dict):
@@ -287,7 +290,9 @@ class MakeExample(grain.transforms.RandomMap):
             skipped = element["skipped"]
         else:
             color, real_sketch, skipped = element, None, np.int32(0)
-        keys = schema.channels(sketch=self.sketch, hints=self.hints, reference=self.reference)
+        keys = self.keys or tuple(
+            schema.channels(sketch=self.sketch, hints=self.hints, reference=self.reference)
+        )
         reference = None
         if "reference" in keys and self.train:  # drawn first, from the whole uncropped image
             reference = _training_reference_view(color, self.image_size, rng)
@@ -327,16 +332,18 @@ class MakeExample(grain.transforms.RandomMap):
 def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeExample:
     sketch = config.data.sketch
     derived = sketch != sketch_lib.DATASET_SKETCH and not sketch_lib.is_model_sketch(sketch)
+    reference = registry.generator(config.model.generator).takes_reference
     return MakeExample(
         image_size=image_hw(config),
         sketch=config.data.sketch,
         hints=config.data.hints,
         make_hints=hints_lib.hint_spec(config.data.hints).make,
         sketch_mix=sketch_lib.sketch_mix(sketch) if derived else None,
+        keys=tuple(schema.channels(sketch=sketch, hints=config.data.hints, reference=reference)),
         train=train,
         random_flip=config.data.random_flip,
         sketch_augment=config.data.sketch_augment,
-        reference=registry.generator(config.model.generator).takes_reference,
+        reference=reference,
     )
 
 
