@@ -10,12 +10,10 @@ the server run here in-process (the entry point's `main`, the app under Starlett
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from serving import png, read_png
 
 from jaxcolor import colorize, inference
 from jaxcolor.core.errors import ConfigError
@@ -85,16 +83,6 @@ def _toy_config(tiny_config):
     return c
 
 
-def _png(rgb: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _read_png(data: bytes, mode: str = "RGB") -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert(mode))
-
-
 def test_unknown_until_registered(tiny_config):
     with pytest.raises(ConfigError, match=r"data.hints must be one of"):
         config_checks.validate(_toy_config(tiny_config))
@@ -128,8 +116,8 @@ def test_a_hint_method_from_this_file_trains_exports_colorizes_and_serves(
     sketch = np.repeat(inference.to_sketch(color), 3, axis=-1)
     drawing = np.full((32, 32, 3), 255, np.uint8)
     drawing[10:14, 8:20] = (200, 30, 40)
-    (tmp_path / "sketch.png").write_bytes(_png(sketch))
-    (tmp_path / "drawing.png").write_bytes(_png(drawing))
+    (tmp_path / "sketch.png").write_bytes(png(sketch))
+    (tmp_path / "drawing.png").write_bytes(png(drawing))
     colorize.main(
         [
             "--model", str(out), "--sketch", str(tmp_path / "sketch.png"),
@@ -139,12 +127,12 @@ def test_a_hint_method_from_this_file_trains_exports_colorizes_and_serves(
     )  # fmt: skip
     sketch_u8 = inference.to_sketch(sketch)
     expected = model(sketch_u8, toy_from_drawing(drawing, (32, 32)))
-    np.testing.assert_array_equal(_read_png((tmp_path / "drawn.png").read_bytes()), expected)
+    np.testing.assert_array_equal(read_png((tmp_path / "drawn.png").read_bytes()), expected)
     (pointed,) = inference.colorize_files(
         model, str(tmp_path / "sketch.png"), str(tmp_path / "p.png"), hint_points="5,6,#10c020"
     )
     clicks = hints_lib.points_from_clicks([(5, 6, (16, 192, 32))], (32, 32))
-    np.testing.assert_array_equal(_read_png(pointed.read_bytes()), model(sketch_u8, clicks))
+    np.testing.assert_array_equal(read_png(pointed.read_bytes()), model(sketch_u8, clicks))
     with pytest.raises(SystemExit, match="one toy square of colour"):
         colorize.main(
             ["--model", str(out), "--sketch", str(tmp_path / "sketch.png"),
@@ -157,20 +145,20 @@ def test_a_hint_method_from_this_file_trains_exports_colorizes_and_serves(
         assert info["hints"] == "toy_square" and info["channels"] == 5
         assert info["hint_input"] == "drawing" and info["point_hints"] is True
         assert info["hint_map"] is False and "one toy square" in info["hints_image"]
-        files = {"sketch": _png(sketch), "hints": _png(drawing)}
+        files = {"sketch": png(sketch), "hints": png(drawing)}
         served = client.post("/v1/colorize", files=files)
         assert served.status_code == 200, served.text
-        np.testing.assert_array_equal(_read_png(served.content), expected)
+        np.testing.assert_array_equal(read_png(served.content), expected)
         shown = client.post("/v1/hints", files=files)
         assert shown.status_code == 200, shown.text
         np.testing.assert_array_equal(
-            _read_png(shown.content, "RGBA"), toy_from_drawing(drawing, (32, 32))
+            read_png(shown.content, "RGBA"), toy_from_drawing(drawing, (32, 32))
         )
         by_points = client.post(
-            "/v1/colorize", files={"sketch": _png(sketch)}, data={"hint_points": "5,6,#10c020"}
+            "/v1/colorize", files={"sketch": png(sketch)}, data={"hint_points": "5,6,#10c020"}
         )
         assert by_points.status_code == 200, by_points.text
-        np.testing.assert_array_equal(_read_png(by_points.content), model(sketch_u8, clicks))
+        np.testing.assert_array_equal(read_png(by_points.content), model(sketch_u8, clicks))
 
 
 # A data.source form and a sketch method from this file alone feed the pipeline, beside the
