@@ -16,6 +16,7 @@ PyTorch inference, which imports no JAX.
 from __future__ import annotations
 
 import functools
+import importlib
 
 import cv2
 import numpy as np
@@ -176,22 +177,50 @@ def xdog_fixed(image: np.ndarray, rng: np.random.Generator | None = None) -> np.
 # Sketch extractors by `data.sketch` name: the only table of them (`register` adds one).
 SKETCHES = {"xdog": xdog, "xdog_fixed": xdog_fixed, "sobel": sobel, "highpass": highpass}
 
+# Their device (JAX) forms `(rgb uint8 (H, W, 3), key) -> uint8 (H, W, 1)`, which derive the
+# sketch inside the jitted step (data.derive='device'): "module:function" strings for the
+# built-ins, so that this module imports no JAX, or callables given to `register`. A method
+# without one can only be derived on the host.
+DEVICE_FORMS: dict[str, object] = {
+    name: f"jaxcolor.data.device_sketch:{name}"
+    for name in ("xdog", "xdog_fixed", "sobel", "highpass")
+}
 
-def register(name: str, extractor) -> None:
+
+def register(name: str, extractor, *, device=None) -> None:
     """Adds a sketch extractor `(rgb uint8 (H, W, 3), rng or None) -> uint8 (H, W, 1)` (numpy,
     deterministic given its rng, a module-level function for Grain's workers) as a `data.sketch`
-    name, usable alone or in a weighted mix."""
+    name, usable alone or in a weighted mix. `device`: its JAX form `(rgb uint8 (H, W, 3), key)
+    -> uint8 (H, W, 1)` (a callable or a "module:function" string) drawing its parameters from
+    the key as the extractor draws them from the rng; without one the method is host-only."""
     if ":" in name or "," in name or name == DATASET_SKETCH:
         raise ValueError(f"sketch method name {name!r}: no ':' or ',', not {DATASET_SKETCH!r}")
     if SKETCHES.get(name, extractor) is not extractor:
         raise ValueError(f"sketch method {name!r} is already registered")
+    if device is not None and DEVICE_FORMS.get(name, device) is not device:
+        raise ValueError(f"sketch method {name!r} already has another device form")
+    if device is not None and not (callable(device) or isinstance(device, str)):
+        raise TypeError(f"the device form of {name!r} must be callable or 'module:function'")
     SKETCHES[name] = extractor
+    if device is not None:
+        DEVICE_FORMS[name] = device
     parse_sketch_mix.cache_clear()
 
 
 def unregister(name: str) -> None:
     SKETCHES.pop(name, None)
+    DEVICE_FORMS.pop(name, None)
     parse_sketch_mix.cache_clear()
+
+
+def device_form(name: str):
+    """The device form of sketch method `name` (a callable; importing its module, which imports
+    JAX, on first use), or None when it has none."""
+    form = DEVICE_FORMS.get(name)
+    if isinstance(form, str):
+        module, _, attr = form.partition(":")
+        form = getattr(importlib.import_module(module), attr)
+    return form
 
 
 # data.sketch value that uses the dataset's own sketches (paired data) instead of deriving one.
