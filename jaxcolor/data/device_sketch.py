@@ -121,8 +121,16 @@ def _static_max(value, default: float) -> float:
     return max(float(default), float(np.max(np.asarray(value))))
 
 
-def _uniform(key, bounds: tuple[float, float]) -> jax.Array:
-    return jax.random.uniform(key, (), jnp.float32, bounds[0], bounds[1])
+def _uniforms(key, n: int) -> jax.Array:
+    """n independent U[0, 1) float32 draws from one key (one PRNG call: each further call
+    costs compile time in every step that derives sketches)."""
+    return jax.random.uniform(key, (n,), jnp.float32)
+
+
+def _within(u: jax.Array, bounds: tuple[float, float]) -> jax.Array:
+    """A U[0, 1) draw mapped to U[bounds), as rng.uniform(*bounds)."""
+    low, high = bounds
+    return jnp.float32(low) + u * jnp.float32(high - low)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,12 +156,12 @@ def xdog_with(rgb: jax.Array, sigma, p, epsilon, phi, *, k: float = host.XDOG_K)
 def xdog(rgb: jax.Array, key) -> jax.Array:
     """sketch.xdog(rgb, rng): sigma, p, epsilon uniform in their XDOG_* ranges; phi hard
     (XDOG_HARD_PHI) with probability XDOG_P_HARD, else uniform in XDOG_SOFT_PHI."""
-    ks, kp, ke, kh, kphi = jax.random.split(key, 5)
-    sigma = _uniform(ks, host.XDOG_SIGMA)
-    p = _uniform(kp, host.XDOG_P)
-    epsilon = _uniform(ke, host.XDOG_EPSILON)
-    hard = jax.random.uniform(kh, ()) < host.XDOG_P_HARD
-    phi = jnp.where(hard, jnp.float32(host.XDOG_HARD_PHI), _uniform(kphi, host.XDOG_SOFT_PHI))
+    u = _uniforms(key, 5)
+    sigma = _within(u[0], host.XDOG_SIGMA)
+    p = _within(u[1], host.XDOG_P)
+    epsilon = _within(u[2], host.XDOG_EPSILON)
+    hard = u[3] < host.XDOG_P_HARD
+    phi = jnp.where(hard, jnp.float32(host.XDOG_HARD_PHI), _within(u[4], host.XDOG_SOFT_PHI))
     return xdog_with(rgb, sigma, p, epsilon, phi)
 
 
@@ -191,9 +199,8 @@ def sobel_with(rgb: jax.Array, ksize, gain) -> jax.Array:
 
 def sobel(rgb: jax.Array, key) -> jax.Array:
     """sketch.sobel(rgb, rng): kernel 3 or 5 with probability 1/2 each, gain in SOBEL_GAIN."""
-    kk, kg = jax.random.split(key)
-    ksize = jnp.where(jax.random.uniform(kk, ()) < 0.5, 3, 5)
-    return sobel_with(rgb, ksize, _uniform(kg, host.SOBEL_GAIN))
+    u = _uniforms(key, 2)
+    return sobel_with(rgb, jnp.where(u[0] < 0.5, 3, 5), _within(u[1], host.SOBEL_GAIN))
 
 
 def highpass_with(rgb: jax.Array, sigma, gain) -> jax.Array:
@@ -209,8 +216,8 @@ def highpass_with(rgb: jax.Array, sigma, gain) -> jax.Array:
 
 def highpass(rgb: jax.Array, key) -> jax.Array:
     """sketch.highpass(rgb, rng): sigma in HIGHPASS_SIGMA, gain in HIGHPASS_GAIN."""
-    ks, kg = jax.random.split(key)
-    return highpass_with(rgb, _uniform(ks, host.HIGHPASS_SIGMA), _uniform(kg, host.HIGHPASS_GAIN))
+    u = _uniforms(key, 2)
+    return highpass_with(rgb, _within(u[0], host.HIGHPASS_SIGMA), _within(u[1], host.HIGHPASS_GAIN))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,17 +284,15 @@ def lighten(s: jax.Array, factor) -> jax.Array:
 def augment(sketch: jax.Array, key) -> jax.Array:
     """sketch.augment on device: Otsu binarisation with P_BINARIZE; then erode with P_THICKEN,
     else dilate with P_THIN; then with P_INTENSITY darkness scaled by U(INTENSITY_RANGE)."""
-    kb, kt, ki, kf = jax.random.split(key, 4)
+    u = _uniforms(key, 4)
     s = sketch[..., 0]
-    s = jnp.where(jax.random.uniform(kb, ()) < host.P_BINARIZE, binarize(s), s)
-    u = jax.random.uniform(kt, ())
+    s = jnp.where(u[0] < host.P_BINARIZE, binarize(s), s)
     s = jnp.where(
-        u < host.P_THICKEN,
+        u[1] < host.P_THICKEN,
         erode(s),
-        jnp.where(u < host.P_THICKEN + host.P_THIN, dilate(s), s),
+        jnp.where(u[1] < host.P_THICKEN + host.P_THIN, dilate(s), s),
     )
-    factor = _uniform(kf, host.INTENSITY_RANGE)
-    s = jnp.where(jax.random.uniform(ki, ()) < host.P_INTENSITY, lighten(s, factor), s)
+    s = jnp.where(u[2] < host.P_INTENSITY, lighten(s, _within(u[3], host.INTENSITY_RANGE)), s)
     return s[..., None]
 
 
@@ -328,8 +333,10 @@ def draw(
         index = jnp.int32(0)
         sketch = forms[0](rgb, k_form)
     else:
-        p = jnp.asarray(probs, jnp.float32)
-        index = jax.random.choice(k_method, len(forms), p=p).astype(jnp.int32)
+        # As rng.choice(n, p=probs): the number of cumulative weights <= a U[0, 1) draw.
+        cdf = np.cumsum(np.asarray(probs, np.float64))
+        cdf = jnp.asarray(cdf[:-1] / cdf[-1], jnp.float32)
+        index = jnp.sum(jax.random.uniform(k_method, ()) >= cdf).astype(jnp.int32)
         sketch = lax.switch(index, forms, rgb, k_form)
     if sketch.shape != (*rgb.shape[:2], 1) or sketch.dtype != jnp.uint8:
         raise ValueError(
