@@ -394,20 +394,33 @@ def _segment_mask(p0, p1, width, ys, xs) -> jax.Array:
     return jnp.where(width > 1, thick, _bresenham(p0, p1, ys, xs))
 
 
-def _stroke_window(hw: tuple[int, int]) -> tuple[int, int, int]:
-    """(rows, cols, margin) of the window one segment of hints.sample_strokes fits in: a segment
-    spans at most ceil(STROKE_STEP[1] * min(hw)) + 1 px per axis (its end points are rounded),
-    and a line of the largest width reaches radius + 1 px beyond it."""
+def _stroke_window(
+    hw: tuple[int, int], extent: int | None, max_width: int | None
+) -> tuple[int, int, int]:
+    """(rows, cols, margin) of the window a segment spanning at most `extent` px per axis,
+    drawn at most `max_width` px wide, fits in (a line reaches radius + 1 px beyond its centre
+    line). None: hints.sample_strokes' bounds, a step of at most STROKE_STEP[1] of the shorter
+    side (+ 1 px: its end points are rounded) and its widest stroke."""
     scale = min(hw) / host.REFERENCE_SIZE
-    radius = (max(1, round(host.STROKE_WIDTH[1] * scale)) + 1) // 2
-    margin = radius + 2
-    size = math.ceil(host.STROKE_STEP[1] * min(hw)) + 1 + 2 * margin
+    if extent is None:
+        extent = math.ceil(host.STROKE_STEP[1] * min(hw)) + 1
+    if max_width is None:
+        max_width = max(1, round(host.STROKE_WIDTH[1] * scale))
+    margin = (max_width + 1) // 2 + 2
+    size = extent + 2 * margin
     return min(size, hw[0]), min(size, hw[1]), margin
 
 
-def render_strokes(sample: jax.Array, hw: tuple[int, int]) -> jax.Array:
+def render_strokes(
+    sample: jax.Array,
+    hw: tuple[int, int],
+    extent: int | None = None,
+    max_width: int | None = None,
+) -> jax.Array:
     """hints.stroke_sample rows -> uint8 (H, W, 4) R, G, B, mask; later strokes win. Each
-    segment is drawn in a window around it (_stroke_window), all at once."""
+    segment is drawn in a window around it, all at once: `extent` and `max_width` bound the
+    segments' extent per axis and width (None: those of hints.sample_strokes at `hw`; pass
+    max(hw) and the widest width for arbitrary polylines). Parts beyond the window are lost."""
     s = sample.astype(jnp.int32)
     n = s.shape[0]
     k = host.STROKE_POINTS
@@ -417,7 +430,7 @@ def render_strokes(sample: jax.Array, hw: tuple[int, int]) -> jax.Array:
     segment = jnp.arange(k - 1)[None, :] + 1 < s[:, :1]  # segment j joins points j, j + 1
     drawn = (segment & (s[:, -1:] > 0)).reshape(-1)
     widths = jnp.repeat(width, k - 1)
-    sy, sx, margin = _stroke_window(hw)
+    sy, sx, margin = _stroke_window(hw, extent, max_width)
     origins = jnp.stack(
         [
             _window_origin(jnp.minimum(p0[:, 1], p1[:, 1]), margin, sy, hw[0]),
