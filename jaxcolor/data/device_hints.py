@@ -16,9 +16,12 @@ jax.vmap. How close each is to the host (measured in tests/test_device_hints.py)
 - points: exact (boxes, later ones win).
 - strokes, scribbles: OpenCV's thick LINE_8 polyline (a filled convex quadrilateral per
   segment walked scanline by scanline in 16.16 fixed point, its outline, and filled midpoint
-  circles at the vertices; Bresenham for 1 px strokes) evaluated per pixel; the colours are
-  the host's own (sampled on the host), the masks agree with cv2.polylines up to rare
-  rounding ties.
+  circles at the vertices; Bresenham for 1 px strokes) evaluated per pixel of a small window
+  around each segment; the colours are the host's own (sampled on the host); the masks agree
+  with cv2.polylines up to rare rounding differences (IoU >= 0.968 per image, mean 0.999, over
+  240 SyntheticCartoonSource draws at 256x256 and 96x128).
+Points and strokes combine their shapes with one scatter-max of the shape index (later shapes
+win), so nothing runs sequentially per shape.
 """
 
 from __future__ import annotations
