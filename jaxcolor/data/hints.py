@@ -29,6 +29,7 @@ build the same inputs from a user's drawing.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -193,6 +194,35 @@ def points_from_clicks(clicks, hw: tuple[int, int], size: int = INFERENCE_POINT_
     return render_points(boxes, hw)
 
 
+# The points as a fixed-size array, for the device form (jaxcolor.data.device_hints.points):
+# one row per point, (top, left, bottom, right, r, g, b, used), in drawing order; rows after
+# the last point are 0 with used = 0. The count is Geometric(1/8) - 1, unbounded: an image
+# with more than MAX_POINTS points (P = (7/8)^(MAX_POINTS + 1) = 3.3e-8 per image) keeps its
+# last MAX_POINTS, the ones drawn on top.
+MAX_POINTS = 128
+POINT_FIELDS = 8
+
+
+def points_to_array(points) -> np.ndarray:
+    """sample_points' list -> int32 (MAX_POINTS, POINT_FIELDS) (see above)."""
+    out = np.zeros((MAX_POINTS, POINT_FIELDS), np.int32)
+    for row, (top, left, bottom, right, rgb) in zip(out, points[-MAX_POINTS:], strict=False):
+        row[:] = (top, left, bottom, right, *rgb, 1)
+    return out
+
+
+def points_from_array(sample: np.ndarray) -> list[tuple]:
+    """points_to_array's rows -> sample_points' list (the used rows)."""
+    return [(*map(int, row[:4]), tuple(map(int, row[4:7]))) for row in sample if row[7]]
+
+
+def point_sample(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`points`' host sampler: sample_points as int32 (MAX_POINTS, POINT_FIELDS); the same draw
+    as point_hints with the same rng."""
+    _check_rgb(image, "point_sample")
+    return points_to_array(sample_points(image, rng))
+
+
 # ---------------------------------------------------------------------------------------------
 # strokes: imitate a user's colour scribbles (the UAN anime-style image coloriser,
 # vrobbin3247/UAN-based-anime-style-image-coloriser, has users draw strokes on a canvas over the
@@ -289,6 +319,44 @@ def stroke_hints(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Colour scribbles (see sample_strokes), uint8 (H, W, 4): R, G, B, mask."""
     _check_rgb(image, "stroke_hints")
     return _render_strokes(sample_strokes(image, rng), image.shape[:2])
+
+
+# The strokes as a fixed-size array, for the device forms (jaxcolor.data.device_hints.strokes,
+# .scribbles): one row per stroke, in drawing order, (n_points, x0, y0, .., x4, y4, width, r,
+# g, b, used): a polyline has 2 .. STROKE_POINTS points (its unused slots repeat the last one);
+# rows after the last stroke are 0 with used = 0. sample_strokes draws at most MAX_STROKES.
+STROKE_POINTS = STROKE_SEGMENTS[1] + 1
+STROKE_FIELDS = 1 + 2 * STROKE_POINTS + 1 + 3 + 1
+
+
+def strokes_to_array(strokes) -> np.ndarray:
+    """sample_strokes' list -> int32 (MAX_STROKES, STROKE_FIELDS) (see above)."""
+    out = np.zeros((MAX_STROKES, STROKE_FIELDS), np.int32)
+    for row, (line, width, rgb) in zip(out, strokes, strict=False):
+        n = len(line)
+        padded = np.concatenate([line, np.repeat(line[-1:], STROKE_POINTS - n, axis=0)])
+        row[:] = (n, *padded.reshape(-1), width, *rgb, 1)
+    return out
+
+
+def strokes_from_array(sample: np.ndarray) -> list[tuple]:
+    """strokes_to_array's rows -> sample_strokes' list (the used rows)."""
+    return [
+        (
+            row[1 : 1 + 2 * row[0]].reshape(-1, 2).astype(np.int32),
+            int(row[1 + 2 * STROKE_POINTS]),
+            tuple(map(int, row[2 + 2 * STROKE_POINTS : 5 + 2 * STROKE_POINTS])),
+        )
+        for row in sample
+        if row[-1]
+    ]
+
+
+def stroke_sample(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`strokes`' and `scribbles`' host sampler: sample_strokes as int32 (MAX_STROKES,
+    STROKE_FIELDS); the same draw as stroke_hints (scribble_hints) with the same rng."""
+    _check_rgb(image, "stroke_sample")
+    return strokes_to_array(sample_strokes(image, rng))
 
 
 def paint_mask(drawing: np.ndarray) -> np.ndarray:
@@ -493,6 +561,15 @@ class HintSpec:
     - shows_map: the page may show the channels (/v1/hints) as the model's dense colour map.
     - help: what --hints (the `hints` field) is for this method, in messages, /v1/info and the
       page; label: the page's name for an IMAGE upload.
+    - device: the per-example device (JAX) form of `make`, `(rgb uint8 (H, W, 3), sample int32
+      (N, F) or None, key) -> uint8 (H, W, channels)`, vmapped and jitted by the caller: a
+      "module:function" string (built-ins: jaxcolor.data.device_hints, imported only when asked
+      for, so this module stays free of JAX) or a callable; see device_form(). None: no device
+      form (the method is derived on the host only).
+    - sample, sample_shape: for a device form that rasterises host-drawn geometry, the host
+      sampler `(rgb uint8 (H, W, 3), rng) -> int32 sample_shape`, drawing exactly `make`'s
+      distribution (the same rng gives the same picture); both or neither. Without them the
+      device form gets sample=None.
     """
 
     name: str
@@ -508,8 +585,20 @@ class HintSpec:
     shows_map: bool = False
     help: str = ""
     label: str = "hint drawing"
+    device: str | Callable[..., Any] | None = None
+    sample: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
+    sample_shape: tuple[int, int] | None = None
 
     def __post_init__(self):
+        if (self.sample is None) != (self.sample_shape is None):
+            raise ValueError(f"HintSpec {self.name}: sample and sample_shape come together")
+        if self.sample is not None and self.device is None:
+            raise ValueError(f"HintSpec {self.name}: a sample is for a device form (device)")
+        if isinstance(self.device, str) and self.device.count(":") != 1:
+            raise ValueError(
+                f"HintSpec {self.name}: device must be 'module:function' or a callable, "
+                f"got {self.device!r}"
+            )
         if self.user_input not in (DRAWING, IMAGE, None):
             raise ValueError(
                 f"HintSpec {self.name}: user_input must be {DRAWING!r}, {IMAGE!r} or None"
@@ -596,6 +685,16 @@ def hinted_pixels(hints, method: str):
     return spec.hinted_pixels(hints)
 
 
+def device_form(method: str) -> Callable[..., Any] | None:
+    """The device (JAX) form of `method` (HintSpec.device), imported on first use; None if the
+    method has none."""
+    device = hint_spec(method).device
+    if device is None or callable(device):
+        return device
+    module, name = device.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def make_hints(
     method: str, image: np.ndarray, rng: np.random.Generator | None = None
 ) -> np.ndarray:
@@ -623,6 +722,8 @@ def _scribbles_from_drawing(drawing: np.ndarray, hw: tuple[int, int]) -> np.ndar
     return scribbles_from_drawing(drawing)
 
 
+_DEVICE = "jaxcolor.data.device_hints:"
+
 for _spec in (
     HintSpec(
         "blur",
@@ -633,6 +734,7 @@ for _spec in (
         needs_paint="A blur model spreads the painted colours into its colour map",
         as_image=True,
         shows_map=True,
+        device=_DEVICE + "blur",
         help="a drawing of the sketch's size: colour strokes (or a whole colour image) on white "
         "or transparent paper, spread into a dense colour map with the training blur; white and "
         "transparent are unpainted paper, so paint light colours slightly off-white",
@@ -645,6 +747,9 @@ for _spec in (
         from_user=_points_from_drawing,
         from_points=identity,
         hinted_pixels=_masked_pixels,
+        device=_DEVICE + "points",
+        sample=point_sample,
+        sample_shape=(MAX_POINTS, POINT_FIELDS),
         help="a drawing of the sketch's size: coloured dots on white or transparent paper",
     ),
     HintSpec(
@@ -655,6 +760,9 @@ for _spec in (
         from_user=_points_from_drawing,
         from_points=identity,
         hinted_pixels=_masked_pixels,
+        device=_DEVICE + "strokes",
+        sample=stroke_sample,
+        sample_shape=(MAX_STROKES, STROKE_FIELDS),
         help="a drawing of the sketch's size: colour scribbles on white or transparent paper",
     ),
     HintSpec(
@@ -665,6 +773,9 @@ for _spec in (
         from_user=_scribbles_from_drawing,
         from_points=scribbles_on_paper,
         hinted_pixels=_on_paper_pixels,
+        device=_DEVICE + "scribbles",
+        sample=stroke_sample,
+        sample_shape=(MAX_STROKES, STROKE_FIELDS),
         help="a drawing of the sketch's size: colour scribbles on white or transparent paper",
     ),
     HintSpec(
@@ -675,10 +786,11 @@ for _spec in (
         from_user=_palette_from_image,
         palette=True,
         as_image=True,
+        device=_DEVICE + "palette",
         help="a colour reference image of any size (its 4-band palette is taken as in training)",
         label="Palette image",
     ),
-    HintSpec("none", 0, no_hints),
+    HintSpec("none", 0, no_hints, device=_DEVICE + "none"),
 ):
     register(_spec)
 del _spec
