@@ -10,7 +10,7 @@ truncated or corrupt data, images larger than PIL's decompression-bomb limit and
 Plain files (8-bit RGB or grayscale JPEGs, 8-bit RGB PNGs without transparency or animation)
 are decoded by OpenCV straight to RGB, at the libjpeg reduction PIL would use and with PIL's
 EXIF orientation: the same libjpeg-turbo / libpng give the same pixels (tests/test_decode.py)
-in about 60% of PIL's time, which matters because decoding is most of the host's work per
+in 65-80% of PIL's time (fewer copies). That matters: decoding is most of the host's work per
 training example. Anything else, and any file OpenCV cannot decode, goes through PIL, which
 decides what is converted and what is skipped (PIL reads the header first either way: size
 limits are enforced before any pixel is decoded).
