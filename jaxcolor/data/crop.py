@@ -28,12 +28,13 @@ def crop_resize(image: np.ndarray, size, rng: np.random.Generator | None) -> np.
     nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
     # INTER_AREA at a fractional ratio costs ~6x INTER_LINEAR (3.3 vs 0.5 ms at 512 -> 286 px);
     # down to half size bilinear barely aliases, and JPEGs arrive pre-reduced to that range.
-    if scale < 0.5:
-        interp = cv2.INTER_AREA
-    else:
-        interp = cv2.INTER_LINEAR if scale < 1 else cv2.INTER_CUBIC
-    image = cv2.resize(image, (nw, nh), interpolation=interp)
-    if image.ndim == 2:  # cv2 drops a single channel
+    if (nh, nw) != (h, w):  # a dataset stored at the crop's size needs only the crop
+        if scale < 0.5:
+            interp = cv2.INTER_AREA
+        else:
+            interp = cv2.INTER_LINEAR if scale < 1 else cv2.INTER_CUBIC
+        image = cv2.resize(image, (nw, nh), interpolation=interp)
+    if image.ndim == 2:  # cv2 drops a single channel (and a 2-D image gets one)
         image = image[..., None]
     if rng is None:  # evaluation: centre crop
         y, x = (nh - th) // 2, (nw - tw) // 2
