@@ -47,10 +47,11 @@ PROG = "jaxcolor.bench"
 # Without --config: the base every config builds on (what configs/default.py returns). It is a
 # config file of the installed package, so bench needs no checkout: any directory, any install.
 DEFAULT_CONFIG = base_config.__file__
-# benchmarks/README.md, "Input pipeline": xdog sketches + blur hints (the default config's),
-# 2 Grain workers, images per CPU-second on a Xeon; `bench aot`'s host input report divides by it
-# unless `--data_json` gives this host's own figure.
-MEASURED_PER_CORE = 295.0
+# benchmarks/README.md, "Input pipeline": images per CPU-second on a Xeon of each data.derive
+# path, xdog sketches + blur hints (the default config's): "host" from 512 px JPEGs with 2 Grain
+# workers (the figure before the device path existed), "device" TODO. `bench aot`'s host input
+# report divides by the run's path's figure unless `--data_json` gives this host's own.
+MEASURED_PER_CORE = {"host": 295.0, "device": 295.0}
 CONFIG_HELP = "config .py (default: jaxcolor/config.py, the base configs/default.py returns)"
 # bench quality's recipe: here, or beside the package in a source checkout.
 QUALITY_CONFIG = "configs/cpu128.py"
@@ -190,6 +191,14 @@ def _add_data(p: argparse.ArgumentParser) -> None:
         "--workers", type=int, nargs="+", default=[0, 1, 2], help="Grain worker counts to run"
     )
     p.add_argument("--batch_size", type=int, default=32, help="per-process batch")
+    p.add_argument(
+        "--derive",
+        nargs="+",
+        choices=("host", "device"),
+        default=["host", "device"],
+        help="data.derive paths to run side by side: host (sketches and hints in the pipeline) "
+        "and device (colour crops only; the step derives them)",
+    )
     p.add_argument("--sketch", default="xdog", help="data.sketch for the run")
     p.add_argument("--hints", default="points", help="data.hints for the run")
     p.add_argument("--files", type=int, default=256, help="JPEGs to write and read")
@@ -209,6 +218,7 @@ def _data(args, config) -> dict[str, Any]:
     results = throughput.run(
         config,
         args.workers,
+        derive=tuple(args.derive),
         num_files=args.files,
         source_size=args.source_size,
         batches=args.batches,
@@ -226,6 +236,7 @@ def _data(args, config) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "results": [
             {
+                "derive": r.derive,
                 "workers": r.workers,
                 "images_per_s": r.images_per_second,
                 "images_per_core_s": r.images_per_cpu_second,
@@ -256,8 +267,9 @@ def _add_aot(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no_eval", action="store_true", help="compile the train step only")
     p.add_argument(
         "--data_json",
-        help="a `bench data --json` result: its best images per core-second for the host "
-        f"input report (default {MEASURED_PER_CORE:.0f}, benchmarks/README.md)",
+        help="a `bench data --json` result: its best images per core-second of each path for "
+        "the host input report (default: host {host:.0f}, device {device:.0f}; "
+        "benchmarks/README.md)".format(**MEASURED_PER_CORE),
     )
     p.add_argument("--json", help="also write the results to this JSON file")
 
@@ -268,12 +280,16 @@ def _aot(args, config) -> dict[str, Any]:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from jaxcolor.run import aot
 
-    per_core = MEASURED_PER_CORE
+    per_core = dict(MEASURED_PER_CORE)
     if args.data_json:
         try:
-            measured = json.loads(pathlib.Path(args.data_json).read_text())
-            per_core = max(r["images_per_core_s"] for r in measured["results"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            measured = json.loads(pathlib.Path(args.data_json).read_text())["results"]
+            for path in per_core:  # a result from before the device path is the host's
+                rates = [
+                    r["images_per_core_s"] for r in measured if r.get("derive", "host") == path
+                ]
+                per_core[path] = max(rates, default=per_core[path])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError(
                 f"--data_json={args.data_json}: not a `bench data --json` result ({e}); "
                 "rerun python -m jaxcolor.bench data --json FILE."

@@ -62,6 +62,11 @@ def get_config() -> ml_collections.ConfigDict:
     # blur | points | strokes | scribbles | palette | none (layout: jaxcolor/data/hints.py)
     c.data.hints = "blur"
     c.data.random_flip = True
+    # Where sketches and hints are made from the colour crop: "host" (the Grain pipeline, on
+    # the CPU), "device" (inside the jitted steps, from the step's key: the host only decodes,
+    # crops and ships colour) or "auto": the device on accelerator meshes, the host on CPU
+    # meshes, decided from the mesh's devices (jaxcolor/data/derive.py).
+    c.data.derive = "auto"
     c.data.num_workers = 8  # Grain worker processes per host; 0 reads in the main process
     c.data.prefetch = 4  # batches buffered per worker
 

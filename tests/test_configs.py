@@ -1,4 +1,5 @@
-"""Every config in configs/ trains as shipped, with each hint method and Grain worker processes.
+"""Every config in configs/ trains as shipped, with each hint method and Grain worker processes,
+with sketches and hints derived on the host and on the device (data.derive).
 
 Each run is a few steps at the smallest size the config's networks accept, with
 data.num_workers=2: every accelerator config reads through worker processes, and what crosses
@@ -60,15 +61,26 @@ def small(name: str, hints: str):
 PAIRS = [(name, hints) for name in CONFIGS for hints in HINTS]
 
 
+def _shipped_hints(name: str) -> str:
+    return load_config(name, *CONFIG_ARGS.get(name, ())).data.hints
+
+
 def _trained_pairs() -> list[tuple[str, str]]:
     pairs = {("tiny", hints) for hints in HINTS} | {("reference", "points")}
     for name in CONFIGS:
-        shipped = load_config(name, *CONFIG_ARGS.get(name, ())).data.hints
-        pairs |= {(name, shipped), (name, "none")}
+        pairs |= {(name, _shipped_hints(name)), (name, "none")}
     return sorted(pairs)
 
 
 TRAINED = _trained_pairs()
+# Both data.derive paths: every trained pair on the host and on the device, except that a
+# config's added "none" (sketch only, which tiny.py's and the sketch-only configs' cover) runs
+# on the host alone.
+RUNS = [(name, hints, "host") for name, hints in TRAINED] + [
+    (name, hints, "device")
+    for name, hints in TRAINED
+    if hints != "none" or name == "tiny" or _shipped_hints(name) == "none"
+]
 
 
 def test_the_trained_pairs_cover_every_config_and_hint_method():
@@ -92,9 +104,10 @@ def test_every_config_and_hint_method_is_valid_or_refused_up_front(name, hints):
         config_checks.validate(c)
 
 
-@pytest.mark.parametrize(("name", "hints"), TRAINED, ids=[f"{n}-{h}" for n, h in TRAINED])
-def test_config_trains_with_hint_method_and_workers(name, hints, tmp_path):
+@pytest.mark.parametrize(("name", "hints", "derive"), RUNS, ids=["-".join(r) for r in RUNS])
+def test_config_trains_with_hint_method_and_workers(name, hints, derive, tmp_path):
     c = small(name, hints)
+    c.data.derive = derive
     state = train_and_evaluate(c, str(tmp_path))
     assert int(state.step) == STEPS
     nets = [state.g] + ([state.d] if state.d is not None else [])

@@ -346,7 +346,8 @@ def test_bench_data_measures_each_worker_count(tmp_path, capsys):
     )  # fmt: skip
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert (result["sketch"], result["hints"], result["image_size"]) == ("xdog", "points", 32)
-    assert [r["workers"] for r in result["results"]] == [0, 1]
+    runs = [(r["derive"], r["workers"]) for r in result["results"]]
+    assert runs == [("host", 0), ("host", 1), ("device", 0), ("device", 1)]
     for r in result["results"]:
         assert r["images_per_s"] > 0 and r["images_per_core_s"] > 0
     lines = capsys.readouterr().err

@@ -264,8 +264,8 @@ def held_out_source(
 
 @dataclasses.dataclass(frozen=True)
 class MakeExample(grain.transforms.RandomMap):
-    """Image (array, or DecodedSource element) -> one example: the arrays `schema.channels`
-    declares for these options (uint8), and "skipped" (int32)."""
+    """Image (array, or DecodedSource element) -> one example: the arrays `schema.fields`
+    declares for these options, and "skipped" (int32)."""
 
     image_size: int | tuple[int, int]  # square side or (height, width)
     sketch: str
@@ -280,9 +280,12 @@ class MakeExample(grain.transforms.RandomMap):
     # `data.sketch`'s extractors and weights (sketch.sketch_mix), carried for the same reason
     # (None: from `sketch`, or no extractor: dataset or model sketches).
     sketch_mix: tuple | None = None
-    # The batch schema's keys for these options (schema.channels), resolved in this process for
+    # The batch schema's keys for these options (schema.fields), resolved in this process for
     # the same reason: a registered hint method's channels are unknown in a fresh worker.
     keys: tuple[str, ...] | None = None
+    # The device path (data.derive = "device"): the hint method's host sampler (its spec's
+    # `sample`), for methods whose device form rasterises host-sampled geometry.
+    sample_hints: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
 
     def random_map(self, element, rng: np.random.Generator):
         if isinstance(element, dict):
@@ -322,6 +325,10 @@ class MakeExample(grain.transforms.RandomMap):
         if "hints" in keys:  # hints="none" ships no array at all
             make_hints = self.make_hints or hints_lib.hint_spec(self.hints).make
             example["hints"] = make_hints(color, rng)
+        if schema.SEED in keys:  # the device path: the step draws from this example's seed
+            example[schema.SEED] = rng.integers(0, 2**32, dtype=np.uint32)
+            if schema.HINTS_SAMPLE in keys:
+                example[schema.HINTS_SAMPLE] = self.sample_hints(color, rng)
         example[schema.SKIPPED] = skipped  # unusable files passed over to reach this one
         if "reference" in keys:
             # Evaluation: the target's own view (the "paired" reference).
@@ -331,15 +338,18 @@ class MakeExample(grain.transforms.RandomMap):
 
 def _example_transform(config: ml_collections.ConfigDict, train: bool) -> MakeExample:
     sketch = config.data.sketch
-    derived = sketch != sketch_lib.DATASET_SKETCH and not sketch_lib.is_model_sketch(sketch)
+    keys = tuple(schema.config_fields(config))
+    derived = "sketch" in keys and sketch != sketch_lib.DATASET_SKETCH
+    spec = hints_lib.hint_spec(config.data.hints)
     reference = registry.generator(config.model.generator).takes_reference
     return MakeExample(
         image_size=image_hw(config),
         sketch=config.data.sketch,
         hints=config.data.hints,
-        make_hints=hints_lib.hint_spec(config.data.hints).make,
+        make_hints=spec.make,
         sketch_mix=sketch_lib.sketch_mix(sketch) if derived else None,
-        keys=tuple(schema.channels(sketch=sketch, hints=config.data.hints, reference=reference)),
+        keys=keys,
+        sample_hints=spec.sample if schema.HINTS_SAMPLE in keys else None,
         train=train,
         random_flip=config.data.random_flip,
         sketch_augment=config.data.sketch_augment,

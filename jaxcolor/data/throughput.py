@@ -1,9 +1,11 @@
 """Host input-pipeline throughput: images/s through decode -> crop -> sketch -> hints -> batch.
 
 `python -m jaxcolor.bench data` writes JPEGs of the synthetic cartoons (`--source_size` px, 512
-by default), then runs the real training pipeline over them for each worker count. Besides
-wall-clock images/s it reports images per CPU-second (main process plus Grain workers, from
-psutil): the per-core figure, independent of how many cores the machine lends the run.
+by default), then runs the real training pipeline over them for each path (`data.derive`: "host"
+derives sketches and hints in the pipeline, "device" ships colour crops, a seed and any sampled
+hint geometry for the step to derive from) and each worker count, side by side in one run.
+Besides wall-clock images/s it reports images per CPU-second (main process plus Grain workers,
+from psutil): the per-core figure, independent of how many cores the machine lends the run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from jaxcolor.data import pipeline, sources
 
 @dataclasses.dataclass(frozen=True)
 class Result:
+    derive: str
     workers: int
     images: int
     seconds: float
@@ -38,7 +41,7 @@ class Result:
 
     def line(self) -> str:
         return (
-            f"workers={self.workers:<2d} {self.images_per_second:8.1f} img/s   "
+            f"{self.derive:<6s} workers={self.workers:<2d} {self.images_per_second:8.1f} img/s   "
             f"{self.images_per_cpu_second:7.1f} img/s per core   "
             f"(CPU {self.cpu_seconds / self.seconds:4.2f} cores busy, {self.images} images "
             f"in {self.seconds:.2f} s)"
@@ -65,10 +68,14 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return total
 
 
-def measure(config: ml_collections.ConfigDict, workers: int, batches: int, warmup: int) -> Result:
-    """Images/s of `pipeline.train_dataset` with `workers` Grain processes after `warmup`."""
+def measure(
+    config: ml_collections.ConfigDict, derive: str, workers: int, batches: int, warmup: int
+) -> Result:
+    """Images/s of `pipeline.train_dataset` on path `derive` ("host" or "device") with
+    `workers` Grain processes after `warmup` batches."""
     with config.unlocked():
         config.data.num_workers = workers
+        config.data.derive = derive
     train, _ = pipeline.make_sources(config)
     iterator = iter(pipeline.train_dataset(config, train))
     for _ in range(warmup):  # worker start-up and first fills are not throughput
@@ -81,13 +88,14 @@ def measure(config: ml_collections.ConfigDict, workers: int, batches: int, warmu
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds(me) - cpu0
     iterator.close()  # stops the workers before the next measurement
-    return Result(workers, images, seconds, cpu)
+    return Result(derive, workers, images, seconds, cpu)
 
 
 def run(
     config: ml_collections.ConfigDict,
     workers: list[int],
     *,
+    derive: tuple[str, ...] = ("host", "device"),
     num_files: int = 256,
     source_size: int = 512,
     batches: int = 20,
@@ -95,7 +103,8 @@ def run(
     folder: str | None = None,
     echo=print,
 ) -> list[Result]:
-    """Writes `num_files` JPEGs (unless `folder` is given) and measures each worker count."""
+    """Writes `num_files` JPEGs (unless `folder` is given) and measures each path and worker
+    count, one after the other in this process."""
     with tempfile.TemporaryDirectory(prefix="jaxcolor-bench-data-") as tmp:
         if folder is None:
             folder = tmp
@@ -109,7 +118,8 @@ def run(
             f"{config.batch_size}, {os.cpu_count()} CPUs visible"
         )
         results = []
-        for n in workers:
-            results.append(measure(config, n, batches, warmup))
-            echo(results[-1].line())
+        for path in derive:
+            for n in workers:
+                results.append(measure(config, path, n, batches, warmup))
+                echo(results[-1].line())
     return results

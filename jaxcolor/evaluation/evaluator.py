@@ -34,7 +34,7 @@ from jax.sharding import Mesh
 
 from jaxcolor import checkpoint, parallel, summary
 from jaxcolor.core.errors import ConfigError, WorkdirError
-from jaxcolor.data import pipeline
+from jaxcolor.data import derive, pipeline
 from jaxcolor.evaluation import baselines as baselines_lib
 from jaxcolor.evaluation import fid as fid_lib
 from jaxcolor.evaluation import hint_fidelity, metrics, sample_sheet
@@ -157,6 +157,7 @@ def _score_fn(config, nets: state_lib.Networks, *, fid: bool, samples: bool) -> 
 
     def score(state, frozen, batch, mask):
         frozen_lib.check(frozen, config, inference=True)
+        batch = derive.complete(batch, derive.eval_key(config), config)  # the device path
         sketch_model = frozen.get(frozen_lib.SKETCH)
         condition, target = inputs.model_inputs(batch, config, sketch_model=sketch_model)
 

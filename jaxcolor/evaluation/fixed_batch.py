@@ -16,6 +16,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from jaxcolor import parallel, summary
+from jaxcolor.data import derive
 from jaxcolor.evaluation import hint_fidelity
 from jaxcolor.evaluation import metrics as image_metrics
 from jaxcolor.nets.inputs import Sketcher, model_inputs, predict, sketch_from_color, to_unit
@@ -36,6 +37,7 @@ def eval_step(
     `frozen` holds the frozen networks the generator's inputs need (the sketch extractor)."""
     if config is not None:
         frozen_lib.check(frozen, config, inference=True)
+        batch = derive.complete(batch, derive.eval_key(config), config)  # the device path
     sketch_model = frozen.get(frozen_lib.SKETCH)
     pred, target = predict(state, batch, nets=nets, config=config, sketch_model=sketch_model)
     metrics = image_metrics.batch_means(pred, target)
@@ -72,7 +74,14 @@ class FixedBatchEvaluator:
     ):
         self._step_fn = jit_eval_step(nets, mesh, config)
         self._frozen = frozen
-        self._batch = parallel.to_global(val_host, parallel.batch_sharding(mesh))
+        data = parallel.batch_sharding(mesh)
+        self._batch = parallel.to_global(val_host, data)
+        # The device path: the fixed batch's sketches and hints, made once (evaluation's key).
+        self._batch = jax.jit(
+            lambda b: derive.complete(b, derive.eval_key(config), config),
+            in_shardings=(data,),
+            out_shardings=data,
+        )(self._batch)
         # The grid shows the global batch, so gather every process's rows once.
         self._host = {
             k: np.asarray(multihost_utils.process_allgather(v, tiled=True))

@@ -24,6 +24,7 @@ from jaxcolor import parallel
 from jaxcolor.core import accelerators
 from jaxcolor.core.errors import ConfigError
 from jaxcolor.core.image_size import to_json
+from jaxcolor.data import derive, schema
 from jaxcolor.evaluation.fixed_batch import jit_eval_step
 from jaxcolor.nets.build import upsample_impl
 from jaxcolor.run import benchmark
@@ -139,11 +140,18 @@ def compile_steps(
     extractor) are compiled from their shapes too: no weights file is read (a sketch model's
     config.json is)."""
     run = builder.build(config, mesh, frozen=builder.ABSTRACT)
+    config = run.config  # data.derive decided for the slice's devices
     step, state, frozen = run.train_step(), run.state, run.frozen
     train = run.batch_shapes()
     steps = {
         "train": _compile("train", lambda: step.lower(state, frozen, train), config.batch_size)
     }
+    if schema.on_device(config):  # what the step spends deriving sketches and hints
+        derived = _jit_derive(config, mesh)
+        key = jax.eval_shape(lambda: jax.random.key(0))
+        steps["derivation"] = _compile(
+            "derivation", lambda: derived.lower(train, key), config.batch_size
+        )
     if with_eval:
         parallel.check_batch_size(config.eval_batch_size, mesh, name="eval_batch_size")
         evaluate = jit_eval_step(run.nets, mesh, config)
@@ -152,6 +160,17 @@ def compile_steps(
             "eval", lambda: evaluate.lower(state, frozen, batch), config.eval_batch_size
         )
     return steps
+
+
+def _jit_derive(config: ml_collections.ConfigDict, mesh: Mesh):
+    """`derive.complete` alone, jitted as the train step shards its batch: the device path's
+    own cost, which the train step includes (fused there, so this is an upper bound)."""
+    data = parallel.batch_sharding(mesh)
+    return jax.jit(
+        lambda batch, key: derive.complete(batch, key, config),
+        in_shardings=(data, parallel.replicated(mesh)),
+        out_shardings=data,
+    )
 
 
 def with_batch(config: ml_collections.ConfigDict, global_batch: int) -> ml_collections.ConfigDict:
@@ -224,11 +243,14 @@ def report(
     mesh: Mesh,
     steps: dict[str, Step],
     *,
-    images_per_core_s: float,
+    images_per_core_s: dict[str, float],
 ) -> dict[str, Any]:
     """Per-chip memory against HBM, FLOPs per image (XLA and analytic), bytes, arithmetic
-    intensity, the roofline bound on step time and the MFU ceiling, and the host input rate
-    (the CPU cores it needs at `images_per_core_s`, the input pipeline's measured rate)."""
+    intensity, the roofline bound on step time and the MFU ceiling, on the device path what
+    deriving sketches and hints adds to the step, and the host input rate (the CPU cores it
+    needs at `images_per_core_s[path]`, the input pipeline's measured rate on the run's
+    data.derive path, "host" or "device")."""
+    path = derive.resolve(config, parallel.platform(mesh)).data.derive
     chip = target.chip
     chips = mesh.devices.size
     hosts = parallel.process_count(mesh)
@@ -253,6 +275,7 @@ def report(
         "upsample_impl": upsample_impl(config.model.generator, parallel.platform(mesh)),
         "hbm_gib": chip.hbm_gib,
         "flops_per_image_analytic": analytic,
+        "derive": path,
     }
     for name, s in steps.items():
         out[name] = {
@@ -285,13 +308,27 @@ def report(
             "mfu_ceiling": analytic * batch / chips / bound / chip.peak_bf16_flops,
             "flops_utilization_ceiling": compute_s / bound,
         }
+        made = steps.get("derivation")
+        if made is not None and made.flops and made.bytes_accessed:
+            made_s = max(
+                made.flops / chip.peak_bf16_flops, made.bytes_accessed / chip.hbm_bytes_per_s
+            )
+            out["derive_cost"] = {
+                "flops_per_image": made.flops * chips / batch,
+                "bytes_accessed_per_chip": made.bytes_accessed,
+                "share_of_step_flops": made.flops / train.flops,
+                "share_of_step_bytes": made.bytes_accessed / train.bytes_accessed,
+                "roofline_s": made_s,
+                "share_of_roofline_step": made_s / bound,
+            }
         host_rate = batch / hosts / bound
         vcpus = HOST_VCPUS.get((chip.family, chips // hosts))
-        cores = host_rate / images_per_core_s
+        per_core = images_per_core_s[path]
+        cores = host_rate / per_core
         out["host_input"] = {
             "per_host_batch": batch // hosts,
             "images_per_s_needed": host_rate,
-            "images_per_core_s": images_per_core_s,
+            "images_per_core_s": per_core,
             "cores_needed": cores,
             "host_vcpus": vcpus,
             "host_can_feed": cores <= vcpus if vcpus else "unknown",
@@ -307,7 +344,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         f"{r['chips_per_host']} chips; batch {r['batch_size']} = {r['per_chip_batch']} per chip, "
         f"{r['per_host_batch']} per host; upsample {r['upsample_impl']}"
     ]
-    for name in ("train", "eval"):
+    for name in ("train", "eval", "derivation"):
         if name in r:
             s = r[name]
             lines.append(
@@ -330,10 +367,18 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             f"<= {r['roofline_images_per_s']:.0f} img/s, MFU ceiling "
             f"{100 * r['mfu_ceiling']:.0f} % (analytic FLOPs; XLA's: "
             f"{100 * r['flops_utilization_ceiling']:.0f} %)",
-            f"host input: {h['images_per_s_needed']:.0f} img/s per host at that bound = "
-            f"{h['cores_needed']:.1f} cores at {h['images_per_core_s']:.0f} img/core-s "
-            f"(host has {h['host_vcpus'] or 'an unknown number of'} vCPUs)",
+            f"host input ({r['derive']} path): {h['images_per_s_needed']:.0f} img/s per host at "
+            f"that bound = {h['cores_needed']:.1f} cores at {h['images_per_core_s']:.0f} "
+            f"img/core-s (host has {h['host_vcpus'] or 'an unknown number of'} vCPUs)",
         ]
+    if "derive_cost" in r:
+        d = r["derive_cost"]
+        lines.append(
+            f"deriving sketches and hints on device: {d['flops_per_image'] / 1e6:.1f} MFLOP/image "
+            f"= {100 * d['share_of_step_flops']:.2f} % of the step's FLOPs, "
+            f"{100 * d['share_of_step_bytes']:.2f} % of its bytes, "
+            f"{100 * d['share_of_roofline_step']:.2f} % of its roofline bound (compiled alone)"
+        )
     if "max_per_chip_batch" in r:
         lines.append(
             f"largest per-chip batch that fits: {r['max_per_chip_batch']} "

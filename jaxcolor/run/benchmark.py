@@ -130,6 +130,7 @@ class _Setup:
 
     def __init__(self, config: ml_collections.ConfigDict):
         run = builder.build(config)  # as train_and_evaluate: validated before anything is built
+        self.config = run.config  # data.derive decided for the mesh
         self.mesh, self.frozen = run.mesh, run.frozen
         self.sharding = parallel.batch_sharding(self.mesh)
         self.state = run.init_state()
@@ -201,6 +202,7 @@ def bench_e2e(config: ml_collections.ConfigDict, *, steps: int, warmup: int = 1)
     setup = _Setup(config)
     setup.run(warmup)
     device_step_s = setup.run(steps) / steps
+    config = setup.config
     train_source, _ = pipeline.make_sources(config)
     data_iter = iter(pipeline.train_dataset(config, train_source))
 

@@ -115,6 +115,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     waits for the save to commit and returns; rerunning the same call resumes there.
     """
     run = builder.build(config)  # validated, the frozen networks loaded, the state as shapes
+    config = run.config  # data.derive decided for the mesh
     workdir = _prepare_workdir(workdir)
     cache = parallel.configure_compilation_cache(_compile_cache_dir(config, workdir))
     mesh = _start(run)

@@ -19,7 +19,7 @@ import ml_collections
 from jax.sharding import Mesh
 
 from jaxcolor import parallel
-from jaxcolor.data import schema
+from jaxcolor.data import derive, schema
 from jaxcolor.training import config_checks
 from jaxcolor.training import frozen as frozen_lib
 from jaxcolor.training.state import Networks, TrainState, abstract_train_state, create_train_state
@@ -76,7 +76,8 @@ def build(
     frozen: str = LOAD,
     check: bool = True,
 ) -> Run:
-    """`config`'s run on `mesh` (default: config.mesh.data's devices).
+    """`config`'s run on `mesh` (default: config.mesh.data's devices); `Run.config` is `config`
+    with data.derive decided for the mesh (`derive.resolve`): use it, not `config`, from here on.
 
     With `check` the config is validated first (the frozen networks' weights files too when
     they are loaded) and the batch size checked against the mesh; a checkpoint's own config
@@ -89,6 +90,9 @@ def build(
         config_checks.validate(config, weights_files=frozen != ABSTRACT)
     if mesh is None:
         mesh = parallel.create_mesh(config.mesh.data)
+    # data.derive "auto" -> the device path on accelerator meshes: from the mesh's devices, so
+    # compiling for a TPU slice from a CPU host (bench aot) compiles what the slice will run.
+    config = derive.resolve(config, parallel.platform(mesh))
     if check:
         parallel.check_batch_size(config.batch_size, mesh)
     replicated = parallel.replicated(mesh)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxcolor.core.image_size import describe, image_hw
+from jaxcolor.data import derive
 from jaxcolor.data.decode import LAYOUTS
 from jaxcolor.data.hints import HINT_CHANNELS, pixel_methods
 from jaxcolor.data.sketch import DATASET_SKETCH, is_model_sketch, parse_sketch_mix
@@ -108,6 +109,7 @@ def validate(config: ml_collections.ConfigDict, *, weights_files: bool = True) -
         config.data.hints in HINT_CHANNELS,
         f"data.hints must be one of {sorted(HINT_CHANNELS)}, got {config.data.hints!r}",
     )
+    derive.check(config)  # data.derive, and device forms for 'device'
     require(
         config.train.on_nonfinite in ON_NONFINITE,
         f"train.on_nonfinite must be one of {ON_NONFINITE}, got {config.train.on_nonfinite!r}",

@@ -13,6 +13,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from jaxcolor import parallel, summary
+from jaxcolor.data import derive
 from jaxcolor.nets.inputs import apply, generator_kwargs, model_inputs
 from jaxcolor.training import frozen as frozen_lib
 from jaxcolor.training import image_pool, losses
@@ -50,6 +51,7 @@ def train_step(
     mode = loss_cfg.gan_mode
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     frozen_lib.check(frozen, config)
+    batch = derive.complete(batch, key, config)  # the device path: sketches and hints made here
     condition, target = model_inputs(batch, config, sketch_model=frozen.get(frozen_lib.SKETCH))
     extra = generator_kwargs(nets, batch)
     aux_weights = _deep_supervision_weights(config)
