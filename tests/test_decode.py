@@ -41,6 +41,7 @@ def _pil_path(data: bytes, monkeypatch, **kwargs) -> np.ndarray:
     """What decode made of `data` before the OpenCV path (PIL only)."""
     with monkeypatch.context() as m:
         m.setattr(decode, "_decode_fast", lambda *a: None)
+        m.setattr(decode, "_decode_plain_jpeg", lambda *a: None)
         return decode.decode(data, **kwargs)
 
 
@@ -182,6 +183,27 @@ def test_what_the_pil_path_skips_or_converts_goes_there(tmp_path, cartoon, monke
     assert not _fast_is_refused(speck)
     with pytest.raises(decode.BadImage, match="px"):
         decode.decode(speck)
+
+
+def test_plain_jpegs_skip_pils_header_and_the_rest_go_to_pil(tmp_path, cartoon, monkeypatch):
+    files = write_bad_folder(tmp_path)
+    for name in ["good.jpg", "gray.jpg", "large.jpg"]:
+        assert decode._plain_jpeg(files[name]) == Image.open(io.BytesIO(files[name])).size, name
+    # EXIF (an orientation), Adobe (CMYK), truncated, padded, progressive-but-not-JPEG: PIL's.
+    for name in ["exif_rotated.jpg", "cmyk.jpg", "truncated.jpg", "good.png"]:
+        assert decode._plain_jpeg(files[name]) is None, name
+    jpeg = _cv2_jpeg(cartoon)
+    assert decode._plain_jpeg(jpeg + b"\0") is None
+    assert decode._plain_jpeg(_cv2_jpeg(cartoon, IMWRITE_JPEG_PROGRESSIVE=1)) == (224, 160)
+
+    # A plain JPEG never opens PIL, and decodes to the pixels PIL's path gives.
+    def no_pil(*a):
+        raise AssertionError("opened with PIL")
+
+    want = _pil_path(jpeg, monkeypatch, min_side=40)
+    with monkeypatch.context() as m:
+        m.setattr(decode, "_open", no_pil)
+        np.testing.assert_array_equal(decode.decode(jpeg, min_side=40), want)
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:

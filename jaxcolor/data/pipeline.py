@@ -307,7 +307,9 @@ class MakeExample(grain.transforms.RandomMap):
         if color.shape[:2] != hw(self.image_size):
             color = crop_resize(color, self.image_size, rng if self.train else None)
         if self.train and self.random_flip and rng.random() < 0.5:
-            color = color[:, ::-1]
+            # = color[:, ::-1], copied by OpenCV: numpy's copy of that reversed view is ~10x
+            # slower (0.3 ms at 256 px, a third of the device path's host time).
+            color = cv2.flip(color, 1).reshape(color.shape)
         if use_real:
             color, sketch = color[..., :3], np.ascontiguousarray(color[..., 3:])
             if self.sketch_augment:

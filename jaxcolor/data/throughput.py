@@ -96,7 +96,7 @@ def run(
     workers: list[int],
     *,
     derive: tuple[str, ...] = ("host", "device"),
-    num_files: int = 256,
+    num_files: int = 2048,
     source_size: int = 512,
     batches: int = 20,
     warmup: int = 3,
