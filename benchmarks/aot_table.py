@@ -1,11 +1,14 @@
 """Prints docs/tpu.md's "Sizing for a TPU slice" tables (pix2pix-256, then "Other families") from
-benchmarks/results/aot-*.json (written by benchmarks/aot_table.sh):
+benchmarks/results/aot-*.json (written by benchmarks/aot_table.sh); the host column divides each
+row's images/s per host by `bench data`'s images per core-second of each data.derive path
+(jaxcolor.bench.MEASURED_PER_CORE):
     .venv/bin/python benchmarks/aot_table.py"""
 
 import importlib.util
 import json
 import pathlib
 
+from jaxcolor.bench import MEASURED_PER_CORE as PER_CORE
 from jaxcolor.core import slice_sizing
 
 REPO = pathlib.Path(__file__).parent.parent
@@ -37,7 +40,8 @@ def main() -> None:
     print(
         "| config | topology (hosts x chips) | per-chip batch | compile s (train / eval) "
         "| peak GiB / HBM (train) | FLOPs/image XLA / analytic | roofline step bound "
-        "| MFU ceiling (analytic / XLA FLOPs) | host input needed | max per-chip batch "
+        "| MFU ceiling (analytic / XLA FLOPs) | host input needed (host / device path) "
+        "| max per-chip batch "
         "| chosen per-chip batch (pod.py) |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -61,7 +65,9 @@ def main() -> None:
                 f"{r['flops_per_image_analytic'] / 1e9:.1f} G "
                 f"| {1e3 * r['roofline_step_s']:.1f} ms ({r['roofline_bound_by']}) "
                 f"| {100 * r['mfu_ceiling']:.0f} % / {100 * hardware:.0f} % "
-                f"| {h['images_per_s_needed']:.0f} img/s/host = {h['cores_needed']:.0f} cores "
+                f"| {h['images_per_s_needed']:.0f} img/s/host = "
+                f"{h['images_per_s_needed'] / PER_CORE['host']:.0f} / "
+                f"{h['images_per_s_needed'] / PER_CORE['device']:.0f} cores "
                 f"| {peak if peak is not None else 'not searched'} "
                 f"| {chosen.get(topology, '-')} |"
             )

@@ -41,9 +41,6 @@ from jaxcolor.data import sketch as host
 # OpenCV's building blocks
 
 
-_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)
-
-
 def gray(rgb: jax.Array) -> jax.Array:
     """cv2.cvtColor(rgb, COLOR_RGB2GRAY) on uint8, / 255 as float32. OpenCV 4's fixed point for
     8-bit gray: 15-bit weights 9798, 19235, 3735 (0.299, 0.587, 0.114, summing to 2^15) with
@@ -52,9 +49,22 @@ def gray(rgb: jax.Array) -> jax.Array:
         raise ValueError(f"a sketch expects an (H, W, 3) RGB image, got shape {rgb.shape}")
     c = rgb.astype(jnp.int32)
     y = (c[..., 0] * 9798 + c[..., 1] * 19235 + c[..., 2] * 3735 + (1 << 14)) >> 15
-    # A table of numpy's level / 255.0 (XLA may turn a division by a constant into a
-    # multiplication by its reciprocal, which is off by one ulp for most levels).
-    return jnp.asarray(_LEVELS)[y]
+    return _over_255(y.astype(jnp.float32))
+
+
+def _over_255(y: jax.Array) -> jax.Array:
+    """y / 255 rounded as numpy rounds it (y: whole numbers 0..255 as float32), from
+    multiplications and subtractions only: XLA may turn a division by a constant into a
+    multiplication by its reciprocal, which is off by one ulp for most levels, and a lookup table
+    would be a gather (on TPU counted as reading the table per pixel: 270 MB per 256 px image).
+    Of the product and its two neighbours it keeps the one whose c * 255 - y is smallest, which
+    (c * 256 - y) - c computes exactly (Sterbenz: each subtraction's operands are within 2x)."""
+    r = y * np.float32(1.0 / 255.0)
+    best, err = r, jnp.abs((r * 256.0 - y) - r)
+    for c in (jnp.nextafter(r, jnp.float32(-1.0)), jnp.nextafter(r, jnp.float32(2.0))):
+        e = jnp.abs((c * 256.0 - y) - c)
+        best, err = jnp.where(e < err, c, best), jnp.minimum(e, err)
+    return best
 
 
 def _ksize(sigma):
